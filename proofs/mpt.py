@@ -1,0 +1,115 @@
+"""Merkle-Patricia trie proof verification (Yellow Paper appendix D; EIP-1186).
+
+A proof is the list of RLP-encoded nodes on the path from the root to the key. Each
+node must hash to the reference that points at it; nodes whose encoding is shorter
+than 32 bytes are embedded in their parent instead of referenced by hash. The walk
+either reaches the key's leaf (inclusion) or reaches a point where the path provably
+diverges (exclusion: the key is absent and its value is empty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import rlp
+from eth_hash.auto import keccak
+
+from proofs.errors import (
+    InvalidNode,
+    MalformedInput,
+    NodeHashMismatch,
+    ProofHasExtraNodes,
+    ProofIncomplete,
+)
+
+BLANK_ROOT = keccak(rlp.encode(b""))
+
+Node = list  # a decoded node: 17 items (branch) or 2 items (extension / leaf)
+
+
+def bytes_to_nibbles(key: bytes) -> tuple[int, ...]:
+    return tuple(n for b in key for n in (b >> 4, b & 0x0F))
+
+
+def decode_compact(encoded: bytes) -> tuple[tuple[int, ...], bool]:
+    """Hex-prefix decoding (Yellow Paper appendix C): the nibble path and the leaf flag."""
+    if not encoded:
+        raise ValueError("empty hex-prefix path")
+    nibbles = bytes_to_nibbles(encoded)
+    flag = nibbles[0]
+    if flag > 3 or (flag in (0, 2) and nibbles[1] != 0):
+        raise ValueError(f"bad hex-prefix flag nibble {flag}")
+    is_leaf = flag >= 2
+    return (nibbles[1:] if flag & 1 else nibbles[2:]), is_leaf
+
+
+def verify_proof(
+    root: bytes, key: bytes, proof: Sequence[bytes], label: str = "proof"
+) -> bytes | None:
+    """The value stored at ``keccak(key)`` in the secure trie rooted at ``root``.
+
+    Returns ``None`` when the proof shows the key is absent. Raises a ``ProofError``
+    subclass when the proof does not prove either outcome against ``root``.
+    """
+    if root == BLANK_ROOT and all(node == b"\x80" for node in proof):
+        return None
+    path = bytes_to_nibbles(keccak(key))
+    reference: bytes | Node = root
+    used = 0
+    pos = 0
+    while True:
+        node, used = _resolve(reference, proof, used, label)
+        if len(node) == 17:
+            if pos == len(path):
+                value = node[16]
+                break
+            reference = node[path[pos]]
+            pos += 1
+            if reference == b"":
+                value = None
+                break
+        elif len(node) == 2:
+            try:
+                segment, is_leaf = decode_compact(node[0])
+            except ValueError as e:
+                raise InvalidNode(label, used - 1, str(e)) from e
+            if path[pos : pos + len(segment)] != segment:
+                value = None
+                break
+            pos += len(segment)
+            if is_leaf:
+                if pos != len(path):
+                    raise InvalidNode(label, used - 1, "leaf ends before the key does")
+                value = node[1]
+                break
+            reference = node[1]
+        else:
+            raise InvalidNode(label, used - 1, f"node has {len(node)} items, not 2 or 17")
+    if used != len(proof):
+        raise ProofHasExtraNodes(label, used, len(proof))
+    if value is not None and not isinstance(value, bytes):
+        raise InvalidNode(label, used - 1, "value is not a byte string")
+    return value or None
+
+
+def _resolve(
+    reference: bytes | Node, proof: Sequence[bytes], used: int, label: str
+) -> tuple[Node, int]:
+    """The node a reference points at, and how many proof nodes are consumed now."""
+    if isinstance(reference, list):
+        return reference, used  # embedded node: already inside its parent's RLP
+    if len(reference) != 32:
+        raise InvalidNode(label, max(used - 1, 0), f"child reference of {len(reference)} bytes")
+    if used >= len(proof):
+        raise ProofIncomplete(label, used)
+    encoded = proof[used]
+    actual = keccak(encoded)
+    if actual != reference:
+        raise NodeHashMismatch(label, used, reference, actual)
+    try:
+        node = rlp.decode(encoded)
+    except rlp.exceptions.DecodingError as e:
+        raise MalformedInput(f"{label} node {used}", str(e)) from e
+    if not isinstance(node, list):
+        raise InvalidNode(label, used, "node is not an RLP list")
+    return node, used + 1

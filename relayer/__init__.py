@@ -1,0 +1,1 @@
+"""The chain-facing half of the node: listeners, proof service, submitters, the CLI."""

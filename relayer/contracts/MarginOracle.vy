@@ -1,0 +1,111 @@
+# pragma version ~=0.4.3
+"""
+@title MarginOracle
+@notice Accepts EIP-712 margin attestations signed by at least `threshold` registered
+        signers and keeps the latest one per trader. Venues on this chain ask it for the
+        trader's free collateral on this chain; off-chain readers use the same views.
+@dev The domain separator binds the chain id and this contract's address (EIP-712), so
+     an attestation for another chain or another oracle does not verify here. The
+     per-trader sequence only rises, so a replayed or older attestation reverts.
+     Signatures must come sorted by signer address, which makes duplicates impossible
+     without a per-call set.
+"""
+
+struct Attestation:
+    trader: address
+    sequence: uint64
+    equity: int256
+    maintenance_margin: uint256
+    initial_margin: uint256
+    free_collateral: uint256
+    params_version: uint32
+    source_blocks_hash: bytes32
+    valid_until: uint64
+
+event AttestationAccepted:
+    trader: indexed(address)
+    sequence: uint64
+    equity: int256
+    maintenance_margin: uint256
+    free_collateral: uint256
+
+MAX_SIGNERS: constant(uint256) = 32
+
+EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+ATTESTATION_TYPEHASH: constant(bytes32) = keccak256(
+    "Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,bytes32 sourceBlocksHash,uint64 validUntil)"
+)
+NAME_HASH: constant(bytes32) = keccak256("xmargin MarginOracle")
+VERSION_HASH: constant(bytes32) = keccak256("1")
+
+DOMAIN_SEPARATOR: public(immutable(bytes32))
+is_signer: public(HashMap[address, bool])
+threshold: public(uint256)
+latest: public(HashMap[address, Attestation])
+
+
+@deploy
+def __init__(signers: DynArray[address, MAX_SIGNERS], threshold: uint256):
+    assert threshold > 0 and threshold <= len(signers), "bad threshold"
+    for s: address in signers:
+        assert s != empty(address), "zero signer"
+        assert not self.is_signer[s], "duplicate signer"
+        self.is_signer[s] = True
+    self.threshold = threshold
+    DOMAIN_SEPARATOR = keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+
+
+@view
+@internal
+def _digest(a: Attestation) -> bytes32:
+    struct_hash: bytes32 = keccak256(abi_encode(
+        ATTESTATION_TYPEHASH, a.trader, a.sequence, a.equity, a.maintenance_margin,
+        a.initial_margin, a.free_collateral, a.params_version, a.source_blocks_hash, a.valid_until,
+    ))
+    return keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, struct_hash))
+
+
+@view
+@external
+def digest(a: Attestation) -> bytes32:
+    return self._digest(a)
+
+
+@external
+def submit(a: Attestation, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
+    assert a.sequence > self.latest[a.trader].sequence, "stale sequence"
+    assert convert(a.valid_until, uint256) >= block.timestamp, "expired"
+    d: bytes32 = self._digest(a)
+    previous: address = empty(address)
+    for sig: Bytes[65] in signatures:
+        assert len(sig) == 65, "bad signature length"
+        r: uint256 = convert(extract32(sig, 0), uint256)
+        s: uint256 = convert(extract32(sig, 32), uint256)
+        v: uint256 = convert(slice(sig, 64, 1), uint256)
+        signer: address = ecrecover(d, v, r, s)
+        assert signer != empty(address), "bad signature"
+        assert convert(signer, uint160) > convert(previous, uint160), "signers unsorted or duplicate"
+        assert self.is_signer[signer], "unknown signer"
+        previous = signer
+    assert len(signatures) >= self.threshold, "below threshold"
+    self.latest[a.trader] = a
+    log AttestationAccepted(trader=a.trader, sequence=a.sequence, equity=a.equity,
+                            maintenance_margin=a.maintenance_margin, free_collateral=a.free_collateral)
+
+
+@view
+@external
+def free_collateral(trader: address) -> uint256:
+    a: Attestation = self.latest[trader]
+    if convert(a.valid_until, uint256) < block.timestamp:
+        return 0
+    return a.free_collateral
+
+
+@view
+@external
+def is_liquidatable(trader: address) -> bool:
+    a: Attestation = self.latest[trader]
+    return a.sequence > 0 and a.equity < convert(a.maintenance_margin, int256)

@@ -1,0 +1,38 @@
+"""Vyper sources of the on-chain side, compiled with the ``vyper`` package on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import vyper
+
+SOURCES = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Compiled:
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+    storage_layout: dict[str, Any]
+
+    def slot_of(self, variable: str) -> int:
+        """Base storage slot of ``variable`` as the compiler laid it out."""
+        return int(self.storage_layout[variable]["slot"])
+
+
+@cache
+def compiled(name: str) -> Compiled:
+    """Compile ``relayer/contracts/<name>.vy`` (cached per process)."""
+    source = (SOURCES / f"{name}.vy").read_text()
+    out = vyper.compile_code(source, output_formats=["abi", "bytecode", "layout"])
+    layout = out["layout"]
+    return Compiled(
+        name=name,
+        abi=out["abi"],
+        bytecode=out["bytecode"],
+        storage_layout=layout.get("storage_layout", layout),
+    )

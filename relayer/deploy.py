@@ -1,0 +1,68 @@
+"""Deploying the contracts of one satellite chain (demo and tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+
+from relayer.contracts import compiled
+from relayer.venue import market_bytes
+
+# anvil's well-known development keys (mnemonic "test test … junk"), local chains only.
+ANVIL_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83cf34baf55c4d7c8e45c8d8ff7b2b4ab8e8f8b9ad5d",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    rpc_url: str
+    oracle: str
+    venue: str
+    feeds: dict[str, str]
+
+
+def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
+    tx = call.build_transaction({"from": account.address,
+                                 "nonce": w3.eth.get_transaction_count(account.address, "pending")})
+    tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.1)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"transaction {tx_hash.hex()} reverted")
+    return receipt
+
+
+def deploy_contract(w3: Web3, account: LocalAccount, name: str, *args: Any) -> str:
+    c = compiled(name)
+    factory = w3.eth.contract(abi=c.abi, bytecode=c.bytecode)
+    receipt = transact(w3, account, factory.constructor(*args))
+    return str(receipt["contractAddress"]).lower()
+
+
+def contract(w3: Web3, name: str, address: str) -> Any:
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=compiled(name).abi)
+
+
+def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], threshold: int,
+                 prices: dict[str, int]) -> Deployment:
+    """PriceFeed per asset (8 decimals, first round = ``prices``), PerpVenue, MarginOracle."""
+    w3 = Web3(HTTPProvider(rpc_url))
+    feeds = {}
+    venue = deploy_contract(w3, deployer, "PerpVenue")
+    for asset, price_usd in prices.items():
+        feed = deploy_contract(w3, deployer, "PriceFeed", market_bytes(asset), 8)
+        transact(w3, deployer, contract(w3, "PriceFeed", feed).functions.submit(price_usd * 10**8))
+        transact(w3, deployer, contract(w3, "PerpVenue", venue).functions.list_market(
+            market_bytes(asset), Web3.to_checksum_address(feed)))
+        feeds[asset] = feed
+    sorted_signers = [Web3.to_checksum_address(s) for s in signers]
+    oracle = deploy_contract(w3, deployer, "MarginOracle", sorted_signers, threshold)
+    return Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
+                      feeds=feeds)

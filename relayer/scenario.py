@@ -1,0 +1,162 @@
+"""The hedged-trader scenario on two chains, shared by ``xmargin demo`` and the e2e test.
+
+A trader deposits on a venue on each chain, goes long on chain A and short the same
+underlying on chain B; the node proves both books, the stream processor nets them, and
+the attestation lands on both chains' MarginOracle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+
+from relayer.deploy import ANVIL_KEYS, Deployment, contract, deploy_chain, transact
+from relayer.signing import write_keystore
+from relayer.venue import market_bytes
+from streams import topics
+from streams.records import Attestation
+
+WAD = 10**18
+
+
+@dataclass(frozen=True)
+class Network:
+    bootstrap: str
+    deployments: tuple[Deployment, ...]
+    config_path: Path
+
+
+def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
+                  prices: dict[str, int], n_signers: int = 3, threshold: int = 2) -> Network:
+    """Deploy on every chain, write keystores and the node's TOML config."""
+    deployer = Account.from_key(ANVIL_KEYS[0])
+    signers = [Account.create() for _ in range(n_signers)]
+    keys = run_dir / "keys"
+    signer_stores = [write_keystore(s, keys, f"signer-{i}", f"pw-signer-{i}")
+                     for i, s in enumerate(signers)]
+    submitter = write_keystore(Account.from_key(ANVIL_KEYS[1]), keys, "submitter", "pw-submitter")
+    deployments = tuple(deploy_chain(url, deployer, [s.address for s in signers], threshold, prices)
+                        for url in rpc_urls)
+    lines = [
+        f'state_dir = "{run_dir / "state"}"',
+        f"signer_threshold = {threshold}",
+        "[kafka]", f'bootstrap = "{bootstrap}"',
+        "[streams]", f'data_dir = "{run_dir / "worker"}"', "partitions = 4",
+    ]
+    for s in signer_stores:
+        lines += ["[[signers]]", f'keystore = "{s.keystore}"', f'password_file = "{s.password_file}"']
+    for i, d in enumerate(deployments):
+        lines += [
+            "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
+            f'rpc_urls = ["{d.rpc_url}"]', "finality_blocks = 2", f'oracle = "{d.oracle}"',
+            f'venues = ["{d.venue}"]',
+            "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
+            f'submitter = {{ keystore = "{submitter.keystore}", '
+            f'password_file = "{submitter.password_file}" }}',
+        ]
+    config = run_dir / "node.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return Network(bootstrap, deployments, config)
+
+
+def open_positions(deployment: Deployment, trader: LocalAccount, market: str,
+                   collateral_usd: int, size: float) -> int:
+    """Deposit and trade on the chain's venue; the block number of the trade."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    venue = contract(w3, "PerpVenue", deployment.venue)
+    transact(w3, trader, venue.functions.deposit(collateral_usd * WAD))
+    receipt = transact(w3, trader, venue.functions.trade(market_bytes(market), int(size * WAD)))
+    return int(receipt["blockNumber"])
+
+
+def read_oracle(deployment: Deployment, trader: str) -> dict[str, Any]:
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    oracle = contract(w3, "MarginOracle", deployment.oracle)
+    checksum = Web3.to_checksum_address(trader)
+    latest = oracle.functions.latest(checksum).call()
+    return {
+        "chain_id": deployment.chain_id,
+        "oracle": deployment.oracle,
+        "sequence": latest[1],
+        "equity_usd": latest[2] / WAD,
+        "maintenance_margin_usd": latest[3] / WAD,
+        "initial_margin_usd": latest[4] / WAD,
+        "free_collateral_usd": latest[5] / WAD,
+        "params_version": latest[6],
+        "valid_until": latest[8],
+        "oracle_free_collateral_view_usd": oracle.functions.free_collateral(checksum).call() / WAD,
+    }
+
+
+async def wait_for_netted_attestation(bootstrap: str, trader: str, after_blocks: dict[int, int],
+                                      timeout_s: float) -> Attestation:
+    """The first attestation for ``trader`` whose source blocks cover every trade block."""
+    consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for m in messages:
+                    att = Attestation.model_validate_json(m.value)
+                    seen = {b.chain_id: b.number for b in att.source_blocks}
+                    if att.trader == trader and all(
+                        seen.get(c, -1) >= n for c, n in after_blocks.items()
+                    ):
+                        return att
+    finally:
+        await consumer.stop()
+    raise TimeoutError(f"no attestation covering blocks {after_blocks} within {timeout_s} s")
+
+
+def wait_for_oracles(deployments: tuple[Deployment, ...], trader: str, sequence: int,
+                     timeout_s: float) -> list[dict[str, Any]]:
+    """Readings of every chain's oracle once each holds ``sequence`` or later."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        readings = [read_oracle(d, trader) for d in deployments]
+        if all(r["sequence"] >= sequence for r in readings):
+            return readings
+        time.sleep(0.5)
+    raise TimeoutError(f"attestation {sequence} not on every chain within {timeout_s} s")
+
+
+def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
+    """Long on the first chain, short on the second; the summary once both oracles agree."""
+    trader = Account.from_key(ANVIL_KEYS[2])
+    address = trader.address.lower()
+    a, b = network.deployments[:2]
+    trade_blocks = {
+        a.chain_id: open_positions(a, trader, "ETH", collateral_usd=10_000, size=10.0),
+        b.chain_id: open_positions(b, trader, "ETH", collateral_usd=10_000, size=-10.0),
+    }
+    att = asyncio.run(wait_for_netted_attestation(network.bootstrap, address, trade_blocks,
+                                                  timeout_s))
+    readings = wait_for_oracles(network.deployments, address, att.sequence, timeout_s)
+    isolated = att.isolated_margin_wad / WAD
+    global_mm = att.maintenance_margin_wad / WAD
+    return {
+        "trader": address,
+        "positions": {str(a.chain_id): "long 10 ETH", str(b.chain_id): "short 10 ETH"},
+        "attestation_sequence": att.sequence,
+        "params_version": att.params_version,
+        "sum_isolated_maintenance_margin_usd": isolated,
+        "global_maintenance_margin_usd": global_mm,
+        "saving_pct": round(100.0 * (1 - global_mm / isolated), 2) if isolated else 0.0,
+        "chains": readings,
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True)

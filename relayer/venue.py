@@ -1,0 +1,80 @@
+"""What the venue and feed contracts say, decoded into records, and their commitments.
+
+``commitment(trader)`` on a venue is keccak256(abi_encode(trader, collateral,
+positions)) (see PerpVenue.vy), so the event data can be checked against the proven
+storage word.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_hash.auto import keccak
+
+from relayer.contracts import compiled
+from streams.records import Position
+
+POSITION_TUPLE = "(bytes32,int256,uint256)"
+POSITION_CHANGED_TOPIC = "0x" + keccak(
+    f"PositionChanged(address,uint256,{POSITION_TUPLE}[],bytes32)".encode()
+).hex()
+ANSWER_UPDATED_TOPIC = "0x" + keccak(b"AnswerUpdated(int256,uint256,uint256)").hex()
+
+
+class LogDecodeError(ValueError):
+    """A log of a watched contract could not be decoded; the message says why."""
+
+
+def market_name(raw: bytes) -> str:
+    try:
+        return raw.rstrip(b"\x00").decode("ascii")
+    except UnicodeDecodeError as e:
+        raise LogDecodeError(f"market 0x{raw.hex()} is not ASCII") from e
+
+
+def market_bytes(name: str) -> bytes:
+    return name.encode("ascii").ljust(32, b"\x00")
+
+
+def decode_position_changed(log: dict[str, Any]) -> tuple[str, int, tuple[Position, ...], str]:
+    """(trader, collateral, positions, commitment) of a ``PositionChanged`` log."""
+    try:
+        trader = "0x" + log["topics"][1][-40:]
+        collateral, raw_positions, commitment = abi_decode(
+            ["uint256", f"{POSITION_TUPLE}[]", "bytes32"], bytes.fromhex(log["data"][2:])
+        )
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise LogDecodeError(f"PositionChanged: {type(e).__name__}: {e}") from e
+    positions = tuple(
+        Position(market=market_name(m), size_wad=s, entry_price_wad=p) for m, s, p in raw_positions
+    )
+    return trader.lower(), collateral, positions, "0x" + commitment.hex()
+
+
+def decode_answer_updated(log: dict[str, Any]) -> tuple[int, int, int]:
+    """(answer, round id, updated at) of a feed's ``AnswerUpdated`` log."""
+    try:
+        answer = abi_decode(["int256"], bytes.fromhex(log["topics"][1][2:]))[0]
+        round_id = int(log["topics"][2], 16)
+        (updated_at,) = abi_decode(["uint256"], bytes.fromhex(log["data"][2:]))
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise LogDecodeError(f"AnswerUpdated: {type(e).__name__}: {e}") from e
+    return answer, round_id, updated_at
+
+
+def book_commitment(trader: str, collateral_wad: int, positions: tuple[Position, ...]) -> str:
+    """The commitment a venue stores for this book (zero for an empty book)."""
+    if collateral_wad == 0 and not positions:
+        return "0x" + "00" * 32
+    encoded = abi_encode(
+        ["address", "uint256", f"{POSITION_TUPLE}[]"],
+        [trader, collateral_wad,
+         [(market_bytes(p.market), p.size_wad, p.entry_price_wad) for p in positions]],
+    )
+    return "0x" + keccak(encoded).hex()
+
+
+def commitment_base_slot() -> int:
+    return compiled("PerpVenue").slot_of("commitment")

@@ -1,0 +1,1 @@
+"""The stream processor: wire records, pure reducers, the Faust app, audit replay."""

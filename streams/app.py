@@ -1,0 +1,107 @@
+"""The Faust app: thin agents over the pure reducers in ``state`` and ``risk``.
+
+Topics are keyed by trader (books, attestations) and by asset (prices). The trader
+table is keyed like its stream (co-partitioned); prices live in a global table because
+every trader's margin needs every price.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from engine import MarginParams
+from streams import topics
+from streams.records import DeadLetter, PriceUpdate, ProvenBook, RecordError, decode
+from streams.risk import margin_for, next_attestation
+from streams.settings import StreamSettings
+from streams.state import TraderState, apply_attestation, apply_price, apply_proven
+
+
+def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.session_timeout_s,
+        consumer_auto_offset_reset="earliest",
+    )
+    params = MarginParams(version=settings.params_version)
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw",
+                         partitions=settings.partitions)
+
+    proven_topic = raw_topic(topics.POSITION_PROVEN)
+    price_topic = raw_topic(topics.PRICE)
+    attestation_topic = raw_topic(topics.ATTESTATION)
+    traders = app.Table("traders", partitions=settings.partitions,
+                        key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw")
+    prices = app.GlobalTable("prices", partitions=settings.partitions,
+                             key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw")
+
+    async def refuse(event: faust.EventT, error: RecordError) -> None:
+        message = event.message
+        letter = DeadLetter(
+            source_topic=message.topic, partition=message.partition, offset=message.offset,
+            key_hex=(message.key or b"").hex(), value_hex=(message.value or b"").hex(),
+            reason=error.reason,
+        )
+        await raw_topic(topics.dead_letter(message.topic)).send(
+            key=message.key, value=letter.to_bytes()
+        )
+
+    def current_prices() -> dict[str, PriceUpdate]:
+        return {k.decode(): PriceUpdate.model_validate_json(v) for k, v in prices.items()}
+
+    @app.agent(price_topic)
+    async def on_price(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                update = decode(PriceUpdate, event.value)
+            except RecordError as e:
+                await refuse(event, e)
+                continue
+            held = current_prices()
+            if apply_price(held, update) is not held:
+                prices[update.asset.encode()] = update.to_bytes()
+
+    @app.agent(proven_topic)
+    async def on_proven(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                book = decode(ProvenBook, event.value)
+            except RecordError as e:
+                await refuse(event, e)
+                continue
+            key = book.trader.encode()
+            raw = traders.get(key)
+            state = (TraderState.model_validate_json(raw) if raw
+                     else TraderState(trader=book.trader))
+            new = apply_proven(state, book)
+            if new is state:
+                continue
+            result = margin_for([new], current_prices(), params)
+            attestation = next_attestation(new, result, 0, settings) if result else None
+            if attestation is not None:
+                new = apply_attestation(new, attestation)
+            traders[key] = new.model_dump_json().encode()
+            if attestation is not None:
+                await attestation_topic.send(key=key, value=attestation.to_bytes())
+
+    return app
+
+
+def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:
+    """Run one Faust worker until it is stopped (SIGINT / SIGTERM)."""
+    app = create_app(settings, bootstrap)
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    worker.execute_from_commandline()

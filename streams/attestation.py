@@ -1,0 +1,53 @@
+"""EIP-712 digests of margin attestations, as MarginOracle.vy computes them.
+
+digest = keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖ hashStruct(attestation)) (EIP-712),
+with the domain bound to the destination chain id and oracle address, so each chain
+gets its own digest for the same figures. All fields are static ABI types, so
+``abi.encode`` is the concatenation of 32-byte words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from eth_hash.auto import keccak
+
+DOMAIN_TYPEHASH = keccak(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+ATTESTATION_TYPEHASH = keccak(
+    b"Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,"
+    b"uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,"
+    b"bytes32 sourceBlocksHash,uint64 validUntil)"
+)
+NAME_HASH = keccak(b"xmargin MarginOracle")
+VERSION_HASH = keccak(b"1")
+
+
+def word(value: int | bytes) -> bytes:
+    """One ABI word: a two's-complement int or a left-padded address / bytes32."""
+    if isinstance(value, bytes):
+        return value.rjust(32, b"\x00")
+    return (value % (1 << 256)).to_bytes(32, "big")
+
+
+def domain_separator(chain_id: int, oracle: bytes) -> bytes:
+    return keccak(DOMAIN_TYPEHASH + NAME_HASH + VERSION_HASH + word(chain_id) + word(oracle))
+
+
+def source_blocks_hash(blocks: Iterable[tuple[int, int, bytes]]) -> bytes:
+    """keccak over (chain id, number, hash) words of every source block, sorted by chain."""
+    return keccak(b"".join(word(c) + word(n) + word(h) for c, n, h in sorted(blocks)))
+
+
+def attestation_digest(
+    *, chain_id: int, oracle: bytes, trader: bytes, sequence: int, equity_wad: int,
+    maintenance_margin_wad: int, initial_margin_wad: int, free_collateral_wad: int,
+    params_version: int, source_blocks_hash: bytes, valid_until: int,
+) -> bytes:
+    struct_hash = keccak(
+        ATTESTATION_TYPEHASH + word(trader) + word(sequence) + word(equity_wad)
+        + word(maintenance_margin_wad) + word(initial_margin_wad) + word(free_collateral_wad)
+        + word(params_version) + word(source_blocks_hash) + word(valid_until)
+    )
+    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)

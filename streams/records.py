@@ -1,0 +1,161 @@
+"""Record schemas of every topic: pydantic v2, frozen, ``extra="forbid"``.
+
+Amounts are integers with 18 decimals (``*_wad``) so that what is attested, hashed and
+replayed is exact; hashes and addresses are 0x-hex strings as on the wire of JSON-RPC.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+HexStr = Annotated[str, Field(pattern=r"^0x([0-9a-f]{2})*$")]
+Hash32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-f]{40}$")]
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+R = TypeVar("R", bound=Record)
+
+
+class RecordError(ValueError):
+    """A record could not be decoded; ``reason`` is what goes to the dead-letter topic."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode(model: type[R], raw: bytes | None) -> R:
+    """Parse raw topic bytes into ``model``, or raise ``RecordError`` with a one-line reason."""
+    if raw is None:
+        raise RecordError("empty value")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        raise RecordError(f"{model.__name__}: {where}: {first['msg']} "
+                          f"({e.error_count()} error(s))") from e
+
+
+class BlockHeaderRecord(Record):
+    chain_id: NonNegative
+    number: NonNegative
+    hash: Hash32
+    parent_hash: Hash32
+    state_root: Hash32
+    timestamp: NonNegative
+    header_rlp: HexStr
+
+
+class Position(Record):
+    market: str = Field(min_length=1, max_length=32)
+    size_wad: int
+    entry_price_wad: NonNegative
+
+
+class PositionEvent(Record):
+    event_id: str  # chain_id:block_hash:log_index
+    chain_id: NonNegative
+    venue: Address
+    trader: Address
+    block_number: NonNegative
+    block_hash: Hash32
+    block_timestamp: NonNegative
+    log_index: NonNegative
+    collateral_wad: NonNegative
+    positions: tuple[Position, ...]
+    commitment: Hash32
+    # A later event of the same trader on the same venue in the same block: the storage
+    # word at this block holds that later state, so this one is not proven on its own.
+    superseded_in_block: bool = False
+
+
+class ProvenBook(Record):
+    """A trader's whole book on one venue at one block, with the proof that was verified."""
+
+    event_id: str
+    chain_id: NonNegative
+    venue: Address
+    trader: Address
+    block_number: NonNegative
+    block_hash: Hash32
+    block_timestamp: NonNegative
+    state_root: Hash32
+    commitment: Hash32
+    collateral_wad: NonNegative
+    positions: tuple[Position, ...]
+    account_proof: tuple[HexStr, ...]
+    storage_slot: Hash32
+    storage_proof: tuple[HexStr, ...]
+
+
+class PriceUpdate(Record):
+    asset: str = Field(min_length=1, max_length=32)
+    price_wad: Annotated[int, Field(gt=0)]
+    source: str
+    round_id: NonNegative
+    observed_at: NonNegative  # unix seconds, from the feed's updatedAt
+    chain_id: NonNegative
+    block_number: NonNegative
+    block_hash: Hash32
+
+
+class SourceBlock(Record):
+    chain_id: NonNegative
+    number: NonNegative
+    hash: Hash32
+
+
+class ChainCredit(Record):
+    """What one chain's MarginOracle receives: its credit line and its EIP-712 digest."""
+
+    chain_id: NonNegative
+    oracle: Address
+    free_collateral_wad: NonNegative
+    digest: Hash32
+
+
+class Attestation(Record):
+    trader: Address
+    sequence: Annotated[int, Field(gt=0)]
+    equity_wad: int
+    maintenance_margin_wad: NonNegative
+    initial_margin_wad: NonNegative
+    health: float
+    isolated_margin_wad: NonNegative
+    params_version: NonNegative
+    source_blocks: tuple[SourceBlock, ...]
+    source_blocks_hash: Hash32
+    issued_at: NonNegative
+    valid_until: NonNegative
+    chains: tuple[ChainCredit, ...]
+
+
+class Delivery(Record):
+    trader: Address
+    sequence: Annotated[int, Field(gt=0)]
+    chain_id: NonNegative
+    status: Literal["delivered", "retrying", "dropped", "dead_lettered"]
+    reason: str = ""
+    tx_hash: Hash32 | None = None
+
+
+class DeadLetter(Record):
+    """A refused record: where it came from, its raw bytes (hex) and why."""
+
+    source_topic: str
+    partition: NonNegative | None = None  # None: refused before it reached a topic
+    offset: NonNegative | None = None
+    key_hex: str
+    value_hex: str
+    reason: str

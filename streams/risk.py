@@ -1,0 +1,116 @@
+"""From trader states and prices to engine arrays, and from margin results to attestations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from engine import Book, MarginParams, MarginResult, compute_margin
+from streams.attestation import attestation_digest, source_blocks_hash
+from streams.records import Attestation, ChainCredit, PriceUpdate, SourceBlock
+from streams.settings import StreamSettings
+from streams.state import TraderState
+
+WAD = 10**18
+
+
+def to_wad(x: float) -> int:
+    return int(round(float(x) * WAD))
+
+
+def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:
+    """Engine arrays for ``states``: one row per position, one collateral row per book."""
+    index = {u: i for i, u in enumerate(underlyings)}
+    accounts: dict[str, int] = {}
+    trader, account, underlying, size, entry = [], [], [], [], []
+    coll_trader, coll = [], []
+    for t, state in enumerate(states):
+        for key, book in sorted(state.books.items()):
+            a = accounts.setdefault(key, len(accounts))
+            coll_trader.append(t)
+            coll.append(book.collateral_wad / WAD)
+            for p in book.positions:
+                trader.append(t)
+                account.append(a)
+                underlying.append(index[p.market])
+                size.append(p.size_wad / WAD)
+                entry.append(p.entry_price_wad / WAD)
+    return Book(
+        n_traders=len(states),
+        underlyings=tuple(underlyings),
+        trader=np.array(trader, dtype=np.int64),
+        account=np.array(account, dtype=np.int64),
+        underlying=np.array(underlying, dtype=np.int64),
+        size=np.array(size, dtype=np.float64),
+        entry_price_usd=np.array(entry, dtype=np.float64),
+        collateral_trader=np.array(coll_trader, dtype=np.int64),
+        collateral_usd=np.array(coll, dtype=np.float64),
+    )
+
+
+def markets_of(states: Sequence[TraderState]) -> list[str]:
+    return sorted({p.market for s in states for b in s.books.values() for p in b.positions})
+
+
+def margin_for(
+    states: Sequence[TraderState], prices: Mapping[str, PriceUpdate], params: MarginParams
+) -> MarginResult | None:
+    """Margin of every state in one engine call; ``None`` while a needed price is unknown."""
+    markets = markets_of(states)
+    if any(m not in prices for m in markets):
+        return None
+    spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
+    return compute_margin(build_book(states, markets), spot, params)
+
+
+def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float) -> bool:
+    """Did MM or equity move by more than ``threshold`` (relative) since ``previous``?"""
+    def rel(old: int, new: int) -> float:
+        return abs(new - old) / max(abs(old), 1)
+    return (rel(previous.maintenance_margin_wad, mm_wad) > threshold
+            or rel(previous.equity_wad, equity_wad) > threshold)
+
+
+def next_attestation(
+    state: TraderState, result: MarginResult, row: int, settings: StreamSettings
+) -> Attestation | None:
+    """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough.
+
+    ``issued_at`` is the newest source block's timestamp, not the wall clock, so that
+    replaying the log reproduces every digest byte for byte.
+    """
+    equity = to_wad(result.equity_usd[row])
+    mm = to_wad(result.maintenance_margin_usd[row])
+    previous = state.last_attestation
+    if previous is not None and not moved(previous, mm, equity, settings.change_threshold):
+        return None
+    blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
+    issued_at = max(b.block_timestamp for b in state.books.values())
+    valid_until = issued_at + settings.attestation_validity_s
+    sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
+    im = to_wad(result.initial_margin_usd[row])
+    free_total = to_wad(result.free_collateral_usd[row])
+    sequence = state.sequence + 1
+    chains = []
+    for target in settings.targets:
+        # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
+        free = free_total // len(settings.targets)
+        digest = attestation_digest(
+            chain_id=target.chain_id, oracle=bytes.fromhex(target.oracle[2:]),
+            trader=bytes.fromhex(state.trader[2:]), sequence=sequence, equity_wad=equity,
+            maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
+            params_version=result.params_version, source_blocks_hash=sources_hash,
+            valid_until=valid_until,
+        )
+        chains.append(ChainCredit(chain_id=target.chain_id, oracle=target.oracle,
+                                  free_collateral_wad=free, digest="0x" + digest.hex()))
+    return Attestation(
+        trader=state.trader, sequence=sequence, equity_wad=equity, maintenance_margin_wad=mm,
+        initial_margin_wad=im, health=float(min(result.health[row], 1e9)),
+        isolated_margin_wad=to_wad(result.isolated_mm_usd[row]),
+        params_version=result.params_version,
+        source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
+        source_blocks_hash="0x" + sources_hash.hex(), issued_at=issued_at,
+        valid_until=valid_until, chains=tuple(chains),
+    )

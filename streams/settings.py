@@ -1,0 +1,32 @@
+"""The stream processor's part of the node configuration (received as an argument)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.records import Address
+
+
+class AttestationTarget(BaseModel):
+    """A satellite chain whose MarginOracle receives attestations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    chain_id: int = Field(ge=1)
+    oracle: Address
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_id: str = "xmargin"
+    data_dir: Path = Path(".xmargin/worker")
+    partitions: int = Field(default=4, ge=1)
+    # Tansu completes a group join after half the session timeout: keep it short locally.
+    session_timeout_s: float = Field(default=6.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    attestation_validity_s: int = Field(default=3600, ge=60)
+    change_threshold: float = Field(default=0.01, gt=0, lt=1)
+    params_version: int = Field(default=1, ge=1)
+    targets: tuple[AttestationTarget, ...] = ()
