@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from relayer.contracts import compiled
 from relayer.venue import market_bytes
 
-# anvil's well-known development keys (mnemonic "test test … junk"), local chains only.
-ANVIL_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83cf34baf55c4d7c8e45c8d8ff7b2b4ab8e8f8b9ad5d",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-)
+# anvil's development accounts (its default mnemonic), funded on local chains only.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def anvil_account(index: int) -> LocalAccount:
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
-from relayer.deploy import ANVIL_KEYS, Deployment, contract, deploy_chain, transact
+from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, transact
 from relayer.signing import write_keystore
 from relayer.venue import market_bytes
 from streams import topics
@@ -38,12 +38,12 @@ class Network:
 def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
                   prices: dict[str, int], n_signers: int = 3, threshold: int = 2) -> Network:
     """Deploy on every chain, write keystores and the node's TOML config."""
-    deployer = Account.from_key(ANVIL_KEYS[0])
+    deployer = anvil_account(0)
     signers = [Account.create() for _ in range(n_signers)]
     keys = run_dir / "keys"
     signer_stores = [write_keystore(s, keys, f"signer-{i}", f"pw-signer-{i}")
                      for i, s in enumerate(signers)]
-    submitter = write_keystore(Account.from_key(ANVIL_KEYS[1]), keys, "submitter", "pw-submitter")
+    submitter = write_keystore(anvil_account(1), keys, "submitter", "pw-submitter")
     deployments = tuple(deploy_chain(url, deployer, [s.address for s in signers], threshold, prices)
                         for url in rpc_urls)
     lines = [
@@ -134,7 +134,7 @@ def wait_for_oracles(deployments: tuple[Deployment, ...], trader: str, sequence:
 
 def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
     """Long on the first chain, short on the second; the summary once both oracles agree."""
-    trader = Account.from_key(ANVIL_KEYS[2])
+    trader = anvil_account(2)
     address = trader.address.lower()
     a, b = network.deployments[:2]
     trade_blocks = {

@@ -41,12 +41,10 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     proven_topic = raw_topic(topics.POSITION_PROVEN)
     price_topic = raw_topic(topics.PRICE)
     attestation_topic = raw_topic(topics.ATTESTATION)
-    traders = app.Table("traders", partitions=settings.partitions,
-                        key_type=bytes, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw")
-    prices = app.GlobalTable("prices", partitions=settings.partitions,
-                             key_type=bytes, value_type=bytes, key_serializer="raw",
-                             value_serializer="raw")
+    # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
+    # not Faust, owns the schema and validates on the way back in.
+    traders = app.Table("traders", partitions=settings.partitions)
+    prices = app.GlobalTable("prices", partitions=settings.partitions)
 
     async def refuse(event: faust.EventT, error: RecordError) -> None:
         message = event.message
@@ -60,7 +58,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         )
 
     def current_prices() -> dict[str, PriceUpdate]:
-        return {k.decode(): PriceUpdate.model_validate_json(v) for k, v in prices.items()}
+        return {k: PriceUpdate.model_validate(v) for k, v in prices.items()}
 
     @app.agent(price_topic)
     async def on_price(stream: faust.StreamT) -> None:
@@ -72,7 +70,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                 continue
             held = current_prices()
             if apply_price(held, update) is not held:
-                prices[update.asset.encode()] = update.to_bytes()
+                prices[update.asset] = update.model_dump(mode="json")
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
@@ -82,9 +80,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             except RecordError as e:
                 await refuse(event, e)
                 continue
-            key = book.trader.encode()
-            raw = traders.get(key)
-            state = (TraderState.model_validate_json(raw) if raw
+            key = book.trader
+            held = traders.get(key)
+            state = (TraderState.model_validate(held) if held
                      else TraderState(trader=book.trader))
             new = apply_proven(state, book)
             if new is state:
@@ -93,9 +91,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             attestation = next_attestation(new, result, 0, settings) if result else None
             if attestation is not None:
                 new = apply_attestation(new, attestation)
-            traders[key] = new.model_dump_json().encode()
+            traders[key] = new.model_dump(mode="json")
             if attestation is not None:
-                await attestation_topic.send(key=key, value=attestation.to_bytes())
+                await attestation_topic.send(key=key.encode(), value=attestation.to_bytes())
 
     return app
 
