@@ -144,8 +144,8 @@ def compute_margin(book: Book, spot_usd: FloatArray, params: MarginParams) -> Ma
     collateral = np.bincount(book.collateral_trader, book.collateral_usd, minlength=book.n_traders)
     equity = collateral + unrealised
     initial = params.initial_to_maintenance * portfolio
-    with np.errstate(divide="ignore", invalid="ignore"):
-        health = np.where(portfolio > 0, equity / portfolio, np.inf)
+    # A book with no requirement is infinitely healthy, whatever its equity.
+    health = np.divide(equity, portfolio, out=np.full_like(equity, np.inf), where=portfolio > 0)
     delta = np.zeros((book.n_traders, len(book.underlyings)))
     np.add.at(delta, (book.trader, book.underlying), book.size)
     return MarginResult(

@@ -5,7 +5,7 @@ Leaf package: rlp, eth-hash and the standard library only; no I/O.
 
 from proofs.account import Account, VerifiedAccount, verify_account, verify_get_proof, verify_storage
 from proofs.errors import ProofError
-from proofs.header import BlockHeader, header_from_rpc
+from proofs.header import BlockHeader, header_from_rlp, header_from_rpc
 from proofs.mpt import verify_proof
 from proofs.slots import solidity_mapping_slot, vyper_mapping_slot
 
@@ -14,6 +14,7 @@ __all__ = [
     "BlockHeader",
     "ProofError",
     "VerifiedAccount",
+    "header_from_rlp",
     "header_from_rpc",
     "solidity_mapping_slot",
     "verify_account",

@@ -80,6 +80,41 @@ def header_fields(block: Mapping[str, object]) -> tuple[str, tuple[tuple[str, st
     return fork, tuple(fields)
 
 
+def layouts() -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every header layout, oldest first: (fork that introduced it, ordered fields)."""
+    result = [("frontier", FRONTIER_FIELDS)]
+    for name, added in FORK_FIELDS:
+        result.append((name, result[-1][1] + added))
+    return result
+
+
+def header_from_rlp(encoded: bytes, expected_hash: bytes | None = None) -> BlockHeader:
+    """Decode a raw header (``debug_getRawHeader``) and, if given, check its hash.
+
+    A raw header carries no names, so its layout is the one fork layout with exactly
+    as many fields as the RLP list has items.
+    """
+    try:
+        items = rlp.decode(encoded)
+    except rlp.exceptions.DecodingError as e:
+        raise MalformedInput("header RLP", str(e)) from e
+    if not isinstance(items, list) or any(not isinstance(i, bytes) for i in items):
+        raise MalformedInput("header RLP", "expected a flat list of byte strings")
+    layout = next(((f, fields) for f, fields in layouts() if len(fields) == len(items)), None)
+    if layout is None:
+        raise MalformedInput("header RLP", f"{len(items)} fields match no fork's layout")
+    fork, fields = layout
+    block: dict[str, object] = {}
+    for (name, kind), item in zip(fields, items, strict=True):
+        block[name] = hex(int.from_bytes(item, "big")) if kind == "quantity" else "0x" + item.hex()
+    if expected_hash is not None:
+        block["hash"] = "0x" + expected_hash.hex()
+    header = header_from_rpc(block)
+    if header.rlp != encoded:
+        raise MalformedInput("header RLP", "not in canonical form (re-encoding differs)")
+    return header
+
+
 def header_from_rpc(block: Mapping[str, object]) -> BlockHeader:
     """Rebuild the header of an ``eth_getBlockByNumber`` result and check its hash."""
     for name, _ in FRONTIER_FIELDS:

@@ -44,16 +44,18 @@ def decode_compact(encoded: bytes) -> tuple[tuple[int, ...], bool]:
 
 
 def verify_proof(
-    root: bytes, key: bytes, proof: Sequence[bytes], label: str = "proof"
+    root: bytes, key: bytes, proof: Sequence[bytes], label: str = "proof", *, secure: bool = True
 ) -> bytes | None:
-    """The value stored at ``keccak(key)`` in the secure trie rooted at ``root``.
+    """The value stored at ``key`` in the trie rooted at ``root``.
 
+    State and storage tries are *secure*: the path is ``keccak(key)``; pass
+    ``secure=False`` for a plain trie (transactions, receipts, the TrieTests vectors).
     Returns ``None`` when the proof shows the key is absent. Raises a ``ProofError``
     subclass when the proof does not prove either outcome against ``root``.
     """
     if root == BLANK_ROOT and all(node == b"\x80" for node in proof):
         return None
-    path = bytes_to_nibbles(keccak(key))
+    path = bytes_to_nibbles(keccak(key) if secure else key)
     reference: bytes | Node = root
     used = 0
     pos = 0
@@ -97,7 +99,11 @@ def _resolve(
 ) -> tuple[Node, int]:
     """The node a reference points at, and how many proof nodes are consumed now."""
     if isinstance(reference, list):
-        return reference, used  # embedded node: already inside its parent's RLP
+        # An embedded node is already authenticated inside its parent's RLP. geth's
+        # eth_getProof omits it; py-trie lists it again: accept an identical copy.
+        if used < len(proof) and proof[used] == rlp.encode(reference):
+            used += 1
+        return reference, used
     if len(reference) != 32:
         raise InvalidNode(label, max(used - 1, 0), f"child reference of {len(reference)} bytes")
     if used >= len(proof):

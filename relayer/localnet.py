@@ -81,12 +81,14 @@ class LocalNet:
                              "--advertised-listener-url", url], port)
         return f"127.0.0.1:{port}"
 
-    def chain(self, chain_id: int, block_time_s: int = 1) -> str:
+    def chain(self, chain_id: int, block_time_s: int | None = 1) -> str:
+        """An anvil chain; ``block_time_s=None`` mines one block per transaction."""
         port = free_port()
-        self.start(f"anvil-{chain_id}", [
-            str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
-            "--chain-id", str(chain_id), "--block-time", str(block_time_s), "--silent",
-        ], port)
+        cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
+               "--chain-id", str(chain_id), "--silent"]
+        if block_time_s is not None:
+            cmd += ["--block-time", str(block_time_s)]
+        self.start(f"anvil-{chain_id}", cmd, port)
         return f"http://127.0.0.1:{port}"
 
     def stop(self, name: str | None = None) -> None:

@@ -108,8 +108,8 @@ async def watch_worker(config_path: Path | None, stop: asyncio.Event) -> None:
 
 async def run_node(settings: NodeSettings, config_path: Path | None, stop: asyncio.Event,
                    with_worker: bool = True) -> None:
-    clients = await connect_chains(settings)
     signers, senders = load_keys(settings)
+    clients = await connect_chains(settings)
     bootstrap = settings.kafka.bootstrap
     await ensure_topics(bootstrap, settings.streams.partitions)
     publisher = Publisher(bootstrap)

@@ -1,0 +1,171 @@
+"""Contracts on a real anvil chain: MarginOracle's checks, the venue's commitment slot,
+and the proof service against real eth_getProof answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
+
+from proofs import ProofError, vyper_mapping_slot
+from relayer.chain import ChainClient
+from relayer.config import ChainSettings, KeystoreSettings
+from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, transact
+from relayer.localnet import LocalNet
+from relayer.prover import prove_event
+from relayer.signing import sign_digest, threshold_signatures
+from relayer.venue import (
+    POSITION_CHANGED_TOPIC,
+    book_commitment,
+    commitment_base_slot,
+    decode_position_changed,
+    market_bytes,
+)
+from streams.attestation import attestation_digest
+from streams.records import PositionEvent
+
+pytestmark = pytest.mark.integration
+WAD = 10**18
+SIGNERS = [Account.create() for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def chain(localnet: LocalNet) -> Iterator[tuple[Web3, Deployment]]:
+    url = localnet.chain(41010, block_time_s=None)
+    deployment = deploy_chain(url, anvil_account(0), [s.address for s in SIGNERS], 2,
+                              {"ETH": 3000})
+    yield Web3(HTTPProvider(url)), deployment
+
+
+def fields(trader: str, sequence: int, valid_until: int) -> dict[str, Any]:
+    return dict(trader=trader, sequence=sequence, equity_wad=20_000 * WAD,
+                maintenance_margin_wad=300 * WAD, initial_margin_wad=375 * WAD,
+                free_collateral_wad=9_000 * WAD, params_version=1,
+                source_blocks_hash=b"\x42" * 32, valid_until=valid_until)
+
+
+def as_struct(f: dict[str, Any]) -> tuple[Any, ...]:
+    return (Web3.to_checksum_address(f["trader"]), f["sequence"], f["equity_wad"],
+            f["maintenance_margin_wad"], f["initial_margin_wad"], f["free_collateral_wad"],
+            f["params_version"], f["source_blocks_hash"], f["valid_until"])
+
+
+def digest_for(d: Deployment, f: dict[str, Any], chain_id: int | None = None) -> bytes:
+    return attestation_digest(chain_id=chain_id or d.chain_id,
+                              oracle=bytes.fromhex(d.oracle[2:]),
+                              trader=bytes.fromhex(f["trader"][2:]), **{
+                                  k: v for k, v in f.items() if k != "trader"})
+
+
+def sigs(digest: bytes, signers: list[Any], threshold: int = 2) -> list[bytes]:
+    return threshold_signatures([sign_digest(s, digest) for s in signers], threshold)
+
+
+def submit(w3: Web3, d: Deployment, f: dict[str, Any], signatures: list[bytes]) -> None:
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    transact(w3, anvil_account(1), oracle.functions.submit(as_struct(f), signatures))
+
+
+def test_oracle_digest_equals_the_stream_processors(chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    f = fields("0x" + "12" * 20, 5, 2**40)
+    on_chain = contract(w3, "MarginOracle", d.oracle).functions.digest(as_struct(f)).call()
+    assert on_chain == digest_for(d, f)
+
+
+def test_threshold_signed_attestation_is_accepted_and_readable(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    trader = Account.create().address.lower()
+    f = fields(trader, 1, int(time.time()) + 3600)
+    submit(w3, d, f, sigs(digest_for(d, f), SIGNERS))
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    assert oracle.functions.latest(Web3.to_checksum_address(trader)).call()[1] == 1
+    assert oracle.functions.free_collateral(Web3.to_checksum_address(trader)).call() == 9_000 * WAD
+    assert oracle.functions.is_liquidatable(Web3.to_checksum_address(trader)).call() is False
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("below_threshold", "below threshold"),
+    ("duplicate", "signers unsorted or duplicate"),
+    ("unsorted", "signers unsorted or duplicate"),
+    ("wrong_domain", "unknown signer"),
+    ("stale", "stale sequence"),
+    ("expired", "expired"),
+])
+def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) -> None:
+    w3, d = chain
+    trader = Account.create().address.lower()
+    now = int(time.time())
+    ok = fields(trader, 3, now + 3600)
+    submit(w3, d, ok, sigs(digest_for(d, ok), SIGNERS))
+    f = fields(trader, 2 if case == "stale" else 4, now - 10 if case == "expired" else now + 3600)
+    digest = digest_for(d, f, chain_id=d.chain_id + 1 if case == "wrong_domain" else None)
+    signatures = sigs(digest, SIGNERS)
+    if case == "below_threshold":
+        signatures = signatures[:1]
+    elif case == "duplicate":
+        signatures = [signatures[0], signatures[0]]
+    elif case == "unsorted":
+        signatures = list(reversed(signatures))
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    with pytest.raises(ContractLogicError, match=reason):
+        oracle.functions.submit(as_struct(f), signatures).call()
+
+
+def _trade(w3: Web3, d: Deployment, trader: Any, size: float) -> PositionEvent:
+    venue = contract(w3, "PerpVenue", d.venue)
+    transact(w3, trader, venue.functions.deposit(5_000 * WAD))
+    receipt = transact(w3, trader, venue.functions.trade(market_bytes("ETH"), int(size * WAD)))
+    log = next(entry for entry in receipt["logs"]
+               if "0x" + entry["topics"][0].hex().removeprefix("0x") == POSITION_CHANGED_TOPIC)
+    raw = {"topics": ["0x" + t.hex().removeprefix("0x") for t in log["topics"]],
+           "data": "0x" + log["data"].hex().removeprefix("0x")}
+    who, collateral, positions, commitment = decode_position_changed(raw)
+    block = w3.eth.get_block(receipt["blockNumber"])
+    return PositionEvent(
+        event_id=f"{d.chain_id}:0x{block['hash'].hex()}:{log['logIndex']}", chain_id=d.chain_id,
+        venue=d.venue, trader=who, block_number=block["number"],
+        block_hash="0x" + block["hash"].hex().removeprefix("0x"),
+        block_timestamp=block["timestamp"], log_index=log["logIndex"],
+        collateral_wad=collateral, positions=positions, commitment=commitment,
+    )
+
+
+def _client(d: Deployment) -> ChainClient:
+    dummy = KeystoreSettings(keystore="unused.json", password_file="unused")  # type: ignore[arg-type]
+    return ChainClient(ChainSettings(name="t", chain_id=d.chain_id, rpc_urls=[d.rpc_url],
+                                     oracle=d.oracle, submitter=dummy))
+
+
+def test_commitment_slot_and_event_agree_with_storage(chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    trader = anvil_account(3)
+    event = _trade(w3, d, trader, 2.5)
+    slot = vyper_mapping_slot(commitment_base_slot(), bytes.fromhex(trader.address[2:]))
+    stored = w3.eth.get_storage_at(Web3.to_checksum_address(d.venue), slot)
+    assert "0x" + stored.hex().removeprefix("0x") == event.commitment
+    assert book_commitment(event.trader, event.collateral_wad, event.positions) == event.commitment
+
+
+def test_proof_service_proves_a_real_book_and_rejects_a_forged_one(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    event = _trade(w3, d, anvil_account(4), -1.0)
+    book = asyncio.run(prove_event(_client(d), event))
+    assert book.positions == event.positions and book.account_proof
+    forged = event.model_copy(update={"collateral_wad": event.collateral_wad * 2})
+    with pytest.raises(ProofError, match="event commitment"):
+        asyncio.run(prove_event(_client(d), forged))
+    lying = event.model_copy(update={
+        "collateral_wad": event.collateral_wad * 2,
+        "commitment": book_commitment(event.trader, event.collateral_wad * 2, event.positions),
+    })
+    with pytest.raises(ProofError, match="commitment of"):
+        asyncio.run(prove_event(_client(d), lying))
