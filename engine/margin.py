@@ -117,7 +117,12 @@ def mode_margin(
     unique_keys, group = np.unique(keys, axis=0, return_inverse=True)
     group = group.reshape(-1)
     requirement = group_requirement(group, unique_keys.shape[0], pnl, delta_usd, params)
-    return np.bincount(unique_keys[:, 0], requirement, minlength=book.n_traders)
+    return sum_by_trader(unique_keys[:, 0], requirement, book.n_traders)
+
+
+def sum_by_trader(trader: IntArray, values: FloatArray, n_traders: int) -> FloatArray:
+    """Per-trader sums of ``values`` (length T, zero for traders with no rows)."""
+    return np.bincount(trader, values, minlength=n_traders).astype(np.float64, copy=False)
 
 
 def compute_margin(book: Book, spot_usd: FloatArray, params: MarginParams) -> MarginResult:
@@ -138,10 +143,9 @@ def compute_margin(book: Book, spot_usd: FloatArray, params: MarginParams) -> Ma
     cross = mode_margin(book, (book.trader, book.account, book.underlying), pnl, delta_usd, params)
     portfolio = mode_margin(book, (book.trader, book.underlying), pnl, delta_usd, params)
 
-    unrealised = np.bincount(
-        book.trader, book.size * (spot - book.entry_price_usd), minlength=book.n_traders
-    )
-    collateral = np.bincount(book.collateral_trader, book.collateral_usd, minlength=book.n_traders)
+    unrealised = sum_by_trader(book.trader, book.size * (spot - book.entry_price_usd),
+                               book.n_traders)
+    collateral = sum_by_trader(book.collateral_trader, book.collateral_usd, book.n_traders)
     equity = collateral + unrealised
     initial = params.initial_to_maintenance * portfolio
     # A book with no requirement is infinitely healthy, whatever its equity.

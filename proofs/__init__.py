@@ -3,7 +3,13 @@
 Leaf package: rlp, eth-hash and the standard library only; no I/O.
 """
 
-from proofs.account import Account, VerifiedAccount, verify_account, verify_get_proof, verify_storage
+from proofs.account import (
+    Account,
+    VerifiedAccount,
+    verify_account,
+    verify_get_proof,
+    verify_storage,
+)
 from proofs.errors import ProofError
 from proofs.header import BlockHeader, header_from_rlp, header_from_rpc
 from proofs.mpt import verify_proof

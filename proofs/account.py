@@ -46,7 +46,8 @@ def verify_account(state_root: bytes, address: bytes, proof: Sequence[bytes]) ->
     try:
         nonce, balance, storage_root, code_hash = rlp.decode(encoded)
     except (rlp.exceptions.DecodingError, ValueError) as e:
-        raise InvalidNode("account proof", len(proof) - 1, "account is not [n, b, root, code]") from e
+        raise InvalidNode("account proof", len(proof) - 1,
+                          "account is not [nonce, balance, root, code]") from e
     return Account(
         nonce=int.from_bytes(nonce, "big"),
         balance=int.from_bytes(balance, "big"),
@@ -77,7 +78,8 @@ def verify_get_proof(state_root: bytes, answer: Mapping[str, object]) -> Verifie
     the proof proves; the proven values are returned.
     """
     address = rpcdata.data(answer.get("address"), "address")
-    account = verify_account(state_root, address, _nodes(answer.get("accountProof"), "accountProof"))
+    account_proof = _nodes(answer.get("accountProof"), "accountProof")
+    account = verify_account(state_root, address, account_proof)
     _claim("storageHash", answer, account.storage_root.hex(), rpcdata.data)
     _claim("balance", answer, account.balance, rpcdata.quantity)
     _claim("nonce", answer, account.nonce, rpcdata.quantity)

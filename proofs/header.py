@@ -103,7 +103,7 @@ def header_from_rlp(encoded: bytes, expected_hash: bytes | None = None) -> Block
     layout = next(((f, fields) for f, fields in layouts() if len(fields) == len(items)), None)
     if layout is None:
         raise MalformedInput("header RLP", f"{len(items)} fields match no fork's layout")
-    fork, fields = layout
+    _, fields = layout
     block: dict[str, object] = {}
     for (name, kind), item in zip(fields, items, strict=True):
         block[name] = hex(int.from_bytes(item, "big")) if kind == "quantity" else "0x" + item.hex()

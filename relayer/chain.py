@@ -46,7 +46,7 @@ class ChainClient:
             except (TimeoutError, OSError, ValueError) as e:
                 failures.append(f"{url}: {type(e).__name__}: {e}")
                 continue
-            except Exception as e:  # noqa: BLE001 - web3 raises many transport types
+            except Exception as e:
                 failures.append(f"{url}: {type(e).__name__}: {e}")
                 continue
             if "error" in response:
@@ -54,6 +54,10 @@ class ChainClient:
                 continue
             return response.get("result")
         raise RpcError(self.name, method, "; ".join(failures))
+
+    async def close(self) -> None:
+        for w3 in self.web3s:
+            await w3.provider.disconnect()
 
     async def chain_id(self) -> int:
         return int(await self.request("eth_chainId", []), 16)

@@ -78,7 +78,8 @@ class Listener:
         raw = await self.client.block(checkpoint.next_block)
         header = header_from_rpc(raw)
         block_hash = "0x" + header.hash.hex()
-        if checkpoint.last_hash is not None and "0x" + header.parent_hash.hex() != checkpoint.last_hash:
+        parent = "0x" + header.parent_hash.hex()
+        if checkpoint.last_hash is not None and parent != checkpoint.last_hash:
             raise ChainHalted(
                 f"{self.settings.name}: block {header.number} has parent "
                 f"0x{header.parent_hash.hex()} but block {header.number - 1} was "

@@ -22,4 +22,5 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel("WARNING")
+    for noisy in ("aiokafka", "web3"):
+        logging.getLogger(noisy).setLevel("WARNING")

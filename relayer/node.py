@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -34,17 +35,20 @@ log = logging.getLogger(__name__)
 
 async def connect_chains(settings: NodeSettings) -> dict[int, ChainClient]:
     """A client per chain, after checking a provider answers with the configured chain id."""
-    clients = {}
-    for i, chain in enumerate(settings.chains):
-        client = ChainClient(chain)
-        try:
-            reported = await client.chain_id()
-        except RpcError as e:
-            raise ConfigError(f"chains.{i}.rpc_urls", f"no provider reachable: {e.detail}") from e
-        if reported != chain.chain_id:
-            raise ConfigError(f"chains.{i}.chain_id",
-                              f"configured {chain.chain_id} but the RPC reports {reported}")
-        clients[chain.chain_id] = client
+    clients = {c.chain_id: ChainClient(c) for c in settings.chains}
+    try:
+        for i, chain in enumerate(settings.chains):
+            try:
+                reported = await clients[chain.chain_id].chain_id()
+            except RpcError as e:
+                raise ConfigError(f"chains.{i}.rpc_urls",
+                                  f"no provider reachable: {e.detail}") from e
+            if reported != chain.chain_id:
+                raise ConfigError(f"chains.{i}.chain_id",
+                                  f"configured {chain.chain_id} but the RPC reports {reported}")
+    except ConfigError:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+        raise
     return clients
 
 
@@ -77,7 +81,7 @@ async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asynci
         except ChainHalted as e:
             log.critical("chain halted", extra={"task": name, "reason": str(e)})
             return
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.error("task failed, restarting", extra={"task": name, "error": repr(e)})
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, 30.0)
@@ -116,22 +120,24 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
     await publisher.start()
     prover = ProofService(clients, publisher)
     tasks: dict[str, Callable[[], Awaitable[None]]] = {
-        "prover": lambda: consume(bootstrap=bootstrap, topic=topics.POSITION_EVENT,
-                                  group="xmargin-prover", model=PositionEvent,
-                                  publisher=publisher, handle=prover.handle, stop=stop),
+        "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
+                          group="xmargin-prover", model=PositionEvent, publisher=publisher,
+                          handle=prover.handle, stop=stop),
     }
     for chain_id, client in clients.items():
         listener = Listener(client, publisher, settings.state_dir, await feed_decimals(client))
         submitter = Submitter(client, senders[chain_id], signers, settings.signer_threshold,
                               publisher, settings.submit_max_attempts)
-        tasks[f"listener-{chain_id}"] = lambda listener=listener: listener.run(stop)
-        tasks[f"submitter-{chain_id}"] = lambda s=submitter, c=chain_id: consume(
-            bootstrap=bootstrap, topic=topics.ATTESTATION, group=f"xmargin-submitter-{c}",
-            model=Attestation, publisher=publisher, handle=s.handle, stop=stop)
+        tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
+        tasks[f"submitter-{chain_id}"] = partial(
+            consume, bootstrap=bootstrap, topic=topics.ATTESTATION,
+            group=f"xmargin-submitter-{chain_id}", model=Attestation, publisher=publisher,
+            handle=submitter.handle, stop=stop)
     if with_worker:
-        tasks["worker"] = lambda: watch_worker(config_path, stop)
+        tasks["worker"] = partial(watch_worker, config_path, stop)
     log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid()})
     try:
         await asyncio.gather(*(supervise(n, t, stop) for n, t in tasks.items()))
     finally:
         await publisher.stop()
+        await asyncio.gather(*(c.close() for c in clients.values()))

@@ -23,7 +23,7 @@ from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, tr
 from relayer.signing import write_keystore
 from relayer.venue import market_bytes
 from streams import topics
-from streams.records import Attestation
+from streams.records import Attestation, RecordError, decode
 
 WAD = 10**18
 
@@ -53,7 +53,8 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         "[streams]", f'data_dir = "{run_dir / "worker"}"', "partitions = 4",
     ]
     for s in signer_stores:
-        lines += ["[[signers]]", f'keystore = "{s.keystore}"', f'password_file = "{s.password_file}"']
+        lines += ["[[signers]]", f'keystore = "{s.keystore}"',
+                  f'password_file = "{s.password_file}"']
     for i, d in enumerate(deployments):
         lines += [
             "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
@@ -109,7 +110,10 @@ async def wait_for_netted_attestation(bootstrap: str, trader: str, after_blocks:
             batches = await consumer.getmany(timeout_ms=500)
             for messages in batches.values():
                 for m in messages:
-                    att = Attestation.model_validate_json(m.value)
+                    try:
+                        att = decode(Attestation, m.value)
+                    except RecordError:
+                        continue  # dead-lettered by the submitters; not ours to judge
                     seen = {b.chain_id: b.number for b in att.source_blocks}
                     if att.trader == trader and all(
                         seen.get(c, -1) >= n for c, n in after_blocks.items()

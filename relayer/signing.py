@@ -13,6 +13,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 
 from relayer.config import KeystoreSettings
 from relayer.errors import ConfigError
@@ -54,7 +55,7 @@ def write_keystore(account: LocalAccount, directory: Path, name: str,
 
 
 def sign_digest(account: LocalAccount, digest: bytes) -> Signature:
-    signed = account.unsafe_sign_hash(digest)
+    signed = account.unsafe_sign_hash(Hash32(digest))
     return Signature(signer=account.address.lower(), signature=bytes(signed.signature))
 
 

@@ -26,7 +26,7 @@ from relayer.kafka import Publisher
 from relayer.signing import sign_digest, threshold_signatures
 from streams import topics
 from streams.attestation import attestation_digest
-from streams.records import Attestation, ChainCredit, Delivery
+from streams.records import Attestation, ChainCredit, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,10 @@ class Submitter:
             log.warning("delivery retry", extra={"chain": self.chain_id, "attempt": attempt,
                                                   "reason": result.reason})
             await asyncio.sleep(min(2**attempt, 30))
-        status = "dead_lettered" if result.outcome is Outcome.RETRY else result.outcome.value
+        status: DeliveryStatus = (
+            "dead_lettered" if result.outcome is Outcome.RETRY
+            else "delivered" if result.outcome is Outcome.DELIVERED else "dropped"
+        )
         await self.publisher.publish(topics.DELIVERY, attestation.trader, Delivery(
             trader=attestation.trader, sequence=attestation.sequence, chain_id=self.chain_id,
             status=status, reason=result.reason, tx_hash=result.tx_hash,

@@ -141,11 +141,14 @@ class Attestation(Record):
     chains: tuple[ChainCredit, ...]
 
 
+DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]
+
+
 class Delivery(Record):
     trader: Address
     sequence: Annotated[int, Field(gt=0)]
     chain_id: NonNegative
-    status: Literal["delivered", "retrying", "dropped", "dead_lettered"]
+    status: DeliveryStatus
     reason: str = ""
     tx_hash: Hash32 | None = None
 

@@ -16,7 +16,7 @@ WAD = 10**18
 
 
 def to_wad(x: float) -> int:
-    return int(round(float(x) * WAD))
+    return round(float(x) * WAD)
 
 
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:

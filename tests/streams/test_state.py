@@ -17,7 +17,8 @@ def proven(chain_id: int, block: int, log_index: int, size: float, collateral: i
     block_hash = "0x" + f"{chain_id:04x}{block:060x}"
     return ProvenBook(
         event_id=f"{chain_id}:{block_hash}:{log_index}", chain_id=chain_id, venue=venue,
-        trader=TRADER, block_number=block, block_hash=block_hash, block_timestamp=1_700_000_000 + block,
+        trader=TRADER, block_number=block, block_hash=block_hash,
+        block_timestamp=1_700_000_000 + block,
         state_root="0x" + "00" * 32, commitment="0x" + "22" * 32, collateral_wad=collateral * WAD,
         positions=(Position(market="ETH", size_wad=int(size * WAD), entry_price_wad=3000 * WAD),),
         account_proof=(), storage_slot="0x" + "00" * 32, storage_proof=(),

@@ -1,0 +1,102 @@
+"""The whole path on real parts: Tansu, two anvil chains, the node and its Faust worker.
+
+Garbage first (dead-lettered, nothing stops), then the hedged trader: the attestation
+read back from MarginOracle on both chains nets the two legs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from relayer.deploy import anvil_account
+from relayer.localnet import LocalNet
+from relayer.scenario import Network, run_hedge, setup_network
+from streams import topics
+from streams.admin import ensure_topics
+from streams.records import DeadLetter
+
+pytestmark = pytest.mark.integration
+WAD = 10**18
+TRADER = anvil_account(2).address.lower()
+GARBAGE = {
+    topics.POSITION_PROVEN: (TRADER.encode(), b"\x00\xffnot json at all"),
+    topics.PRICE: (b"ETH", b'{"asset": "ETH", "price_wad": -5}'),
+    topics.POSITION_EVENT: (TRADER.encode(), b"{}"),
+    topics.ATTESTATION: (TRADER.encode(), b'{"trader": "nope"}'),
+}
+
+
+@pytest.fixture(scope="module")
+def node(localnet: LocalNet, broker: str, chain_urls: list[str],
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network, subprocess.Popen]]:
+    run_dir = tmp_path_factory.mktemp("node")
+    network = setup_network(run_dir, broker, chain_urls, prices={"ETH": 3000})
+    asyncio.run(ensure_topics(broker, 4))
+    proc = localnet.start("node", [sys.executable, "-m", "relayer.cli", "node", "run",
+                                   "--config", str(network.config_path)])
+    yield network, proc
+    localnet.stop("node")
+
+
+async def produce(bootstrap: str, records: dict[str, tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic, (key, value) in records.items():
+            await producer.send_and_wait(topic, key=key, value=value)
+    finally:
+        await producer.stop()
+
+
+async def dead_letters(bootstrap: str, topic: str, timeout_s: float) -> list[DeadLetter]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None)
+    await consumer.start()
+    found: list[DeadLetter] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not found and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                found += [DeadLetter.model_validate_json(m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_garbage_is_dead_lettered_with_its_reason(node: tuple[Network, subprocess.Popen]) -> None:
+    network, proc = node
+    asyncio.run(produce(network.bootstrap, GARBAGE))
+    for topic, (_, value) in GARBAGE.items():
+        letters = asyncio.run(dead_letters(network.bootstrap, topics.dead_letter(topic), 60.0))
+        assert letters, f"nothing on {topics.dead_letter(topic)}"
+        assert letters[0].source_topic == topic
+        assert bytes.fromhex(letters[0].value_hex) == value
+        assert letters[0].reason
+    assert proc.poll() is None, "the node stopped after bad input"
+
+
+def test_hedged_trader_is_attested_on_both_chains(node: tuple[Network, subprocess.Popen]) -> None:
+    network, proc = node
+    summary = run_hedge(network, timeout_s=120.0)
+    chains = summary["chains"]
+    assert {c["chain_id"] for c in chains} == {d.chain_id for d in network.deployments}
+    # 10 ETH long on A, 10 ETH short on B at $3,000: each leg alone margins at
+    # 16% scan + 2% net delta = $5,400; together only the 1% hedged charge, $300.
+    assert summary["sum_isolated_maintenance_margin_usd"] == pytest.approx(10_800.0)
+    for c in chains:
+        assert c["sequence"] == summary["attestation_sequence"]
+        assert c["maintenance_margin_usd"] == pytest.approx(300.0)
+        assert c["initial_margin_usd"] == pytest.approx(375.0)
+        assert c["equity_usd"] == pytest.approx(20_000.0)
+        # Free collateral (equity − IM) is split into equal per-chain credit lines.
+        assert c["free_collateral_usd"] == pytest.approx((20_000.0 - 375.0) / 2)
+        assert c["oracle_free_collateral_view_usd"] == pytest.approx(c["free_collateral_usd"])
+    assert proc.poll() is None
+

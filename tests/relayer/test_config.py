@@ -1,0 +1,75 @@
+"""A misconfigured node exits non-zero with one line naming the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from relayer.config import load_settings
+from relayer.errors import ConfigError
+from relayer.localnet import free_port
+from relayer.signing import write_keystore
+
+ORACLE = "0x" + "aa" * 20
+
+
+def write_config(tmp_path: Path, rpc_url: str, chain_id: int = 41001,
+                 keystore: Path | None = None) -> Path:
+    keys = write_keystore(Account.create(), tmp_path / "keys", "k", "pw")
+    store = keystore or keys.keystore
+    config = tmp_path / "node.toml"
+    config.write_text(f"""
+[kafka]
+bootstrap = "127.0.0.1:{free_port()}"
+[[signers]]
+keystore = "{store}"
+password_file = "{keys.password_file}"
+[[chains]]
+name = "a"
+chain_id = {chain_id}
+rpc_urls = ["{rpc_url}"]
+oracle = "{ORACLE}"
+submitter = {{ keystore = "{keys.keystore}", password_file = "{keys.password_file}" }}
+""")
+    return config
+
+
+def run_node(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "relayer.cli", "node", "run", "--config",
+                           str(config)], capture_output=True, text=True, timeout=60)
+
+
+def assert_names(result: subprocess.CompletedProcess[str], field: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"config error: {field}")
+
+
+def test_unreachable_rpc_names_rpc_urls(tmp_path: Path) -> None:
+    result = run_node(write_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
+    assert_names(result, "chains.0.rpc_urls")
+
+
+def test_missing_keystore_names_the_signer(tmp_path: Path) -> None:
+    result = run_node(write_config(tmp_path, "http://127.0.0.1:1",
+                                   keystore=tmp_path / "missing.json"))
+    assert_names(result, "signers.0.keystore")
+
+
+def test_bad_value_names_the_field(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "not-a-url")
+    assert_names(run_node(config), "chains.0.rpc_urls.0")
+
+
+def test_missing_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="config"):
+        load_settings(tmp_path / "nope.toml")
+    config = write_config(tmp_path, "http://127.0.0.1:8545")
+    monkeypatch.setenv("XMARGIN__KAFKA__BOOTSTRAP", "10.0.0.1:1234")
+    assert load_settings(config).kafka.bootstrap == "10.0.0.1:1234"
+    assert load_settings(config, kafka={"bootstrap": "cli:1"}).kafka.bootstrap == "cli:1"
