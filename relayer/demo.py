@@ -31,7 +31,8 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0) -> Path:
     started = time.monotonic()
     run_dir = run_dir or REPO / ".xmargin" / time.strftime("demo-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _terminate)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _terminate)
     with LocalNet(run_dir / "logs") as net:
         console.print(f"[bold]xmargin demo[/] run dir {run_dir} (process logs in logs/)")
         bootstrap = net.broker()
