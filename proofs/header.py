@@ -62,6 +62,16 @@ class BlockHeader:
     rlp: bytes
 
 
+# ethereum/tests fixtures name five header fields differently from JSON-RPC.
+ETHEREUM_TESTS_NAMES = {
+    "uncleHash": "sha3Uncles",
+    "coinbase": "miner",
+    "transactionsTrie": "transactionsRoot",
+    "receiptTrie": "receiptsRoot",
+    "bloom": "logsBloom",
+}
+
+
 def header_fields(block: Mapping[str, object]) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The fork and ordered field list that ``block`` carries."""
     fields = list(FRONTIER_FIELDS)
@@ -116,7 +126,12 @@ def header_from_rlp(encoded: bytes, expected_hash: bytes | None = None) -> Block
 
 
 def header_from_rpc(block: Mapping[str, object]) -> BlockHeader:
-    """Rebuild the header of an ``eth_getBlockByNumber`` result and check its hash."""
+    """Rebuild the header of an ``eth_getBlockByNumber`` result and check its hash.
+
+    Also accepts the field names of ethereum/tests fixtures. Without a ``hash`` field
+    the hash is computed, not checked.
+    """
+    block = {ETHEREUM_TESTS_NAMES.get(k, k): v for k, v in block.items()}
     for name, _ in FRONTIER_FIELDS:
         if block.get(name) is None:
             raise MalformedInput("header", f"missing field {name}")
