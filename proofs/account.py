@@ -15,7 +15,7 @@ from eth_hash.auto import keccak
 
 from proofs import rpcdata
 from proofs.errors import InvalidNode, MalformedInput, ValueMismatch
-from proofs.mpt import BLANK_ROOT, verify_proof
+from proofs.mpt import BLANK_ROOT, NodeCache, verify_proof
 
 EMPTY_CODE_HASH = keccak(b"")
 
@@ -38,9 +38,10 @@ class VerifiedAccount:
     storage: Mapping[int, int]  # slot -> value, every one proven
 
 
-def verify_account(state_root: bytes, address: bytes, proof: Sequence[bytes]) -> Account:
+def verify_account(state_root: bytes, address: bytes, proof: Sequence[bytes],
+                   cache: NodeCache | None = None) -> Account:
     """The account at ``address`` proven against ``state_root``."""
-    encoded = verify_proof(state_root, address, proof, label="account proof")
+    encoded = verify_proof(state_root, address, proof, label="account proof", cache=cache)
     if encoded is None:
         return EMPTY_ACCOUNT
     try:
@@ -56,10 +57,12 @@ def verify_account(state_root: bytes, address: bytes, proof: Sequence[bytes]) ->
     )
 
 
-def verify_storage(storage_root: bytes, slot: int, proof: Sequence[bytes]) -> int:
+def verify_storage(storage_root: bytes, slot: int, proof: Sequence[bytes],
+                   cache: NodeCache | None = None) -> int:
     """The storage word at ``slot`` proven against ``storage_root`` (0 when absent)."""
     label = f"storage proof of slot 0x{slot:x}"
-    encoded = verify_proof(storage_root, slot.to_bytes(32, "big"), proof, label=label)
+    encoded = verify_proof(storage_root, slot.to_bytes(32, "big"), proof, label=label,
+                           cache=cache)
     if encoded is None:
         return 0
     try:
@@ -71,15 +74,29 @@ def verify_storage(storage_root: bytes, slot: int, proof: Sequence[bytes]) -> in
     return int.from_bytes(value, "big")
 
 
-def verify_get_proof(state_root: bytes, answer: Mapping[str, object]) -> VerifiedAccount:
+def verify_get_proofs(
+    state_root: bytes, answers: Sequence[Mapping[str, object]]
+) -> list[VerifiedAccount]:
+    """Verify many ``eth_getProof`` answers of one block in one call.
+
+    Nodes shared between the answers (the state trie's upper levels, an account's
+    storage root and its upper branches) are hashed and decoded once.
+    """
+    cache = NodeCache()
+    return [verify_get_proof(state_root, answer, cache) for answer in answers]
+
+
+def verify_get_proof(state_root: bytes, answer: Mapping[str, object],
+                     cache: NodeCache | None = None) -> VerifiedAccount:
     """Verify a whole ``eth_getProof`` result against ``state_root``.
 
     Every field the answer claims (nonce, balance, roots, slot values) must equal what
     the proof proves; the proven values are returned.
     """
+    cache = cache if cache is not None else NodeCache()
     address = rpcdata.data(answer.get("address"), "address")
     account_proof = _nodes(answer.get("accountProof"), "accountProof")
-    account = verify_account(state_root, address, account_proof)
+    account = verify_account(state_root, address, account_proof, cache)
     _claim("storageHash", answer, account.storage_root.hex(), rpcdata.data)
     _claim("balance", answer, account.balance, rpcdata.quantity)
     _claim("nonce", answer, account.nonce, rpcdata.quantity)
@@ -91,7 +108,8 @@ def verify_get_proof(state_root: bytes, answer: Mapping[str, object]) -> Verifie
         if not isinstance(entry, Mapping):
             raise MalformedInput("storageProof", "entries must be objects")
         slot = int.from_bytes(rpcdata.data(_even(entry.get("key")), "storageProof.key"), "big")
-        value = verify_storage(account.storage_root, slot, _nodes(entry.get("proof"), "proof"))
+        value = verify_storage(account.storage_root, slot, _nodes(entry.get("proof"), "proof"),
+                               cache)
         claimed = rpcdata.quantity(entry.get("value"), "storageProof.value")
         if claimed != value:
             raise ValueMismatch(f"slot 0x{slot:x}", hex(claimed), hex(value))

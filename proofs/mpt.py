@@ -21,51 +21,87 @@ from proofs.errors import (
     ProofHasExtraNodes,
     ProofIncomplete,
 )
+from proofs.rlpnode import RLPError, decode_node
 
 BLANK_ROOT = keccak(rlp.encode(b""))
 
 Node = list  # a decoded node: 17 items (branch) or 2 items (extension / leaf)
 
 
-def bytes_to_nibbles(key: bytes) -> tuple[int, ...]:
-    return tuple(n for b in key for n in (b >> 4, b & 0x0F))
+# Paths are kept as lowercase hex strings, one character per nibble: slicing and
+# comparing them runs in C, which matters on the verification hot path.
+NIBBLE = {c: i for i, c in enumerate("0123456789abcdef")}
 
 
-def decode_compact(encoded: bytes) -> tuple[tuple[int, ...], bool]:
-    """Hex-prefix decoding (Yellow Paper appendix C): the nibble path and the leaf flag."""
+def decode_compact(encoded: bytes) -> tuple[str, bool]:
+    """Hex-prefix decoding (Yellow Paper appendix C): the nibble path (as hex) and the
+    leaf flag."""
     if not encoded:
         raise ValueError("empty hex-prefix path")
-    nibbles = bytes_to_nibbles(encoded)
-    flag = nibbles[0]
-    if flag > 3 or (flag in (0, 2) and nibbles[1] != 0):
+    nibbles = encoded.hex()
+    flag = NIBBLE[nibbles[0]]
+    if flag > 3 or (flag in (0, 2) and nibbles[1] != "0"):
         raise ValueError(f"bad hex-prefix flag nibble {flag}")
-    is_leaf = flag >= 2
-    return (nibbles[1:] if flag & 1 else nibbles[2:]), is_leaf
+    return (nibbles[1:] if flag & 1 else nibbles[2:]), flag >= 2
+
+
+class NodeCache:
+    """Distinct proof nodes, hashed and decoded once.
+
+    Proofs at one block share their upper nodes (every storage proof of an account
+    starts at the same root, every slot of a venue shares its account proof); a cache
+    shared by a batch turns those repeats into dictionary look-ups.
+    """
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self) -> None:
+        self._nodes: dict[bytes, tuple[bytes, Node | None]] = {}
+
+    def hash_of(self, encoded: bytes) -> bytes:
+        hit = self._nodes.get(encoded)
+        if hit is None:
+            hit = (keccak(encoded), None)
+            self._nodes[encoded] = hit
+        return hit[0]
+
+    def decoded(self, encoded: bytes, label: str, index: int) -> Node:
+        node_hash, node = self._nodes[encoded]
+        if node is None:
+            try:
+                node = decode_node(encoded)
+            except RLPError as e:
+                raise MalformedInput(f"{label} node {index}", str(e)) from e
+            self._nodes[encoded] = (node_hash, node)
+        return node
 
 
 def verify_proof(
-    root: bytes, key: bytes, proof: Sequence[bytes], label: str = "proof", *, secure: bool = True
+    root: bytes, key: bytes, proof: Sequence[bytes], label: str = "proof", *, secure: bool = True,
+    cache: NodeCache | None = None,
 ) -> bytes | None:
     """The value stored at ``key`` in the trie rooted at ``root``.
 
     State and storage tries are *secure*: the path is ``keccak(key)``; pass
     ``secure=False`` for a plain trie (transactions, receipts, the TrieTests vectors).
     Returns ``None`` when the proof shows the key is absent. Raises a ``ProofError``
-    subclass when the proof does not prove either outcome against ``root``.
+    subclass when the proof does not prove either outcome against ``root``. Pass one
+    ``cache`` to many calls to hash and decode shared nodes once.
     """
+    cache = cache if cache is not None else NodeCache()
     if root == BLANK_ROOT and all(node == b"\x80" for node in proof):
         return None
-    path = bytes_to_nibbles(keccak(key) if secure else key)
+    path = (keccak(key) if secure else key).hex()
     reference: bytes | Node = root
     used = 0
     pos = 0
     while True:
-        node, used = _resolve(reference, proof, used, label)
+        node, used = _resolve(reference, proof, used, label, cache)
         if len(node) == 17:
             if pos == len(path):
                 value = node[16]
                 break
-            reference = node[path[pos]]
+            reference = node[NIBBLE[path[pos]]]
             pos += 1
             if reference == b"":
                 value = None
@@ -95,7 +131,7 @@ def verify_proof(
 
 
 def _resolve(
-    reference: bytes | Node, proof: Sequence[bytes], used: int, label: str
+    reference: bytes | Node, proof: Sequence[bytes], used: int, label: str, cache: NodeCache
 ) -> tuple[Node, int]:
     """The node a reference points at, and how many proof nodes are consumed now."""
     if isinstance(reference, list):
@@ -109,13 +145,7 @@ def _resolve(
     if used >= len(proof):
         raise ProofIncomplete(label, used)
     encoded = proof[used]
-    actual = keccak(encoded)
+    actual = cache.hash_of(encoded)
     if actual != reference:
         raise NodeHashMismatch(label, used, reference, actual)
-    try:
-        node = rlp.decode(encoded)
-    except rlp.exceptions.DecodingError as e:
-        raise MalformedInput(f"{label} node {used}", str(e)) from e
-    if not isinstance(node, list):
-        raise InvalidNode(label, used, "node is not an RLP list")
-    return node, used + 1
+    return cache.decoded(encoded, label, used), used + 1

@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from eth_hash.auto import keccak
 from trie import HexaryTrie
 
 from proofs import ProofError, verify_proof
+from proofs.rlpnode import RLPError, decode_node
 from tests.conftest import CONFORMANCE
 
 TRIE = CONFORMANCE / "trie"
@@ -84,3 +87,30 @@ def test_invalid_rlp_node_is_a_proof_error(name: str, body: dict[str, str]) -> N
     node = bytes.fromhex(body["out"][2:])
     with pytest.raises(ProofError):
         verify_proof(keccak(node), b"key", [node])
+
+
+nested = st.recursive(st.binary(max_size=70), lambda kids: st.lists(kids, max_size=18),
+                      max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(nested, max_size=18))
+def test_node_decoder_agrees_with_pyrlp(items: list[Any]) -> None:
+    encoded = rlp.encode(items)
+    assert decode_node(encoded) == rlp.decode(encoded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=120))
+def test_node_decoder_never_accepts_what_pyrlp_refuses(data: bytes) -> None:
+    try:
+        expected = rlp.decode(data)
+    except rlp.exceptions.DecodingError:
+        with pytest.raises(RLPError):
+            decode_node(data)
+        return
+    if isinstance(expected, list):
+        assert decode_node(data) == expected
+    else:
+        with pytest.raises(RLPError):
+            decode_node(data)
