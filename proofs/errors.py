@@ -74,7 +74,7 @@ class InvalidNode(ProofError):
 
 class ValueMismatch(ProofError):
     def __init__(self, what: str, expected: str, actual: str) -> None:
-        super().__init__(f"{what}: expected {expected}, proven {actual}")
+        super().__init__(f"{what}: claimed {expected}, proven {actual}")
         self.what = what
         self.expected = expected
         self.actual = actual

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +17,9 @@ from relayer.errors import ConfigError, ToolMissing
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 node_app = typer.Typer(no_args_is_help=True, help="Run a relayer node.")
 app.add_typer(node_app, name="node")
+proof_app = typer.Typer(no_args_is_help=True,
+                        help="Verify EIP-1186 proofs against recomputed block hashes.")
+app.add_typer(proof_app, name="proof")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="node TOML file")]
 
@@ -75,6 +79,58 @@ def demo(out: Annotated[Path | None, typer.Option(help="run directory")] = None)
     except KeyboardInterrupt:
         typer.echo("interrupted: every started process was stopped", err=True)
         raise typer.Exit(130) from None
+
+
+def _print_verified(block: dict[str, Any], answer: dict[str, Any]) -> None:
+    from proofs import ProofError
+    from relayer.proofcheck import check
+
+    try:
+        typer.echo(json.dumps(check(block, answer), indent=2))
+    except ProofError as e:
+        typer.echo(f"{type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from e
+
+
+@proof_app.command("check")
+def proof_check(
+    header: Annotated[Path, typer.Option(help="eth_getBlockByNumber JSON (bare or response)")],
+    proof: Annotated[Path, typer.Option(help="eth_getProof JSON (bare or response)")],
+) -> None:
+    """Recompute the block hash, verify the account and storage proofs, print the values."""
+    from proofs import ProofError
+    from relayer.proofcheck import load_json
+
+    try:
+        block, answer = load_json(header, "header"), load_json(proof, "proof")
+    except ProofError as e:
+        typer.echo(f"{type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from e
+    _print_verified(block, answer)
+
+
+@proof_app.command("fetch")
+def proof_fetch(
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL")],
+    address: Annotated[str, typer.Option(help="account address")],
+    slot: Annotated[list[str], typer.Option(help="storage slot (decimal or 0x-hex), repeatable")],
+    block: Annotated[int | None, typer.Option(help="block number (default: latest)")] = None,
+) -> None:
+    """Fetch a block and eth_getProof from RPC and check them as `proof check` does."""
+    from relayer.errors import RpcError
+    from relayer.proofcheck import fetch
+
+    try:
+        slots = [int(s, 0) for s in slot]
+    except ValueError as e:
+        typer.echo(f"bad --slot: {e}", err=True)
+        raise typer.Exit(2) from e
+    try:
+        block_json, answer = fetch(rpc, address, slots, block)
+    except RpcError as e:
+        typer.echo(f"RpcError: {e}", err=True)
+        raise typer.Exit(1) from e
+    _print_verified(block_json, answer)
 
 
 def main() -> None:

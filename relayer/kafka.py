@@ -55,9 +55,13 @@ class Publisher:
 async def consume(
     *, bootstrap: str, topic: str, group: str, model: type[R], publisher: Publisher,
     handle: Callable[[R, ConsumerRecord], Awaitable[None]], stop: asyncio.Event,
-    session_timeout_s: float = 6.0,
+    session_timeout_s: float = 6.0, concurrent: bool = False,
 ) -> None:
-    """Feed every valid record of ``topic`` to ``handle``; dead-letter the rest."""
+    """Feed every valid record of ``topic`` to ``handle``; dead-letter the rest.
+
+    With ``concurrent`` the records of one fetched batch are handled together (for
+    handlers whose results do not depend on each other's order).
+    """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
         auto_offset_reset="earliest", session_timeout_ms=int(session_timeout_s * 1000),
@@ -67,6 +71,7 @@ async def consume(
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
+            work = []
             for messages in batches.values():
                 for message in messages:
                     try:
@@ -74,7 +79,11 @@ async def consume(
                     except RecordError as e:
                         await publisher.dead_letter(message, e.reason)
                         continue
-                    await handle(record, message)
+                    if concurrent:
+                        work.append(handle(record, message))
+                    else:
+                        await handle(record, message)
+            await asyncio.gather(*work)
             if batches:
                 await consumer.commit()
     finally:

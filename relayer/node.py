@@ -122,7 +122,7 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
     tasks: dict[str, Callable[[], Awaitable[None]]] = {
         "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
                           group="xmargin-prover", model=PositionEvent, publisher=publisher,
-                          handle=prover.handle, stop=stop),
+                          handle=prover.handle, stop=stop, concurrent=True),
     }
     for chain_id, client in clients.items():
         listener = Listener(client, publisher, settings.state_dir, await feed_decimals(client))

@@ -18,6 +18,7 @@ from relayer.chain import ChainClient
 from relayer.config import ChainSettings, KeystoreSettings
 from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, transact
 from relayer.localnet import LocalNet
+from relayer.proof_fetcher import ProofFetcher
 from relayer.prover import prove_event
 from relayer.signing import sign_digest, threshold_signatures
 from relayer.venue import (
@@ -158,14 +159,14 @@ def test_proof_service_proves_a_real_book_and_rejects_a_forged_one(
         chain: tuple[Web3, Deployment]) -> None:
     w3, d = chain
     event = _trade(w3, d, anvil_account(4), -1.0)
-    book = asyncio.run(prove_event(_client(d), event))
+    book = asyncio.run(prove_event(ProofFetcher(_client(d)), event))
     assert book.positions == event.positions and book.account_proof
     forged = event.model_copy(update={"collateral_wad": event.collateral_wad * 2})
     with pytest.raises(ProofError, match="event commitment"):
-        asyncio.run(prove_event(_client(d), forged))
+        asyncio.run(prove_event(ProofFetcher(_client(d)), forged))
     lying = event.model_copy(update={
         "collateral_wad": event.collateral_wad * 2,
         "commitment": book_commitment(event.trader, event.collateral_wad * 2, event.positions),
     })
     with pytest.raises(ProofError, match="commitment of"):
-        asyncio.run(prove_event(_client(d), lying))
+        asyncio.run(prove_event(ProofFetcher(_client(d)), lying))

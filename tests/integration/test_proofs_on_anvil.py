@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from proofs import ProofError, header_from_rpc, verify_get_proof, verify_get_proofs
+from proofs.builder import ProvenSlots
+from relayer.chain import ChainClient
+from relayer.config import ChainSettings, KeystoreSettings
 from relayer.localnet import LocalNet
+from relayer.proof_fetcher import ProofFetcher
 from tests.support.storage import StorageFiller
 
 pytestmark = pytest.mark.integration
@@ -56,3 +65,43 @@ def test_proofs_at_past_blocks_match_their_own_state_root(
     assert then[filler.slot(5)] != 0 and then[filler.slot(6)] != 42
     with pytest.raises(ProofError):
         verify_get_proof(new_header.state_root, old)  # an old proof is not today's state
+
+
+def test_proof_fetch_cli_checks_a_live_chain(filled: tuple[StorageFiller, int]) -> None:
+    filler, block = filled
+    slot = hex(filler.slot(9))
+    result = subprocess.run(
+        [sys.executable, "-m", "relayer.cli", "proof", "fetch", "--rpc",
+         filler.w3.provider.endpoint_uri, "--address", filler.address, "--slot", slot,
+         "--slot", str(filler.slot(N_SLOTS + 5)), "--block", str(block)],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["block_number"] == block
+    assert out["storage"][slot] == filler.contract.functions.data(9).call(block_identifier=block)
+    assert out["storage"][hex(filler.slot(N_SLOTS + 5))] == 0
+
+
+def test_fetcher_coalesces_concurrent_requests_and_batches_slots(
+        filled: tuple[StorageFiller, int]) -> None:
+    filler, block = filled
+    settings = ChainSettings(
+        name="t", chain_id=41030, rpc_urls=[filler.w3.provider.endpoint_uri],
+        oracle="0x" + "00" * 20,
+        submitter=KeystoreSettings(keystore=Path("unused"), password_file=Path("unused")))
+    header = header_from_rpc(filler.raw_block(block))
+    keys = list(range(100, 125))
+
+    async def run() -> tuple[list[ProvenSlots], int]:
+        fetcher = ProofFetcher(ChainClient(settings), max_slots_per_call=10)
+        results = await asyncio.gather(*(
+            fetcher.prove(filler.address, block, header.state_root, [filler.slot(k)])
+            for k in keys))
+        await fetcher.client.close()
+        return list(results), fetcher.calls
+
+    results, calls = asyncio.run(run())
+    assert calls == 3  # 25 requests, one (account, block): 3 calls of at most 10 slots
+    for k, proven in zip(keys, results, strict=True):
+        expected = filler.contract.functions.data(k).call(block_identifier=block)
+        assert proven.slots[filler.slot(k)].value == expected

@@ -3,6 +3,7 @@ ethereum/tests multi-fork chain and the mainnet genesis."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -29,7 +30,7 @@ def test_first_mainnet_blocks_chain_by_parent_hash() -> None:
     blocks = json.loads((HEADERS / "mainnet/ethereumjs-rpc/blocks_mainnet.json").read_text())
     headers = [header_from_rpc(b["header"]) for b in blocks]
     assert headers[0].hash.hex().startswith("88e96d45")
-    for parent, child in zip(headers, headers[1:], strict=False):
+    for parent, child in itertools.pairwise(headers):
         assert child.parent_hash == parent.hash
 
 

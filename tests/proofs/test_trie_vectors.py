@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import rlp
+from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from eth_hash.auto import keccak
 from trie import HexaryTrie
 
 from proofs import ProofError, verify_proof
