@@ -132,3 +132,23 @@ def test_claimed_value_must_equal_proven_value() -> None:
         raise AssertionError("a lying value was accepted")
     except ProofError as e:
         assert "0x39" in str(e) and "0x2a" in str(e)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_node_swapped_in_from_another_proof_is_rejected(data: st.DataObject) -> None:
+    entries = {i.to_bytes(4, "big"): b"v" * 40 for i in range(400)}
+    t = secure_trie(entries)
+    a, b = data.draw(st.sampled_from(list(entries))), data.draw(st.sampled_from(list(entries)))
+    proof_a, proof_b = encoded_proof(t, a), encoded_proof(t, b)
+    i = data.draw(st.integers(0, len(proof_a) - 1))
+    j = data.draw(st.integers(0, len(proof_b) - 1))
+    swapped = list(proof_a)
+    swapped[i] = proof_b[j]
+    if swapped == proof_a:
+        return  # the two proofs share this node: nothing was swapped
+    try:
+        value = verify_proof(t.root_hash, a, swapped)
+    except ProofError:
+        return
+    raise AssertionError(f"accepted a proof with a foreign node, value {value!r}")
