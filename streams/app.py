@@ -7,11 +7,13 @@ every trader's margin needs every price.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import faust
 
 from engine import MarginParams
 from streams import topics
-from streams.records import DeadLetter, PriceUpdate, ProvenBook, RecordError, decode
+from streams.records import DeadLetter, PriceUpdate, ProvenBook, R, RecordError, decode
 from streams.risk import margin_for, next_attestation
 from streams.settings import StreamSettings
 from streams.state import TraderState, apply_attestation, apply_price, apply_proven
@@ -57,29 +59,27 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             key=message.key, value=letter.to_bytes()
         )
 
+    async def valid(stream: faust.StreamT, model: type[R]) -> AsyncIterator[R]:
+        """The stream's records that validate as ``model``; the rest are dead-lettered."""
+        async for event in stream.events():
+            try:
+                yield decode(model, event.value)
+            except RecordError as e:
+                await refuse(event, e)
+
     def current_prices() -> dict[str, PriceUpdate]:
         return {k: PriceUpdate.model_validate(v) for k, v in prices.items()}
 
     @app.agent(price_topic)
     async def on_price(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                update = decode(PriceUpdate, event.value)
-            except RecordError as e:
-                await refuse(event, e)
-                continue
+        async for update in valid(stream, PriceUpdate):
             held = current_prices()
             if apply_price(held, update) is not held:
                 prices[update.asset] = update.model_dump(mode="json")
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                book = decode(ProvenBook, event.value)
-            except RecordError as e:
-                await refuse(event, e)
-                continue
+        async for book in valid(stream, ProvenBook):
             key = book.trader
             held = traders.get(key)
             state = (TraderState.model_validate(held) if held
