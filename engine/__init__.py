@@ -1,11 +1,14 @@
-"""Portfolio-margin engine: pure numpy, arrays in and arrays out, no I/O.
+"""Portfolio-margin engine: pure numpy/scipy, arrays in and arrays out, no I/O.
 
-The walking skeleton margins linear instruments (spot-like collateral in USD and
-perpetual futures) on a ±R price scan; see ``margin.py`` for the model and
-``params.py`` for the versioned parameters.
+``compute_margin(book, market, params)`` margins every trader of a ``Book`` (spot,
+perpetuals, dated futures, European options, lending supply and borrow) on a scenario
+grid per underlying, aggregates across underlyings with stressed correlations, and
+reports the same book under isolated and protocol-cross margin for comparison.
 """
 
-from engine.margin import Book, MarginResult, compute_margin
-from engine.params import MarginParams
+from engine.instruments import Book, BookError, Kind, Market
+from engine.margin import MarginResult, compute_margin
+from engine.params import MarginParams, ParamsError
 
-__all__ = ["Book", "MarginParams", "MarginResult", "compute_margin"]
+__all__ = ["Book", "BookError", "Kind", "MarginParams", "MarginResult", "Market", "ParamsError",
+           "compute_margin"]

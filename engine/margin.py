@@ -1,17 +1,20 @@
-"""Scenario margin for linear books under three offset modes.
+"""Portfolio margin for whole books, under three offset modes.
 
-Axes: ``positions`` (P rows, one per position), ``scenarios`` (S price moves),
-``groups`` (G offset groups), ``traders`` (T). A mode is only a choice of offset group:
+Axes: ``positions`` (P), ``scenarios`` (S), ``groups`` (G, the offset groups of a
+mode), ``traders`` (T), ``underlyings`` (U). A mode is a choice of offset group:
 
-======================  ===============================================
+======================  ==========================================================
 isolated                every position alone
 protocol_cross          (trader, account, underlying): nets inside one venue
-portfolio               (trader, underlying): nets across venues and chains
-======================  ===============================================
+portfolio               (trader, underlying), then across underlyings with stressed
+                        correlations, K = √(Σₖₗ ρₖₗ WSₖ WSₗ) (ISDA SIMM form)
+======================  ==========================================================
 
-Per group, the requirement is the worst scan loss plus the minimum delta charge
-``(net_charge · |net delta| + hedged_charge · hedged delta) · S``; a trader's MM is the
-sum over their groups (correlation credit across underlyings comes later).
+A group's requirement is its worst weighted scenario loss plus add-ons: the minimum
+delta charge ``(net · |net Δ| + hedged · hedged Δ) · S``, a charge per net short option
+contract, and a concentration charge on net exposure above a threshold. Linear
+instruments enter the scan through their dollar delta (one multiply per group);
+options are revalued with Black-76 in every scenario.
 """
 
 from __future__ import annotations
@@ -19,57 +22,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from engine.instruments import Book, BoolArray, FloatArray, IntArray, Kind, Market
 from engine.params import MarginParams
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-
-
-class BookError(ValueError):
-    """The book's arrays are inconsistent; ``field`` names the offending array."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-@dataclass(frozen=True)
-class Book:
-    """Positions and collateral of T traders, flattened.
-
-    ``trader``, ``account``, ``underlying`` are indices; ``account`` identifies a
-    (chain, venue) pair. Sizes are in units of the underlying (signed), prices in USD.
-    ``collateral_usd`` has one entry per (trader, account) collateral row.
-    """
-
-    n_traders: int
-    underlyings: tuple[str, ...]
-    trader: IntArray
-    account: IntArray
-    underlying: IntArray
-    size: FloatArray
-    entry_price_usd: FloatArray
-    collateral_trader: IntArray
-    collateral_usd: FloatArray
-
-    def __post_init__(self) -> None:
-        n = self.trader.shape[0]
-        for name in ("account", "underlying", "size", "entry_price_usd"):
-            if getattr(self, name).shape != (n,):
-                raise BookError(name, f"expected shape ({n},)")
-        if self.collateral_trader.shape != self.collateral_usd.shape:
-            raise BookError("collateral_usd", "must match collateral_trader in shape")
-        if n and (self.trader.min() < 0 or self.trader.max() >= self.n_traders):
-            raise BookError("trader", "index out of range")
-        if n and (self.underlying.min() < 0 or self.underlying.max() >= len(self.underlyings)):
-            raise BookError("underlying", "index out of range")
+from engine.pricing import black76, black76_greeks
+from engine.scenarios import (
+    VOL_DOWN,
+    VOL_FLAT,
+    VOL_UP,
+    Scenarios,
+    build_scenarios,
+    scan_ranges,
+    shocked_vol,
+)
 
 
 @dataclass(frozen=True)
 class MarginResult:
-    """Per-trader results (arrays of length T); ``delta`` is traders × underlyings in units."""
+    """Per-trader results (length T) and per trader × underlying Greeks (T × U)."""
 
     params_version: int
     equity_usd: FloatArray
@@ -78,88 +48,238 @@ class MarginResult:
     health: FloatArray
     free_collateral_usd: FloatArray
     delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    worst_scenario: IntArray  # T × U, −1 where the trader holds nothing in the underlying
+    scenarios: Scenarios
     isolated_mm_usd: FloatArray
     protocol_cross_mm_usd: FloatArray
 
 
-def scan_moves(book: Book, params: MarginParams) -> FloatArray:
-    """Relative price moves, underlyings × scenarios: ``linspace(-R, R, steps)`` per underlying."""
-    ranges = np.array([params.range_for(u) for u in book.underlyings], dtype=np.float64)
-    unit = np.linspace(-1.0, 1.0, params.scan_steps)
-    return ranges[:, None] * unit[None, :]
+@dataclass(frozen=True)
+class Exposure:
+    """Per-position quantities every mode needs (axis ``positions``)."""
+
+    spot: FloatArray
+    linear_delta_usd: FloatArray  # dollar delta of the linear part
+    delta_usd: FloatArray         # total dollar delta (options through Black-76 delta)
+    option_rows: IntArray         # positions that are options
+    option_pnl: FloatArray        # options × scenarios, P&L in USD
+    option_size: FloatArray       # signed contracts of every position (0 for non-options)
+    option_value: FloatArray      # value now of every position (0 for non-options)
 
 
-def group_requirement(
-    group: IntArray, n_groups: int, pnl: FloatArray, delta_usd: FloatArray, params: MarginParams
-) -> FloatArray:
-    """Requirement per group: worst scan loss plus the minimum delta charge.
+def sum_by(index: IntArray, values: FloatArray, n: int) -> FloatArray:
+    """Sums of ``values`` per index (length n)."""
+    return np.bincount(index, values, minlength=n).astype(np.float64, copy=False)
 
-    ``pnl`` is positions × scenarios, ``delta_usd`` the positions' dollar deltas.
-    """
-    group_pnl = np.zeros((n_groups, pnl.shape[1]))
-    np.add.at(group_pnl, group, pnl)
-    scan_loss = np.maximum(0.0, -group_pnl.min(axis=1))
-    long_usd = np.bincount(group, np.maximum(delta_usd, 0.0), minlength=n_groups)
-    short_usd = np.bincount(group, np.maximum(-delta_usd, 0.0), minlength=n_groups)
+
+def linear_units(book: Book, rate: float) -> FloatArray:
+    """Signed units of underlying exposure of every non-option position."""
+    sign = np.select([book.kind == Kind.BORROW, book.is_option], [-1.0, 0.0], 1.0)
+    forward = np.where(book.kind == Kind.FUTURE, np.exp(rate * book.expiry_years), 1.0)
+    return sign * book.size * forward
+
+
+def option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
+               params: MarginParams) -> tuple[FloatArray, FloatArray]:
+    """(value now, P&L options × scenarios) of the options at ``rows``."""
+    u = book.underlying[rows]
+    is_call = book.kind[rows] == Kind.CALL
+    strike, t, size = book.strike_usd[rows], book.expiry_years[rows], book.size[rows]
+    forward = market.spot_usd[u] * np.exp(market.rate * t)
+    vol = market.vol[u]
+    now = size * black76(is_call, forward, strike, t, vol, market.rate)
+    pnl = np.empty((rows.shape[0], sc.n))
+    for shock in (VOL_UP, VOL_FLAT, VOL_DOWN):
+        cols = np.flatnonzero(sc.vol_shock == shock)
+        v = shocked_vol(vol, t, shock, params)[:, None]
+        shocked_forward = forward[:, None] * (1.0 + sc.move[u][:, cols])
+        value = black76(is_call[:, None], shocked_forward, strike[:, None], t[:, None], v,
+                        market.rate)
+        pnl[:, cols] = size[:, None] * value - now[:, None]
+    return now, pnl
+
+
+def group_requirement(group: IntArray, n_groups: int, group_underlying: IntArray,
+                      ex: Exposure, sc: Scenarios, book: Book,
+                      params: MarginParams) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
+    """(scan loss, add-ons, signed scan loss, worst scenario) per group."""
+    lin = sum_by(group, ex.linear_delta_usd, n_groups)
+    pnl = lin[:, None] * sc.move[group_underlying]
+    if ex.option_rows.size:
+        og = group[ex.option_rows]
+        order = np.argsort(og, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(og[order]) != 0])
+        pnl[og[order][starts]] += np.add.reduceat(ex.option_pnl[order], starts, axis=0)
+    weighted = pnl * sc.weight[group_underlying]
+    worst = np.argmin(weighted, axis=1)
+    scan_loss = np.maximum(0.0, -weighted[np.arange(n_groups), worst])
+    # A loss found on a falling price is a long exposure, on a rising one a short one.
+    sign = np.where(sc.move[group_underlying, worst] <= 0.0, 1.0, -1.0)
+    long_usd = sum_by(group, np.maximum(ex.delta_usd, 0.0), n_groups)
+    short_usd = sum_by(group, np.maximum(-ex.delta_usd, 0.0), n_groups)
     net = np.abs(long_usd - short_usd)
-    hedged = np.minimum(long_usd, short_usd)
-    return scan_loss + params.net_delta_charge * net + params.hedged_delta_charge * hedged
+    rows_per_group = np.maximum(np.bincount(group, minlength=n_groups), 1)
+    spot_g = sum_by(group, ex.spot, n_groups) / rows_per_group
+    net_short_options = np.maximum(0.0, -sum_by(group, ex.option_size, n_groups))
+    addons = (params.net_delta_charge * net
+              + params.hedged_delta_charge * np.minimum(long_usd, short_usd)
+              + params.short_option_charge * net_short_options * spot_g
+              + params.concentration_charge
+              * np.maximum(0.0, net - params.concentration_threshold_usd))
+    # A book whose payoff can never go below zero cannot lose more than it is worth now
+    # (a debit spread, a long option): cap its requirement at that value.
+    cap = bounded_value(group, n_groups, ex, book)
+    scan_loss = np.minimum(scan_loss, cap)
+    addons = np.minimum(addons, np.maximum(cap - scan_loss, 0.0))
+    return scan_loss, addons, sign * scan_loss, worst
 
 
-def mode_margin(
-    book: Book, key_columns: tuple[IntArray, ...], pnl: FloatArray, delta_usd: FloatArray,
-    params: MarginParams,
-) -> FloatArray:
-    """Sum of group requirements per trader, grouping positions by ``key_columns``."""
-    if book.trader.size == 0:
-        return np.zeros(book.n_traders)
-    keys = np.stack(key_columns, axis=1)
-    unique_keys, group = np.unique(keys, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    requirement = group_requirement(group, unique_keys.shape[0], pnl, delta_usd, params)
-    return sum_by_trader(unique_keys[:, 0], requirement, book.n_traders)
+def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> FloatArray:
+    """Per group, its value now if its expiry payoff is ≥ 0 at every price, else +inf.
 
-
-def sum_by_trader(trader: IntArray, values: FloatArray, n_traders: int) -> FloatArray:
-    """Per-trader sums of ``values`` (length T, zero for traders with no rows)."""
-    return np.bincount(trader, values, minlength=n_traders).astype(np.float64, copy=False)
-
-
-def compute_margin(book: Book, spot_usd: FloatArray, params: MarginParams) -> MarginResult:
-    """Equity, MM, IM, health, free collateral and deltas for every trader in ``book``.
-
-    ``spot_usd`` has one price per underlying (same order as ``book.underlyings``).
+    Only option-only groups qualify: their payoff is piecewise linear with kinks at the
+    strikes, so checking S = 0, every strike and the slope beyond the last strike is
+    exact; a non-negative terminal payoff has a non-negative Black-76 value before
+    expiry too.
     """
-    if spot_usd.shape != (len(book.underlyings),):
-        raise BookError("spot_usd", f"expected one price per underlying ({len(book.underlyings)})")
-    if np.any(~np.isfinite(spot_usd)) or np.any(spot_usd <= 0):
-        raise BookError("spot_usd", "prices must be finite and positive")
-    spot = spot_usd[book.underlying]
-    delta_usd = book.size * spot
-    pnl = delta_usd[:, None] * scan_moves(book, params)[book.underlying]
+    cap = np.full(n_groups, np.inf)
+    rows = ex.option_rows
+    if rows.size == 0:
+        return cap
+    has_linear = sum_by(group, np.abs(ex.linear_delta_usd), n_groups) > 0
+    g = group[rows]
+    order = np.argsort(g, kind="stable")
+    rows, g = rows[order], g[order]
+    counts = np.bincount(g, minlength=n_groups)[g]
+    starts = np.r_[0, np.cumsum(np.bincount(g, minlength=n_groups))][g]
+    # Every (evaluation strike i, contributing option j) pair inside a group.
+    i = np.repeat(np.arange(rows.size), counts)
+    j = starts[i] + (np.arange(i.size) - np.repeat(np.cumsum(counts) - counts, counts))
+    k_eval, k_j = book.strike_usd[rows][i], book.strike_usd[rows][j]
+    is_call = book.kind[rows][j] == Kind.CALL
+    size = book.size[rows][j]
+    payoff = size * np.where(is_call, np.maximum(k_eval - k_j, 0.0), np.maximum(k_j - k_eval, 0.0))
+    at_strikes = np.zeros(rows.size)
+    np.add.at(at_strikes, i, payoff)
+    lowest = np.full(n_groups, np.inf)
+    np.minimum.at(lowest, g, at_strikes)
+    is_put = book.kind[rows] == Kind.PUT
+    at_zero = sum_by(g, np.where(is_put, book.size[rows] * book.strike_usd[rows], 0.0), n_groups)
+    slope = sum_by(g, np.where(is_put, 0.0, book.size[rows]), n_groups)
+    value = sum_by(g, ex.option_value[rows], n_groups)
+    safe = (~has_linear) & (lowest >= 0) & (at_zero >= 0) & (slope >= 0)
+    safe &= np.bincount(g, minlength=n_groups) > 0
+    cap[safe] = np.maximum(value[safe], 0.0)
+    return cap
 
-    positions = np.arange(book.trader.size, dtype=np.int64)
-    isolated = mode_margin(book, (book.trader, positions), pnl, delta_usd, params)
-    cross = mode_margin(book, (book.trader, book.account, book.underlying), pnl, delta_usd, params)
-    portfolio = mode_margin(book, (book.trader, book.underlying), pnl, delta_usd, params)
 
-    unrealised = sum_by_trader(book.trader, book.size * (spot - book.entry_price_usd),
-                               book.n_traders)
-    collateral = sum_by_trader(book.collateral_trader, book.collateral_usd, book.n_traders)
-    equity = collateral + unrealised
+def dense_key(*columns: IntArray) -> tuple[IntArray, IntArray]:
+    """(group of every row, first row of every group) for the combined key columns."""
+    key = np.zeros(columns[0].shape[0], dtype=np.int64)
+    for c in columns:
+        key = key * (int(c.max()) + 1 if c.size else 1) + c
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    return group.reshape(-1), first
+
+
+def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArray:
+    """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart."""
+    rho = market.correlation + params.correlation_stress * (1.0 - market.correlation)
+    stable = market.stablecoin if market.stablecoin is not None else np.zeros(ws.shape[1], bool)
+    risky = np.where(stable[None, :], 0.0, ws)
+    k2 = np.einsum("tu,uv,tv->t", risky, rho, risky)
+    return np.sqrt(np.maximum(k2, 0.0)) + np.abs(np.where(stable[None, :], ws, 0.0)).sum(axis=1)
+
+
+def exposures(book: Book, market: Market, sc: Scenarios,
+              params: MarginParams) -> tuple[Exposure, FloatArray]:
+    """Per-position exposures, and the value now of every position (for equity)."""
+    spot = market.spot_usd[book.underlying]
+    units = linear_units(book, market.rate)
+    rows = np.flatnonzero(book.is_option)
+    now_opt, pnl = option_pnl(book, market, rows, sc, params)
+    delta_units = units.copy()
+    if rows.size:
+        d, _, _ = black76_greeks(book.kind[rows] == Kind.CALL, spot[rows], book.strike_usd[rows],
+                                 book.expiry_years[rows], market.vol[book.underlying[rows]],
+                                 market.rate)
+        delta_units[rows] = d * book.size[rows]
+    option_size = np.where(book.is_option, book.size, 0.0)
+    value = np.where(np.isin(book.kind, (Kind.PERP, Kind.FUTURE)),
+                     book.size * (spot * np.where(book.kind == Kind.FUTURE,
+                                                  np.exp(market.rate * book.expiry_years), 1.0)
+                                  - book.entry_price_usd),
+                     units * spot)
+    value[rows] = now_opt
+    option_value = np.zeros(book.trader.size)
+    option_value[rows] = now_opt
+    ex = Exposure(spot=spot, linear_delta_usd=units * spot, delta_usd=delta_units * spot,
+                  option_rows=rows, option_pnl=pnl, option_size=option_size,
+                  option_value=option_value)
+    return ex, value
+
+
+def greeks(book: Book, market: Market) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Delta (units), gamma and vega per trader × underlying."""
+    n_u = len(book.underlyings)
+    cell = book.trader * n_u + book.underlying
+    spot = market.spot_usd[book.underlying]
+    d, g, v = black76_greeks(book.kind == Kind.CALL, spot, np.maximum(book.strike_usd, 1e-12),
+                             book.expiry_years, market.vol[book.underlying], market.rate)
+    opt: BoolArray = book.is_option
+    delta = np.where(opt, d * book.size, linear_units(book, market.rate))
+    shape = (book.n_traders, n_u)
+    size = book.n_traders * n_u
+    return (sum_by(cell, delta, size).reshape(shape),
+            sum_by(cell, np.where(opt, g * book.size, 0.0), size).reshape(shape),
+            sum_by(cell, np.where(opt, v * book.size, 0.0), size).reshape(shape))
+
+
+def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginResult:
+    """Equity, MM, IM, health, free collateral, Greeks and the three modes per trader."""
+    n_u = len(book.underlyings)
+    market.validate(n_u)
+    sc = build_scenarios(scan_ranges(book.underlyings, market.stale, params), params)
+    ex, value = exposures(book, market, sc, params)
+    n_t = book.n_traders
+
+    def mode(*columns: IntArray) -> tuple[FloatArray, FloatArray, FloatArray, IntArray,
+                                          IntArray]:
+        group, first = dense_key(*columns)
+        scan, addons, signed, worst = group_requirement(
+            group, first.shape[0], book.underlying[first], ex, sc, book, params)
+        return scan, addons, signed, worst, first
+
+    isolated = np.zeros(n_t)
+    cross = np.zeros(n_t)
+    portfolio = np.zeros(n_t)
+    worst_cell = np.full((n_t, n_u), -1, dtype=np.int64)
+    if book.trader.size:
+        positions = np.arange(book.trader.size, dtype=np.int64)
+        scan, addons, _, _, first = mode(book.trader, positions)
+        isolated = sum_by(book.trader[first], scan + addons, n_t)
+        scan, addons, _, _, first = mode(book.trader, book.account, book.underlying)
+        cross = sum_by(book.trader[first], scan + addons, n_t)
+        scan, addons, signed, worst, first = mode(book.trader, book.underlying)
+        t, u = book.trader[first], book.underlying[first]
+        ws = np.zeros((n_t, n_u))
+        ws[t, u] = signed
+        worst_cell[t, u] = worst
+        portfolio = correlated(ws, market, params) + sum_by(t, addons, n_t)
+
+    collateral = sum_by(book.collateral_trader, book.collateral_usd, n_t)
+    equity = collateral + sum_by(book.trader, value, n_t)
     initial = params.initial_to_maintenance * portfolio
     # A book with no requirement is infinitely healthy, whatever its equity.
-    health = np.divide(equity, portfolio, out=np.full_like(equity, np.inf), where=portfolio > 0)
-    delta = np.zeros((book.n_traders, len(book.underlyings)))
-    np.add.at(delta, (book.trader, book.underlying), book.size)
+    health = np.divide(equity, portfolio, out=np.full_like(equity, np.inf),
+                       where=portfolio > 1e-9)
+    delta, gamma, vega = greeks(book, market)
     return MarginResult(
-        params_version=params.version,
-        equity_usd=equity,
-        maintenance_margin_usd=portfolio,
-        initial_margin_usd=initial,
-        health=health,
-        free_collateral_usd=np.maximum(0.0, equity - initial),
-        delta=delta,
-        isolated_mm_usd=isolated,
+        params_version=params.version, equity_usd=equity, maintenance_margin_usd=portfolio,
+        initial_margin_usd=initial, health=health,
+        free_collateral_usd=np.maximum(0.0, equity - initial), delta=delta, gamma=gamma,
+        vega=vega, worst_scenario=worst_cell, scenarios=sc, isolated_mm_usd=isolated,
         protocol_cross_mm_usd=cross,
     )

@@ -1,14 +1,17 @@
 """Versioned, validated margin parameters.
 
 Every result carries ``MarginParams.version`` so an attestation can say which model
-produced it. Defaults follow ``margin-model.md``: a ±16% scan in 9 steps (Deribit /
-Paradex shape), a minimum delta charge of 2% of net plus 1% of hedged delta, and
-IM = 1.25 × MM.
+produced it. Defaults follow ``margin-model.md``: a ±16% scan in 9 steps with
+volatility up / flat / down (Deribit / Paradex shape), extended moves from −66% to
++500% weighted R/|move|, vega shocks +40% / −22% scaled by (30 / days)^p, a minimum
+delta charge of 2% of net plus 1% of hedged delta, 1% of spot per net short option,
+and IM = 1.25 × MM.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 class ParamsError(ValueError):
@@ -25,24 +28,63 @@ class MarginParams:
     scan_range: float = 0.16
     scan_steps: int = 9
     scan_range_by_underlying: dict[str, float] = field(default_factory=dict)
+    extended_moves: tuple[float, ...] = (-0.66, -0.5, -0.33, 0.33, 0.5, 1.0, 2.0, 5.0)
+    vol_up: float = 0.40
+    vol_down: float = 0.22
+    vol_scale_days: float = 30.0
+    vol_power_short: float = 0.30  # p under 30 days to expiry
+    vol_power_long: float = 0.13   # p beyond
     net_delta_charge: float = 0.02
     hedged_delta_charge: float = 0.01
+    short_option_charge: float = 0.01
+    concentration_threshold_usd: float = 5_000_000.0
+    concentration_charge: float = 0.02
+    stale_range_multiplier: float = 1.5
+    stablecoin_depeg_charge: float = 0.0
+    correlation_stress: float = 0.0
+    default_correlation: float = 0.5
     initial_to_maintenance: float = 1.25
 
     def __post_init__(self) -> None:
-        if self.version < 1:
-            raise ParamsError("version", "must be ≥ 1")
-        if not 0.0 < self.scan_range < 1.0:
-            raise ParamsError("scan_range", "must lie in (0, 1)")
-        if self.scan_steps < 3 or self.scan_steps % 2 == 0:
-            raise ParamsError("scan_steps", "must be odd and ≥ 3 so that 0 is a scenario")
+        checks: list[tuple[str, bool, str]] = [
+            ("version", self.version >= 1, "must be ≥ 1"),
+            ("scan_range", 0.0 < self.scan_range < 1.0, "must lie in (0, 1)"),
+            ("scan_steps", self.scan_steps >= 3 and self.scan_steps % 2 == 1,
+             "must be odd and ≥ 3 so that 0 is a scenario"),
+            ("extended_moves", all(m > -1.0 and m != 0.0 for m in self.extended_moves),
+             "moves must be > −100% and non-zero"),
+            ("vol_up", self.vol_up >= 0.0, "must be ≥ 0"),
+            ("vol_down", 0.0 <= self.vol_down < 1.0, "must lie in [0, 1)"),
+            ("net_delta_charge", self.net_delta_charge >= 0.0, "must be ≥ 0"),
+            ("hedged_delta_charge", self.hedged_delta_charge >= 0.0, "must be ≥ 0"),
+            ("short_option_charge", self.short_option_charge >= 0.0, "must be ≥ 0"),
+            ("concentration_charge", self.concentration_charge >= 0.0, "must be ≥ 0"),
+            ("stale_range_multiplier", self.stale_range_multiplier >= 1.0, "must be ≥ 1"),
+            ("correlation_stress", 0.0 <= self.correlation_stress <= 1.0, "must lie in [0, 1]"),
+            ("default_correlation", -1.0 <= self.default_correlation <= 1.0,
+             "must lie in [−1, 1]"),
+            ("initial_to_maintenance", self.initial_to_maintenance >= 1.0, "must be ≥ 1"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise ParamsError(name, message)
         for name, r in self.scan_range_by_underlying.items():
             if not 0.0 < r < 1.0:
                 raise ParamsError(f"scan_range_by_underlying.{name}", "must lie in (0, 1)")
-        if self.net_delta_charge < 0 or self.hedged_delta_charge < 0:
-            raise ParamsError("net_delta_charge", "delta charges must be ≥ 0")
-        if self.initial_to_maintenance < 1.0:
-            raise ParamsError("initial_to_maintenance", "must be ≥ 1")
 
     def range_for(self, underlying: str) -> float:
         return self.scan_range_by_underlying.get(underlying, self.scan_range)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> MarginParams:
+        """Parameters from a parsed TOML / JSON table; an unknown key is a ``ParamsError``."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ParamsError(key, "unknown parameter")
+        if "extended_moves" in values:
+            values = {**values, "extended_moves": tuple(values["extended_moves"])}
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise ParamsError("params", str(e)) from e

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from engine import Book, MarginParams, MarginResult, compute_margin
+from engine import Book, MarginParams, MarginResult, Market, compute_margin
 from streams.attestation import attestation_digest, source_blocks_hash
 from streams.records import Attestation, ChainCredit, PriceUpdate, SourceBlock
 from streams.settings import StreamSettings
@@ -36,7 +36,7 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
                 underlying.append(index[p.market])
                 size.append(p.size_wad / WAD)
                 entry.append(p.entry_price_wad / WAD)
-    return Book(
+    return Book.linear(
         n_traders=len(states),
         underlyings=tuple(underlyings),
         trader=np.array(trader, dtype=np.int64),
@@ -61,7 +61,8 @@ def margin_for(
     if any(m not in prices for m in markets):
         return None
     spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
-    return compute_margin(build_book(states, markets), spot, params)
+    market = Market.flat(spot, correlation=params.default_correlation)
+    return compute_margin(build_book(states, markets), market, params)
 
 
 def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float) -> bool:

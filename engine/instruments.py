@@ -1,0 +1,133 @@
+"""Books and market data as arrays.
+
+A ``Book`` holds the positions of T traders flattened into P rows (axis ``positions``);
+``trader``, ``account`` (a chain-and-venue index) and ``underlying`` are indices. A
+``Market`` holds one row per underlying (axis ``underlyings``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+class Kind(enum.IntEnum):
+    """What a position row is. Sizes are signed units of the underlying, except that
+    ``BORROW`` (a liability) and ``SUPPLY`` (an asset) are given as positive amounts."""
+
+    SPOT = 0
+    PERP = 1
+    FUTURE = 2
+    CALL = 3
+    PUT = 4
+    SUPPLY = 5
+    BORROW = 6
+
+
+OPTION_KINDS = (Kind.CALL, Kind.PUT)
+DATED_KINDS = (Kind.FUTURE, Kind.CALL, Kind.PUT)
+
+
+class BookError(ValueError):
+    """The book or market arrays are inconsistent; ``field`` names the offending one."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Book:
+    n_traders: int
+    underlyings: tuple[str, ...]
+    trader: IntArray
+    account: IntArray
+    underlying: IntArray
+    kind: IntArray
+    size: FloatArray
+    entry_price_usd: FloatArray
+    strike_usd: FloatArray
+    expiry_years: FloatArray
+    collateral_trader: IntArray
+    collateral_usd: FloatArray
+
+    def __post_init__(self) -> None:
+        n = self.trader.shape[0]
+        for name in ("account", "underlying", "kind", "size", "entry_price_usd", "strike_usd",
+                     "expiry_years"):
+            if getattr(self, name).shape != (n,):
+                raise BookError(name, f"expected shape ({n},)")
+        if self.collateral_trader.shape != self.collateral_usd.shape:
+            raise BookError("collateral_usd", "must match collateral_trader in shape")
+        if n == 0:
+            return
+        if self.trader.min() < 0 or self.trader.max() >= self.n_traders:
+            raise BookError("trader", "index out of range")
+        if self.underlying.min() < 0 or self.underlying.max() >= len(self.underlyings):
+            raise BookError("underlying", "index out of range")
+        if self.kind.min() < 0 or self.kind.max() > max(Kind):
+            raise BookError("kind", "unknown instrument kind")
+        if not np.all(np.isfinite(self.size)):
+            raise BookError("size", "must be finite")
+        options = self.is_option
+        if np.any(options & (self.strike_usd <= 0)):
+            raise BookError("strike_usd", "options need a positive strike")
+        dated = np.isin(self.kind, DATED_KINDS)
+        if np.any(dated & (self.expiry_years <= 0)):
+            raise BookError("expiry_years", "dated instruments must not be expired")
+
+    @property
+    def is_option(self) -> BoolArray:
+        return (self.kind == Kind.CALL) | (self.kind == Kind.PUT)
+
+    @staticmethod
+    def linear(n_traders: int, underlyings: tuple[str, ...], trader: IntArray,
+               account: IntArray, underlying: IntArray, size: FloatArray,
+               entry_price_usd: FloatArray, collateral_trader: IntArray,
+               collateral_usd: FloatArray) -> Book:
+        """A book of perpetual futures only."""
+        zeros = np.zeros(trader.shape[0])
+        return Book(n_traders, underlyings, trader, account, underlying,
+                    np.full(trader.shape[0], Kind.PERP, dtype=np.int64), size, entry_price_usd,
+                    zeros, zeros.copy(), collateral_trader, collateral_usd)
+
+
+@dataclass(frozen=True)
+class Market:
+    """Spot, implied volatility, staleness and correlation per underlying."""
+
+    spot_usd: FloatArray
+    vol: FloatArray
+    correlation: FloatArray
+    rate: float = 0.0
+    stale: BoolArray | None = None
+    stablecoin: BoolArray | None = None
+
+    def validate(self, n_underlyings: int) -> None:
+        if self.spot_usd.shape != (n_underlyings,):
+            raise BookError("spot_usd", f"expected one price per underlying ({n_underlyings})")
+        if np.any(~np.isfinite(self.spot_usd)) or np.any(self.spot_usd <= 0):
+            raise BookError("spot_usd", "prices must be finite and positive")
+        if self.vol.shape != (n_underlyings,) or np.any(~(self.vol >= 0)):
+            raise BookError("vol", "one non-negative volatility per underlying")
+        if self.correlation.shape != (n_underlyings, n_underlyings):
+            raise BookError("correlation", "must be underlyings × underlyings")
+        if not np.allclose(self.correlation, self.correlation.T) or np.any(
+                np.abs(self.correlation) > 1):
+            raise BookError("correlation", "must be symmetric with entries in [−1, 1]")
+
+    @staticmethod
+    def flat(spot_usd: FloatArray, vol: FloatArray | None = None,
+             correlation: float = 0.5) -> Market:
+        n = spot_usd.shape[0]
+        rho = np.full((n, n), correlation)
+        np.fill_diagonal(rho, 1.0)
+        return Market(spot_usd=spot_usd, vol=vol if vol is not None else np.full(n, 0.5),
+                      correlation=rho)
