@@ -133,6 +133,52 @@ def proof_fetch(
     _print_verified(block_json, answer)
 
 
+@app.command()
+def margin(
+    book: Annotated[Path, typer.Option(help="book JSON (format in README)")],
+    params: Annotated[Path | None, typer.Option(help="margin parameters TOML")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """What-if calculator: margin every trader of BOOK under the three modes."""
+    import tomllib
+
+    from engine import BookError, MarginParams, ParamsError, compute_margin
+    from engine.whatif import parse_book, results
+
+    try:
+        margin_params = (MarginParams.from_mapping(tomllib.loads(params.read_text()))
+                         if params else MarginParams())
+        parsed = parse_book(json.loads(book.read_text()), margin_params)
+    except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    except (BookError, ParamsError) as e:
+        typer.echo(f"{type(e).__name__}: {e}", err=True)
+        raise typer.Exit(2) from e
+    out = results(parsed, compute_margin(parsed.book, parsed.market, margin_params))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    print_margin_table(out)
+
+
+def print_margin_table(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"margin (parameters v{out['params_version']})")
+    for column in ("trader", "equity", "MM", "IM", "health", "free", "isolated MM",
+                   "protocol-cross MM"):
+        table.add_column(column, justify="left" if column == "trader" else "right")
+    for tid, r in out["traders"].items():
+        health = "∞" if r["health"] is None else f"{r['health']:.2f}"
+        table.add_row(tid, f"{r['equity']:,.2f}", f"{r['maintenance_margin']:,.2f}",
+                      f"{r['initial_margin']:,.2f}", health, f"{r['free_collateral']:,.2f}",
+                      f"{r['modes']['isolated']['maintenance_margin']:,.2f}",
+                      f"{r['modes']['protocol_cross']['maintenance_margin']:,.2f}")
+    Console().print(table)
+
+
 def main() -> None:
     app()
 
