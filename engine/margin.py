@@ -101,20 +101,44 @@ def option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
     return now, pnl
 
 
+def scan(group: IntArray, n_groups: int, group_underlying: IntArray, ex: Exposure,
+         sc: Scenarios) -> tuple[FloatArray, IntArray]:
+    """(worst weighted scenario loss, its scenario) per group.
+
+    A group of linear positions only loses |Δ$| · R at the edge of the scan (an extended
+    move's weight R/|move| gives the same), so only groups holding options need the
+    groups × scenarios matrix.
+    """
+    lin = sum_by(group, ex.linear_delta_usd, n_groups)
+    ranges = np.abs(sc.move[group_underlying, 0])
+    loss = np.abs(lin) * ranges
+    # Same loss at every edge: report the scan's own −R (longs) or +R (shorts) column.
+    plus_r = int(np.argmax(sc.move[0] >= -sc.move[0, 0] - 1e-12))
+    worst = np.where(lin < 0, plus_r, 0).astype(np.int64)
+    if ex.option_rows.size == 0:
+        return loss, worst
+    og = group[ex.option_rows]
+    order = np.argsort(og, kind="stable")
+    sorted_groups = og[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sorted_groups) != 0])
+    holders = sorted_groups[starts]
+    if starts.size == og.size:  # one option per group: nothing to add up
+        option_pnl = ex.option_pnl[order]
+    else:
+        option_pnl = np.add.reduceat(ex.option_pnl[order], starts, axis=0)
+    u = group_underlying[holders]
+    weighted = (lin[holders, None] * sc.move[u] + option_pnl) * sc.weight[u]
+    worst_h = np.argmin(weighted, axis=1)
+    loss[holders] = -weighted[np.arange(holders.size), worst_h]
+    worst[holders] = worst_h
+    return np.maximum(loss, 0.0), worst
+
+
 def group_requirement(group: IntArray, n_groups: int, group_underlying: IntArray,
                       ex: Exposure, sc: Scenarios, book: Book,
                       params: MarginParams) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
     """(scan loss, add-ons, signed scan loss, worst scenario) per group."""
-    lin = sum_by(group, ex.linear_delta_usd, n_groups)
-    pnl = lin[:, None] * sc.move[group_underlying]
-    if ex.option_rows.size:
-        og = group[ex.option_rows]
-        order = np.argsort(og, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(og[order]) != 0])
-        pnl[og[order][starts]] += np.add.reduceat(ex.option_pnl[order], starts, axis=0)
-    weighted = pnl * sc.weight[group_underlying]
-    worst = np.argmin(weighted, axis=1)
-    scan_loss = np.maximum(0.0, -weighted[np.arange(n_groups), worst])
+    scan_loss, worst = scan(group, n_groups, group_underlying, ex, sc)
     # A loss found on a falling price is a long exposure, on a rising one a short one.
     sign = np.where(sc.move[group_underlying, worst] <= 0.0, 1.0, -1.0)
     long_usd = sum_by(group, np.maximum(ex.delta_usd, 0.0), n_groups)

@@ -32,12 +32,11 @@ def _d1_d2(forward: FloatArray, strike: FloatArray, t: FloatArray,
 
 def black76(is_call: BoolArray, forward: FloatArray, strike: FloatArray, t: FloatArray,
             vol: FloatArray, rate: FloatArray | float = 0.0) -> FloatArray:
-    """Option values (USD per unit of underlying)."""
+    """Option values (USD per unit of underlying); puts by put-call parity."""
     d1, d2, _ = _d1_d2(forward, strike, t, vol)
     discount = np.exp(-np.asarray(rate) * np.maximum(t, 0.0))
     call = discount * (forward * ndtr(d1) - strike * ndtr(d2))
-    put = discount * (strike * ndtr(-d2) - forward * ndtr(-d1))
-    value = np.where(is_call, call, put)
+    value = np.where(is_call, call, call - discount * (forward - strike))
     intrinsic = np.where(is_call, np.maximum(forward - strike, 0.0),
                          np.maximum(strike - forward, 0.0))
     return np.where(t > 0, value, intrinsic)

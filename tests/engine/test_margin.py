@@ -173,3 +173,8 @@ def test_bad_parameters_name_the_field() -> None:
         book = Book.linear(1, ("ETH",), np.array([0]), np.array([0]), np.array([0]),
                            np.array([1.0]), np.array([1.0]), np.array([0]), np.array([1.0]))
         compute_margin(book, Market.flat(np.array([-1.0])), P)
+
+
+def test_worst_scenario_points_the_way_the_book_loses() -> None:
+    assert margin([perp(-1.0)])["greeks"]["BTC"]["worst_scenario"]["move"] == pytest.approx(0.16)
+    assert margin([perp(1.0)])["greeks"]["BTC"]["worst_scenario"]["move"] == pytest.approx(-0.16)
