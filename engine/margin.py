@@ -19,13 +19,14 @@ options are revalued with Black-76 in every scenario.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.instruments import Book, BoolArray, FloatArray, IntArray, Kind, Market
 from engine.params import MarginParams
-from engine.pricing import black76, black76_greeks
+from engine.pricing import black76, black76_greeks, black76_on_grid
 from engine.scenarios import (
     VOL_DOWN,
     VOL_FLAT,
@@ -64,7 +65,7 @@ class Exposure:
     linear_delta_usd: FloatArray  # dollar delta of the linear part
     delta_usd: FloatArray         # total dollar delta (options through Black-76 delta)
     option_rows: IntArray         # positions that are options
-    option_pnl: FloatArray        # options × scenarios, P&L in USD
+    option_pnl: FloatArray        # scenarios × options, P&L in USD
     option_size: FloatArray       # signed contracts of every position (0 for non-options)
     option_value: FloatArray      # value now of every position (0 for non-options)
 
@@ -83,21 +84,36 @@ def linear_units(book: Book, rate: float) -> FloatArray:
 
 def option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
                params: MarginParams) -> tuple[FloatArray, FloatArray]:
-    """(value now, P&L options × scenarios) of the options at ``rows``."""
+    """(value now, P&L scenarios × options) of the options at ``rows``.
+
+    The two halves of the options are revalued on two threads: numpy and scipy release
+    the GIL inside their loops, and each option's numbers do not depend on the split.
+    """
+    if rows.size < 20_000:
+        return _option_pnl(book, market, rows, sc, params)
+    halves = np.array_split(rows, 2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda r: _option_pnl(book, market, r, sc, params), halves))
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts], axis=1))
+
+
+def _option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
+                params: MarginParams) -> tuple[FloatArray, FloatArray]:
     u = book.underlying[rows]
     is_call = book.kind[rows] == Kind.CALL
     strike, t, size = book.strike_usd[rows], book.expiry_years[rows], book.size[rows]
     forward = market.spot_usd[u] * np.exp(market.rate * t)
+    discount = np.exp(-market.rate * t)
     vol = market.vol[u]
     now = size * black76(is_call, forward, strike, t, vol, market.rate)
-    pnl = np.empty((rows.shape[0], sc.n))
+    log_growth = np.log1p(sc.move)  # underlyings × scenarios
+    pnl = np.empty((sc.n, rows.shape[0]))
     for shock in (VOL_UP, VOL_FLAT, VOL_DOWN):
         cols = np.flatnonzero(sc.vol_shock == shock)
-        v = shocked_vol(vol, t, shock, params)[:, None]
-        shocked_forward = forward[:, None] * (1.0 + sc.move[u][:, cols])
-        value = black76(is_call[:, None], shocked_forward, strike[:, None], t[:, None], v,
-                        market.rate)
-        pnl[:, cols] = size[:, None] * value - now[:, None]
+        value = black76_on_grid(is_call, forward, strike, t, shocked_vol(vol, t, shock, params),
+                                discount, log_growth[:, cols].T[:, u])
+        pnl[cols] = size * value - now
     return now, pnl
 
 
@@ -117,19 +133,16 @@ def scan(group: IntArray, n_groups: int, group_underlying: IntArray, ex: Exposur
     worst = np.where(lin < 0, plus_r, 0).astype(np.int64)
     if ex.option_rows.size == 0:
         return loss, worst
-    og = group[ex.option_rows]
-    order = np.argsort(og, kind="stable")
-    sorted_groups = og[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(sorted_groups) != 0])
-    holders = sorted_groups[starts]
-    if starts.size == og.size:  # one option per group: nothing to add up
-        option_pnl = ex.option_pnl[order]
-    else:
-        option_pnl = np.add.reduceat(ex.option_pnl[order], starts, axis=0)
+    # Per scenario, one bincount over the options' groups: exact sums in row order, so a
+    # trader's figures do not depend on who else is in the book.
+    holders, compact = np.unique(group[ex.option_rows], return_inverse=True)
+    weighted = np.stack([np.bincount(compact, ex.option_pnl[s], minlength=holders.size)
+                         for s in range(sc.n)])
     u = group_underlying[holders]
-    weighted = (lin[holders, None] * sc.move[u] + option_pnl) * sc.weight[u]
-    worst_h = np.argmin(weighted, axis=1)
-    loss[holders] = -weighted[np.arange(holders.size), worst_h]
+    weighted += lin[holders] * sc.move[u].T
+    weighted[sc.n_grid :] *= sc.weight[u, sc.n_grid :].T
+    worst_h = np.argmin(weighted, axis=0)
+    loss[holders] = -weighted[worst_h, np.arange(holders.size)]
     worst[holders] = worst_h
     return np.maximum(loss, 0.0), worst
 

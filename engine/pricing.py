@@ -55,3 +55,23 @@ def black76_greeks(is_call: BoolArray, spot: FloatArray, strike: FloatArray, t: 
     live = t > 0
     return (np.where(live, delta, np.where(is_call, 1.0 * (spot > strike), -1.0 * (spot < strike))),
             np.where(live, gamma, 0.0), np.where(live, vega, 0.0))
+
+
+def black76_on_grid(is_call: BoolArray, forward: FloatArray, strike: FloatArray,
+                    t: FloatArray, vol: FloatArray, discount: FloatArray,
+                    log_growth: FloatArray) -> FloatArray:
+    """Values at shocked forwards F·e^g for every row g of ``log_growth`` (scenarios ×
+    options), with one volatility per option: scenarios × options.
+
+    ln F' = ln F + g, so the logarithm is taken once per option and once per move,
+    not once per scenario and option; puts follow by put-call parity.
+    """
+    sd = np.maximum(vol, 1e-12) * np.sqrt(np.maximum(t, MIN_T))
+    base = (np.log(forward / strike) / sd + 0.5 * sd)[None, :]
+    d1 = base + log_growth / sd[None, :]
+    shocked = forward[None, :] * np.exp(log_growth)
+    call = discount * (shocked * ndtr(d1) - strike * ndtr(d1 - sd[None, :]))
+    value = np.where(is_call, call, call - discount * (shocked - strike))
+    intrinsic = np.where(is_call, np.maximum(shocked - strike, 0.0),
+                         np.maximum(strike - shocked, 0.0))
+    return np.where(t > 0, value, intrinsic)

@@ -23,6 +23,7 @@ class Scenarios:
     move: FloatArray       # underlyings × scenarios: relative price move
     weight: FloatArray     # underlyings × scenarios: weight applied to losses
     vol_shock: IntArray    # scenarios: +1 up, 0 flat, −1 down
+    n_grid: int            # the first n_grid scenarios are the scan (weight 1)
 
     @property
     def n(self) -> int:
@@ -46,7 +47,7 @@ def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
                              np.minimum(1.0, ranges[:, None] / np.abs(extended)[None, :])],
                             axis=1)
     shock = np.concatenate([shocks, np.full(extended.shape[0], VOL_UP)])
-    return Scenarios(move=move, weight=weight, vol_shock=shock)
+    return Scenarios(move=move, weight=weight, vol_shock=shock, n_grid=grid.shape[0])
 
 
 def scan_ranges(underlyings: tuple[str, ...], stale: BoolArray | None,
