@@ -119,7 +119,7 @@ class Market:
             raise BookError("vol", "one non-negative volatility per underlying")
         if self.correlation.shape != (n_underlyings, n_underlyings):
             raise BookError("correlation", "must be underlyings × underlyings")
-        if not np.allclose(self.correlation, self.correlation.T) or np.any(
+        if not np.array_equal(self.correlation, self.correlation.T) or np.any(
                 np.abs(self.correlation) > 1):
             raise BookError("correlation", "must be symmetric with entries in [−1, 1]")
 

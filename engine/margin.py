@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.instruments import Book, BoolArray, FloatArray, IntArray, Kind, Market
+from engine.instruments import Book, FloatArray, IntArray, Kind, Market
 from engine.params import MarginParams
 from engine.pricing import black76, black76_greeks, black76_on_grid
 from engine.scenarios import (
@@ -36,6 +36,10 @@ from engine.scenarios import (
     scan_ranges,
     shocked_vol,
 )
+
+# Plain ints: enum attribute look-ups cost more than the arrays they compare on small books.
+PERP, FUTURE, CALL, PUT, BORROW = (int(k) for k in (Kind.PERP, Kind.FUTURE, Kind.CALL, Kind.PUT,
+                                                    Kind.BORROW))
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Exposure:
     option_pnl: FloatArray        # scenarios × options, P&L in USD
     option_size: FloatArray       # signed contracts of every position (0 for non-options)
     option_value: FloatArray      # value now of every position (0 for non-options)
+    gamma_units: FloatArray       # gamma × size of every position (0 for non-options)
+    vega_units: FloatArray        # vega × size of every position (0 for non-options)
 
 
 def sum_by(index: IntArray, values: FloatArray, n: int) -> FloatArray:
@@ -77,8 +83,8 @@ def sum_by(index: IntArray, values: FloatArray, n: int) -> FloatArray:
 
 def linear_units(book: Book, rate: float) -> FloatArray:
     """Signed units of underlying exposure of every non-option position."""
-    sign = np.select([book.kind == Kind.BORROW, book.is_option], [-1.0, 0.0], 1.0)
-    forward = np.where(book.kind == Kind.FUTURE, np.exp(rate * book.expiry_years), 1.0)
+    sign = np.select([book.kind == BORROW, book.is_option], [-1.0, 0.0], 1.0)
+    forward = np.where(book.kind == FUTURE, np.exp(rate * book.expiry_years), 1.0)
     return sign * book.size * forward
 
 
@@ -101,7 +107,7 @@ def option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
 def _option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
                 params: MarginParams) -> tuple[FloatArray, FloatArray]:
     u = book.underlying[rows]
-    is_call = book.kind[rows] == Kind.CALL
+    is_call = book.kind[rows] == CALL
     strike, t, size = book.strike_usd[rows], book.expiry_years[rows], book.size[rows]
     forward = market.spot_usd[u] * np.exp(market.rate * t)
     discount = np.exp(-market.rate * t)
@@ -136,8 +142,11 @@ def scan(group: IntArray, n_groups: int, group_underlying: IntArray, ex: Exposur
     # Per scenario, one bincount over the options' groups: exact sums in row order, so a
     # trader's figures do not depend on who else is in the book.
     holders, compact = np.unique(group[ex.option_rows], return_inverse=True)
-    weighted = np.stack([np.bincount(compact, ex.option_pnl[s], minlength=holders.size)
-                         for s in range(sc.n)])
+    if holders.size == compact.size:  # one option per group: nothing to add up
+        weighted = ex.option_pnl[:, np.argsort(compact)]
+    else:
+        weighted = np.stack([np.bincount(compact, ex.option_pnl[s], minlength=holders.size)
+                             for s in range(sc.n)])
     u = group_underlying[holders]
     weighted += lin[holders] * sc.move[u].T
     weighted[sc.n_grid :] *= sc.weight[u, sc.n_grid :].T
@@ -186,6 +195,9 @@ def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> F
     if rows.size == 0:
         return cap
     has_linear = sum_by(group, np.abs(ex.linear_delta_usd), n_groups) > 0
+    rows = rows[~has_linear[group[rows]]]
+    if rows.size == 0:
+        return cap
     g = group[rows]
     order = np.argsort(g, kind="stable")
     rows, g = rows[order], g[order]
@@ -195,14 +207,14 @@ def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> F
     i = np.repeat(np.arange(rows.size), counts)
     j = starts[i] + (np.arange(i.size) - np.repeat(np.cumsum(counts) - counts, counts))
     k_eval, k_j = book.strike_usd[rows][i], book.strike_usd[rows][j]
-    is_call = book.kind[rows][j] == Kind.CALL
+    is_call = book.kind[rows][j] == CALL
     size = book.size[rows][j]
     payoff = size * np.where(is_call, np.maximum(k_eval - k_j, 0.0), np.maximum(k_j - k_eval, 0.0))
     at_strikes = np.zeros(rows.size)
     np.add.at(at_strikes, i, payoff)
     lowest = np.full(n_groups, np.inf)
     np.minimum.at(lowest, g, at_strikes)
-    is_put = book.kind[rows] == Kind.PUT
+    is_put = book.kind[rows] == PUT
     at_zero = sum_by(g, np.where(is_put, book.size[rows] * book.strike_usd[rows], 0.0), n_groups)
     slope = sum_by(g, np.where(is_put, 0.0, book.size[rows]), n_groups)
     value = sum_by(g, ex.option_value[rows], n_groups)
@@ -238,14 +250,18 @@ def exposures(book: Book, market: Market, sc: Scenarios,
     rows = np.flatnonzero(book.is_option)
     now_opt, pnl = option_pnl(book, market, rows, sc, params)
     delta_units = units.copy()
+    gamma_units = np.zeros(book.trader.size)
+    vega_units = np.zeros(book.trader.size)
     if rows.size:
-        d, _, _ = black76_greeks(book.kind[rows] == Kind.CALL, spot[rows], book.strike_usd[rows],
+        d, g, v = black76_greeks(book.kind[rows] == CALL, spot[rows], book.strike_usd[rows],
                                  book.expiry_years[rows], market.vol[book.underlying[rows]],
                                  market.rate)
         delta_units[rows] = d * book.size[rows]
+        gamma_units[rows] = g * book.size[rows]
+        vega_units[rows] = v * book.size[rows]
     option_size = np.where(book.is_option, book.size, 0.0)
-    value = np.where(np.isin(book.kind, (Kind.PERP, Kind.FUTURE)),
-                     book.size * (spot * np.where(book.kind == Kind.FUTURE,
+    value = np.where(np.isin(book.kind, (PERP, FUTURE)),
+                     book.size * (spot * np.where(book.kind == FUTURE,
                                                   np.exp(market.rate * book.expiry_years), 1.0)
                                   - book.entry_price_usd),
                      units * spot)
@@ -254,24 +270,19 @@ def exposures(book: Book, market: Market, sc: Scenarios,
     option_value[rows] = now_opt
     ex = Exposure(spot=spot, linear_delta_usd=units * spot, delta_usd=delta_units * spot,
                   option_rows=rows, option_pnl=pnl, option_size=option_size,
-                  option_value=option_value)
+                  option_value=option_value, gamma_units=gamma_units, vega_units=vega_units)
     return ex, value
 
 
-def greeks(book: Book, market: Market) -> tuple[FloatArray, FloatArray, FloatArray]:
+def greeks(book: Book, ex: Exposure) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Delta (units), gamma and vega per trader × underlying."""
     n_u = len(book.underlyings)
     cell = book.trader * n_u + book.underlying
-    spot = market.spot_usd[book.underlying]
-    d, g, v = black76_greeks(book.kind == Kind.CALL, spot, np.maximum(book.strike_usd, 1e-12),
-                             book.expiry_years, market.vol[book.underlying], market.rate)
-    opt: BoolArray = book.is_option
-    delta = np.where(opt, d * book.size, linear_units(book, market.rate))
     shape = (book.n_traders, n_u)
     size = book.n_traders * n_u
-    return (sum_by(cell, delta, size).reshape(shape),
-            sum_by(cell, np.where(opt, g * book.size, 0.0), size).reshape(shape),
-            sum_by(cell, np.where(opt, v * book.size, 0.0), size).reshape(shape))
+    return (sum_by(cell, ex.delta_usd / ex.spot, size).reshape(shape),
+            sum_by(cell, ex.gamma_units, size).reshape(shape),
+            sum_by(cell, ex.vega_units, size).reshape(shape))
 
 
 def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginResult:
@@ -312,7 +323,7 @@ def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginRe
     # A book with no requirement is infinitely healthy, whatever its equity.
     health = np.divide(equity, portfolio, out=np.full_like(equity, np.inf),
                        where=portfolio > 1e-9)
-    delta, gamma, vega = greeks(book, market)
+    delta, gamma, vega = greeks(book, ex)
     return MarginResult(
         params_version=params.version, equity_usd=equity, maintenance_margin_usd=portfolio,
         initial_margin_usd=initial, health=health,

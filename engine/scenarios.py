@@ -34,8 +34,24 @@ class Scenarios:
         return {"move": float(self.move[u, s]), "vol": shock, "weight": float(self.weight[u, s])}
 
 
+_built: dict[tuple[bytes, int], tuple[MarginParams, Scenarios]] = {}
+
+
 def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
-    """Scenarios for underlyings whose scan ranges are ``ranges``."""
+    """Scenarios for underlyings whose scan ranges are ``ranges`` (memoised per
+    parameter object: a stream recomputing one trader at a time reuses them)."""
+    key = (ranges.tobytes(), id(params))
+    hit = _built.get(key)
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    if len(_built) > 256:
+        _built.clear()
+    scenarios = _build(ranges, params)
+    _built[key] = (params, scenarios)
+    return scenarios
+
+
+def _build(ranges: FloatArray, params: MarginParams) -> Scenarios:
     unit = np.linspace(-1.0, 1.0, params.scan_steps)
     grid = np.tile(unit, 3)
     shocks = np.repeat(np.array([VOL_UP, VOL_FLAT, VOL_DOWN]), params.scan_steps)
