@@ -242,6 +242,28 @@ def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArr
     return np.sqrt(np.maximum(k2, 0.0)) + np.abs(np.where(stable[None, :], ws, 0.0)).sum(axis=1)
 
 
+def linear_value(book: Book, market: Market, units: FloatArray, spot: FloatArray) -> FloatArray:
+    """Value now of every non-option position: holdings at spot, futures at their P&L."""
+    return np.where(np.isin(book.kind, (PERP, FUTURE)),
+                    book.size * (spot * np.where(book.kind == FUTURE,
+                                                 np.exp(market.rate * book.expiry_years), 1.0)
+                                 - book.entry_price_usd),
+                    units * spot)
+
+
+def mark_to_market(book: Book, market: Market) -> FloatArray:
+    """Value now of every position (options by Black-76), per position."""
+    spot = market.spot_usd[book.underlying]
+    value = linear_value(book, market, linear_units(book, market.rate), spot)
+    rows = np.flatnonzero(book.is_option)
+    u = book.underlying[rows]
+    t = book.expiry_years[rows]
+    value[rows] = book.size[rows] * black76(
+        book.kind[rows] == CALL, market.spot_usd[u] * np.exp(market.rate * t),
+        book.strike_usd[rows], t, market.vol[u], market.rate)
+    return value
+
+
 def exposures(book: Book, market: Market, sc: Scenarios,
               params: MarginParams) -> tuple[Exposure, FloatArray]:
     """Per-position exposures, and the value now of every position (for equity)."""
@@ -260,11 +282,7 @@ def exposures(book: Book, market: Market, sc: Scenarios,
         gamma_units[rows] = g * book.size[rows]
         vega_units[rows] = v * book.size[rows]
     option_size = np.where(book.is_option, book.size, 0.0)
-    value = np.where(np.isin(book.kind, (PERP, FUTURE)),
-                     book.size * (spot * np.where(book.kind == FUTURE,
-                                                  np.exp(market.rate * book.expiry_years), 1.0)
-                                  - book.entry_price_usd),
-                     units * spot)
+    value = linear_value(book, market, units, spot)
     value[rows] = now_opt
     option_value = np.zeros(book.trader.size)
     option_value[rows] = now_opt

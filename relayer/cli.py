@@ -179,6 +179,42 @@ def print_margin_table(out: dict[str, Any]) -> None:
     Console().print(table)
 
 
+@app.command()
+def backtest(
+    out: Annotated[Path, typer.Option(help="report directory")] = Path(".xmargin/backtest"),
+    params: Annotated[Path | None, typer.Option(help="margin parameters TOML")] = None,
+    prices: Annotated[Path | None, typer.Option(help="price history folder")] = None,
+    start: Annotated[str, typer.Option(help="first day (ISO)")] = "2019-01-01",
+    end: Annotated[str, typer.Option(help="last day (ISO)")] = "2024-12-31",
+) -> None:
+    """Backtest margin coverage on real price history (benchmark books, 2-day, 99%)."""
+    import tomllib
+    from datetime import date
+
+    from engine import MarginParams
+    from relayer.backtest_report import run_report
+    from relayer.localnet import REPO
+
+    margin_params = (MarginParams.from_mapping(tomllib.loads(params.read_text()))
+                     if params else MarginParams())
+    prices_dir = prices or REPO.parent / "shared" / "data" / "prices"
+    report = run_report(prices_dir, out, margin_params, date.fromisoformat(start),
+                        date.fromisoformat(end))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"2-day 99% coverage {report['from']} → {report['to']}")
+    for column in ("book", "days", "breaches", "rate", "Kupiec LR", "worst 250d", "light",
+                   "saving vs isolated"):
+        table.add_column(column)
+    for b in report["books"]:
+        table.add_row(b["book"], str(b["days"]), str(b["breaches"]), f"{b['breach_rate']:.2%}",
+                      f"{b['kupiec_lr']:.2f}", str(b["worst_250d_breaches"]), b["traffic_light"],
+                      f"{b['saving_vs_isolated']:.0%}")
+    Console().print(table)
+    typer.echo(f"report written to {out / 'backtest.json'} (plots beside it)")
+
+
 def main() -> None:
     app()
 
