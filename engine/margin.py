@@ -38,8 +38,7 @@ from engine.scenarios import (
 )
 
 # Plain ints: enum attribute look-ups cost more than the arrays they compare on small books.
-PERP, FUTURE, CALL, PUT, BORROW = (int(k) for k in (Kind.PERP, Kind.FUTURE, Kind.CALL, Kind.PUT,
-                                                    Kind.BORROW))
+SPOT, PERP, FUTURE, CALL, PUT, SUPPLY, BORROW = (int(k) for k in Kind)
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,9 @@ class Exposure:
     option_size: FloatArray       # signed contracts of every position (0 for non-options)
     option_value: FloatArray      # value now of every position (0 for non-options)
     gamma_units: FloatArray       # gamma × size of every position (0 for non-options)
+    perp_notional_usd: FloatArray  # |size| · S of perpetuals, 0 elsewhere
+    future_delta_usd: FloatArray   # dollar delta of dated futures, 0 elsewhere
+    stable_holding_usd: FloatArray  # long holdings of stablecoin underlyings, 0 elsewhere
     vega_units: FloatArray        # vega × size of every position (0 for non-options)
 
 
@@ -163,23 +165,41 @@ def group_requirement(group: IntArray, n_groups: int, group_underlying: IntArray
     scan_loss, worst = scan(group, n_groups, group_underlying, ex, sc)
     # A loss found on a falling price is a long exposure, on a rising one a short one.
     sign = np.where(sc.move[group_underlying, worst] <= 0.0, 1.0, -1.0)
-    long_usd = sum_by(group, np.maximum(ex.delta_usd, 0.0), n_groups)
-    short_usd = sum_by(group, np.maximum(-ex.delta_usd, 0.0), n_groups)
-    net = np.abs(long_usd - short_usd)
-    rows_per_group = np.maximum(np.bincount(group, minlength=n_groups), 1)
-    spot_g = sum_by(group, ex.spot, n_groups) / rows_per_group
-    net_short_options = np.maximum(0.0, -sum_by(group, ex.option_size, n_groups))
-    addons = (params.net_delta_charge * net
-              + params.hedged_delta_charge * np.minimum(long_usd, short_usd)
-              + params.short_option_charge * net_short_options * spot_g
-              + params.concentration_charge
-              * np.maximum(0.0, net - params.concentration_threshold_usd))
+    addons = add_ons(group, n_groups, ex, params)
     # A book whose payoff can never go below zero cannot lose more than it is worth now
     # (a debit spread, a long option): cap its requirement at that value.
     cap = bounded_value(group, n_groups, ex, book)
     scan_loss = np.minimum(scan_loss, cap)
     addons = np.minimum(addons, np.maximum(cap - scan_loss, 0.0))
     return scan_loss, addons, sign * scan_loss, worst
+
+
+def add_ons(group: IntArray, n_groups: int, ex: Exposure, params: MarginParams) -> FloatArray:
+    """Per group: minimum delta charge, short options, concentration, perp funding,
+    basis / calendar between futures and other linear legs, stablecoin depeg."""
+    def total(values: FloatArray) -> FloatArray:
+        return sum_by(group, values, n_groups)
+
+    long_usd = total(np.maximum(ex.delta_usd, 0.0))
+    short_usd = total(np.maximum(-ex.delta_usd, 0.0))
+    net = np.abs(long_usd - short_usd)
+    spot_g = total(ex.spot) / np.maximum(np.bincount(group, minlength=n_groups), 1)
+    net_short_options = np.maximum(0.0, -total(ex.option_size))
+    fut = ex.future_delta_usd
+    other = ex.linear_delta_usd - fut
+    fut_long, fut_short = total(np.maximum(fut, 0.0)), total(np.maximum(-fut, 0.0))
+    other_long, other_short = total(np.maximum(other, 0.0)), total(np.maximum(-other, 0.0))
+    # Futures hedged by other expiries, perps or spot still carry the basis between them.
+    basis = (np.minimum(fut_long, other_short) + np.minimum(fut_short, other_long)
+             + np.minimum(fut_long, fut_short))
+    return (params.net_delta_charge * net
+            + params.hedged_delta_charge * np.minimum(long_usd, short_usd)
+            + params.short_option_charge * net_short_options * spot_g
+            + params.concentration_charge
+            * np.maximum(0.0, net - params.concentration_threshold_usd)
+            + params.funding_provision * total(ex.perp_notional_usd)
+            + params.basis_charge * basis
+            + params.stablecoin_depeg_charge * total(ex.stable_holding_usd))
 
 
 def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> FloatArray:
@@ -264,6 +284,13 @@ def mark_to_market(book: Book, market: Market) -> FloatArray:
     return value
 
 
+def stable_holdings(book: Book, market: Market, linear_usd: FloatArray) -> FloatArray:
+    if market.stablecoin is None:
+        return np.zeros(book.trader.size)
+    holding = np.isin(book.kind, (SPOT, SUPPLY)) & market.stablecoin[book.underlying]
+    return np.where(holding, np.maximum(linear_usd, 0.0), 0.0)
+
+
 def exposures(book: Book, market: Market, sc: Scenarios,
               params: MarginParams) -> tuple[Exposure, FloatArray]:
     """Per-position exposures, and the value now of every position (for equity)."""
@@ -288,7 +315,10 @@ def exposures(book: Book, market: Market, sc: Scenarios,
     option_value[rows] = now_opt
     ex = Exposure(spot=spot, linear_delta_usd=units * spot, delta_usd=delta_units * spot,
                   option_rows=rows, option_pnl=pnl, option_size=option_size,
-                  option_value=option_value, gamma_units=gamma_units, vega_units=vega_units)
+                  option_value=option_value, gamma_units=gamma_units, vega_units=vega_units,
+                  perp_notional_usd=np.where(book.kind == PERP, np.abs(units * spot), 0.0),
+                  future_delta_usd=np.where(book.kind == FUTURE, units * spot, 0.0),
+                  stable_holding_usd=stable_holdings(book, market, units * spot))
     return ex, value
 
 

@@ -5,7 +5,8 @@ produced it. Defaults follow ``margin-model.md``: a ±16% scan in 9 steps with
 volatility up / flat / down (Deribit / Paradex shape), extended moves from −66% to
 +500% weighted R/|move|, vega shocks +40% / −22% scaled by (30 / days)^p, a minimum
 delta charge of 2% of net plus 1% of hedged delta, 1% of spot per net short option,
-and IM = 1.25 × MM.
+a funding provision on perps, 1% basis on offset futures, 2% depeg on stablecoin
+holdings, and IM = 1.25 × MM.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class MarginParams:
     concentration_threshold_usd: float = 5_000_000.0
     concentration_charge: float = 0.02
     stale_range_multiplier: float = 1.5
-    stablecoin_depeg_charge: float = 0.0
+    stablecoin_depeg_charge: float = 0.02
+    funding_provision: float = 0.0006  # 2 days of 0.01% per 8 h, on gross perp notional
+    basis_charge: float = 0.01         # of futures offset by other expiries, perps or spot
     correlation_stress: float = 0.0
     default_correlation: float = 0.5
     initial_to_maintenance: float = 1.25
@@ -59,6 +62,9 @@ class MarginParams:
             ("hedged_delta_charge", self.hedged_delta_charge >= 0.0, "must be ≥ 0"),
             ("short_option_charge", self.short_option_charge >= 0.0, "must be ≥ 0"),
             ("concentration_charge", self.concentration_charge >= 0.0, "must be ≥ 0"),
+            ("stablecoin_depeg_charge", self.stablecoin_depeg_charge >= 0.0, "must be ≥ 0"),
+            ("funding_provision", self.funding_provision >= 0.0, "must be ≥ 0"),
+            ("basis_charge", self.basis_charge >= 0.0, "must be ≥ 0"),
             ("stale_range_multiplier", self.stale_range_multiplier >= 1.0, "must be ≥ 1"),
             ("correlation_stress", 0.0 <= self.correlation_stress <= 1.0, "must lie in [0, 1]"),
             ("default_correlation", -1.0 <= self.default_correlation <= 1.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 import numpy as np
 
@@ -16,7 +17,9 @@ WAD = 10**18
 
 
 def to_wad(x: float) -> int:
-    return round(float(x) * WAD)
+    """USD to an 18-decimal integer through the float's shortest decimal form, so that
+    9790.0 becomes exactly 9790·10¹⁸ (deterministic, and free of binary noise)."""
+    return int((Decimal(repr(float(x))) * WAD).to_integral_value())
 
 
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:

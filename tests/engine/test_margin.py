@@ -46,7 +46,8 @@ def option(kind: str, size: float, strike: float, days: float = 30,
 def test_case1_spot_hedged_with_perp_leaves_only_the_add_on() -> None:
     r = margin([{"underlying": "BTC", "kind": "spot", "size": 1.0, "venue": "wallet"},
                 perp(-1.0)])
-    assert mm(r) == pytest.approx(0.01 * BTC)  # hedged-delta charge ≈1% of notional
+    # Hedged-delta charge 1% of notional, plus the perp's funding provision.
+    assert mm(r) == pytest.approx((0.01 + P.funding_provision) * BTC)
     alone = margin([perp(1.0)])
     scan = alone["greeks"]["BTC"]["worst_scenario"]
     assert scan["move"] == pytest.approx(-0.16)  # the perp alone scans at the 16% range
@@ -98,8 +99,9 @@ def test_case8_gamma_short_needs_more_than_gamma_neutral() -> None:
 
 def test_case9_long_on_chain_a_short_on_chain_b_nets_to_the_add_on() -> None:
     r = margin([perp(10.0, chain="a", venue="x"), perp(-10.0, chain="b", venue="y")])
-    assert mm(r) == pytest.approx(0.01 * 10 * BTC)
-    assert mm(r, "isolated") == pytest.approx(2 * 0.18 * 10 * BTC)
+    funding = P.funding_provision * 2 * 10 * BTC
+    assert mm(r) == pytest.approx(0.01 * 10 * BTC + funding)
+    assert mm(r, "isolated") == pytest.approx(2 * 0.18 * 10 * BTC + funding)
     assert mm(r, "protocol_cross") == pytest.approx(mm(r, "isolated"))
 
 
@@ -178,3 +180,23 @@ def test_bad_parameters_name_the_field() -> None:
 def test_worst_scenario_points_the_way_the_book_loses() -> None:
     assert margin([perp(-1.0)])["greeks"]["BTC"]["worst_scenario"]["move"] == pytest.approx(0.16)
     assert margin([perp(1.0)])["greeks"]["BTC"]["worst_scenario"]["move"] == pytest.approx(-0.16)
+
+
+def test_cash_and_carry_pays_the_basis_charge_not_a_scan() -> None:
+    r = margin([{"underlying": "BTC", "kind": "spot", "size": 1.0, "venue": "wallet"},
+                {"underlying": "BTC", "kind": "future", "size": -1.0, "entry_price": BTC,
+                 "expiry_days": 90, "venue": "futures"}])
+    # hedged delta 1% + basis 1% of the offset future: no scan loss left.
+    assert mm(r) == pytest.approx(0.02 * BTC, rel=1e-6)
+
+
+def test_stablecoin_holdings_pay_the_depeg_charge_in_their_own_bucket() -> None:
+    usdc = {"underlying": "USDC", "kind": "spot", "size": 100_000.0, "venue": "wallet"}
+    r = margin([usdc], BTC={"spot": BTC, "vol": 0.5},
+               USDC={"spot": 1.0, "stablecoin": True})
+    scan = 0.16 * 100_000  # the default range also applies to a stablecoin here
+    assert mm(r) == pytest.approx(scan + 0.02 * 100_000 + 0.02 * 100_000)
+    calm = MarginParams(scan_range_by_underlying={"USDC": 0.01})
+    assert mm(margin([usdc], params=calm, BTC={"spot": BTC, "vol": 0.5},
+                     USDC={"spot": 1.0, "stablecoin": True})) == pytest.approx(
+        0.01 * 100_000 + 0.02 * 100_000 + 0.02 * 100_000)

@@ -88,15 +88,16 @@ def test_hedged_trader_is_attested_on_both_chains(node: tuple[Network, subproces
     chains = summary["chains"]
     assert {c["chain_id"] for c in chains} == {d.chain_id for d in network.deployments}
     # 10 ETH long on A, 10 ETH short on B at $3,000: each leg alone margins at
-    # 16% scan + 2% net delta = $5,400; together only the 1% hedged charge, $300.
-    assert summary["sum_isolated_maintenance_margin_usd"] == pytest.approx(10_800.0)
+    # 16% scan + 2% net delta + 0.06% funding = $5,418; together only the 1% hedged
+    # charge and the funding provision on both legs, $300 + $36.
+    assert summary["sum_isolated_maintenance_margin_usd"] == pytest.approx(10_836.0)
     for c in chains:
         assert c["sequence"] == summary["attestation_sequence"]
-        assert c["maintenance_margin_usd"] == pytest.approx(300.0)
-        assert c["initial_margin_usd"] == pytest.approx(375.0)
+        assert c["maintenance_margin_usd"] == pytest.approx(336.0)
+        assert c["initial_margin_usd"] == pytest.approx(420.0)
         assert c["equity_usd"] == pytest.approx(20_000.0)
         # Free collateral (equity − IM) is split into equal per-chain credit lines.
-        assert c["free_collateral_usd"] == pytest.approx((20_000.0 - 375.0) / 2)
+        assert c["free_collateral_usd"] == pytest.approx((20_000.0 - 420.0) / 2)
         assert c["oracle_free_collateral_view_usd"] == pytest.approx(c["free_collateral_usd"])
     assert proc.poll() is None
 

@@ -69,7 +69,8 @@ def test_hedged_attestation_is_deterministic_and_per_chain() -> None:
     a = next_attestation(state, result, 0, SETTINGS)
     b = next_attestation(state, result, 0, SETTINGS)
     assert a is not None and a == b
-    assert a.maintenance_margin_wad == 300 * WAD < a.isolated_margin_wad == 10_800 * WAD
+    # $300 hedged-delta charge + $36 funding provision, against 2 × $5,418 isolated.
+    assert a.maintenance_margin_wad == 336 * WAD < a.isolated_margin_wad == 10_836 * WAD
     assert a.sequence == 1 and len({c.digest for c in a.chains}) == 2
     assert a.valid_until == a.issued_at + SETTINGS.attestation_validity_s
     # Unchanged figures: no new attestation; the sequence only rises.
