@@ -143,18 +143,25 @@ def scan(group: IntArray, n_groups: int, group_underlying: IntArray, ex: Exposur
         return loss, worst
     # Per scenario, one bincount over the options' groups: exact sums in row order, so a
     # trader's figures do not depend on who else is in the book.
-    holders, compact = np.unique(group[ex.option_rows], return_inverse=True)
-    if holders.size == compact.size:  # one option per group: nothing to add up
-        weighted = ex.option_pnl[:, np.argsort(compact)]
+    option_groups = group[ex.option_rows]
+    holders, compact = np.unique(option_groups, return_inverse=True)
+    if holders.size == compact.size:  # one option per group: work in option order
+        weighted, columns = ex.option_pnl.copy(), option_groups
     else:
         weighted = np.stack([np.bincount(compact, ex.option_pnl[s], minlength=holders.size)
                              for s in range(sc.n)])
-    u = group_underlying[holders]
-    weighted += lin[holders] * sc.move[u].T
-    weighted[sc.n_grid :] *= sc.weight[u, sc.n_grid :].T
-    worst_h = np.argmin(weighted, axis=0)
-    loss[holders] = -weighted[worst_h, np.arange(holders.size)]
-    worst[holders] = worst_h
+        columns = holders
+    # Outer products with the scan's unit steps and the extended moves (the same for every
+    # underlying) instead of gathering a scenarios × groups matrix of moves.
+    exposure = lin[columns]
+    ranges = np.abs(sc.move[group_underlying[columns], 0])
+    weighted[: sc.n_grid] += sc.unit[:, None] * (exposure * ranges)[None, :]
+    extended = sc.move[0, sc.n_grid :, None]
+    weighted[sc.n_grid :] += extended * exposure[None, :]
+    weighted[sc.n_grid :] *= np.minimum(1.0, ranges[None, :] / np.abs(extended))
+    worst_c = np.argmin(weighted, axis=0)
+    loss[columns] = -weighted[worst_c, np.arange(columns.size)]
+    worst[columns] = worst_c
     return np.maximum(loss, 0.0), worst
 
 

@@ -72,6 +72,8 @@ def black76_on_grid(is_call: BoolArray, forward: FloatArray, strike: FloatArray,
     shocked = forward[None, :] * np.exp(log_growth)
     call = discount * (shocked * ndtr(d1) - strike * ndtr(d1 - sd[None, :]))
     value = np.where(is_call, call, call - discount * (shocked - strike))
+    if np.all(t > 0):
+        return value
     intrinsic = np.where(is_call, np.maximum(shocked - strike, 0.0),
                          np.maximum(strike - shocked, 0.0))
     return np.where(t > 0, value, intrinsic)

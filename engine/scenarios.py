@@ -24,6 +24,7 @@ class Scenarios:
     weight: FloatArray     # underlyings × scenarios: weight applied to losses
     vol_shock: IntArray    # scenarios: +1 up, 0 flat, −1 down
     n_grid: int            # the first n_grid scenarios are the scan (weight 1)
+    unit: FloatArray       # n_grid: the scan's moves as fractions of R (−1 … 1)
 
     @property
     def n(self) -> int:
@@ -63,7 +64,7 @@ def _build(ranges: FloatArray, params: MarginParams) -> Scenarios:
                              np.minimum(1.0, ranges[:, None] / np.abs(extended)[None, :])],
                             axis=1)
     shock = np.concatenate([shocks, np.full(extended.shape[0], VOL_UP)])
-    return Scenarios(move=move, weight=weight, vol_shock=shock, n_grid=grid.shape[0])
+    return Scenarios(move=move, weight=weight, vol_shock=shock, n_grid=grid.shape[0], unit=grid)
 
 
 def scan_ranges(underlyings: tuple[str, ...], stale: BoolArray | None,
