@@ -6,9 +6,10 @@ grid per underlying, aggregates across underlyings with stressed correlations, a
 reports the same book under isolated and protocol-cross margin for comparison.
 """
 
-from engine.instruments import Book, BookError, Kind, Market
+from engine.errors import BookError, EngineError, ParamsError
+from engine.instruments import Book, Kind, Market
 from engine.margin import MarginResult, compute_margin
-from engine.params import MarginParams, ParamsError
+from engine.params import MarginParams
 
-__all__ = ["Book", "BookError", "Kind", "MarginParams", "MarginResult", "Market", "ParamsError",
-           "compute_margin"]
+__all__ = ["Book", "BookError", "EngineError", "Kind", "MarginParams", "MarginResult", "Market",
+           "ParamsError", "compute_margin"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.errors import BookError
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
@@ -33,14 +35,6 @@ class Kind(enum.IntEnum):
 
 OPTION_KINDS = (Kind.CALL, Kind.PUT)
 DATED_KINDS = (Kind.FUTURE, Kind.CALL, Kind.PUT)
-
-
-class BookError(ValueError):
-    """The book or market arrays are inconsistent; ``field`` names the offending one."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-
-class ParamsError(ValueError):
-    """A margin parameter is out of its allowed range; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+from engine.errors import ParamsError
 
 
 @dataclass(frozen=True)

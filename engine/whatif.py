@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.instruments import DATED_KINDS, OPTION_KINDS, Book, BookError, Kind, Market
+from engine.errors import BookError
+from engine.instruments import DATED_KINDS, OPTION_KINDS, Book, Kind, Market
 from engine.margin import MarginResult
 from engine.params import MarginParams
 
