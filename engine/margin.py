@@ -115,13 +115,16 @@ def _option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
     discount = np.exp(-market.rate * t)
     vol = market.vol[u]
     now = size * black76(is_call, forward, strike, t, vol, market.rate)
-    log_growth = np.log1p(sc.move)  # underlyings × scenarios
+    growth = 1.0 + sc.move  # underlyings × scenarios
+    log_growth = np.log(growth)
     pnl = np.empty((sc.n, rows.shape[0]))
     for shock in (VOL_UP, VOL_FLAT, VOL_DOWN):
         cols = np.flatnonzero(sc.vol_shock == shock)
         value = black76_on_grid(is_call, forward, strike, t, shocked_vol(vol, t, shock, params),
-                                discount, log_growth[:, cols].T[:, u])
-        pnl[cols] = size * value - now
+                                discount, growth[:, cols].T[:, u], log_growth[:, cols].T[:, u])
+        value *= size
+        value -= now
+        pnl[cols] = value
     return now, pnl
 
 
@@ -361,11 +364,18 @@ def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginRe
     worst_cell = np.full((n_t, n_u), -1, dtype=np.int64)
     if book.trader.size:
         positions = np.arange(book.trader.size, dtype=np.int64)
-        scan, addons, _, _, first = mode(book.trader, positions)
+        keys = [(book.trader, positions), (book.trader, book.account, book.underlying),
+                (book.trader, book.underlying)]
+        if book.trader.size >= 100_000:  # independent: overlap them on the second core
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                modes = list(pool.map(lambda k: mode(*k), keys))
+        else:
+            modes = [mode(*k) for k in keys]
+        scan, addons, _, _, first = modes[0]
         isolated = sum_by(book.trader[first], scan + addons, n_t)
-        scan, addons, _, _, first = mode(book.trader, book.account, book.underlying)
+        scan, addons, _, _, first = modes[1]
         cross = sum_by(book.trader[first], scan + addons, n_t)
-        scan, addons, signed, worst, first = mode(book.trader, book.underlying)
+        scan, addons, signed, worst, first = modes[2]
         t, u = book.trader[first], book.underlying[first]
         ws = np.zeros((n_t, n_u))
         ws[t, u] = signed

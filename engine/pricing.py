@@ -59,19 +59,27 @@ def black76_greeks(is_call: BoolArray, spot: FloatArray, strike: FloatArray, t: 
 
 def black76_on_grid(is_call: BoolArray, forward: FloatArray, strike: FloatArray,
                     t: FloatArray, vol: FloatArray, discount: FloatArray,
-                    log_growth: FloatArray) -> FloatArray:
-    """Values at shocked forwards F·e^g for every row g of ``log_growth`` (scenarios ×
-    options), with one volatility per option: scenarios × options.
+                    growth: FloatArray, log_growth: FloatArray) -> FloatArray:
+    """Values at shocked forwards F·γ for every row γ of ``growth`` (scenarios × options;
+    ``log_growth`` = ln γ), with one volatility per option: scenarios × options.
 
-    ln F' = ln F + g, so the logarithm is taken once per option and once per move,
+    ln F' = ln F + ln γ, so the logarithm is taken once per option and once per move,
     not once per scenario and option; puts follow by put-call parity.
     """
     sd = np.maximum(vol, 1e-12) * np.sqrt(np.maximum(t, MIN_T))
-    base = (np.log(forward / strike) / sd + 0.5 * sd)[None, :]
-    d1 = base + log_growth / sd[None, :]
-    shocked = forward[None, :] * np.exp(log_growth)
-    call = discount * (shocked * ndtr(d1) - strike * ndtr(d1 - sd[None, :]))
-    value = np.where(is_call, call, call - discount * (shocked - strike))
+    base = np.log(forward / strike) / sd + 0.5 * sd
+    d1 = log_growth / sd
+    d1 += base
+    shocked = growth * forward
+    n2 = ndtr(d1 - sd)
+    n2 *= strike
+    call = ndtr(d1)
+    call *= shocked
+    call -= n2
+    call *= discount
+    # Puts by parity: put = call − D·(F' − K).
+    parity = (shocked - strike) * (discount * ~is_call)
+    value = call - parity
     if np.all(t > 0):
         return value
     intrinsic = np.where(is_call, np.maximum(shocked - strike, 0.0),
