@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ def open_positions(deployment: Deployment, trader: LocalAccount, market: str,
     return int(receipt["blockNumber"])
 
 
+def set_price(deployment: Deployment, asset: str, price_usd: float) -> int:
+    """A new round on the chain's feed for ``asset``; the block number it landed in."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    feed = contract(w3, "PriceFeed", deployment.feeds[asset])
+    receipt = transact(w3, anvil_account(0), feed.functions.submit(round(price_usd * 10**8)))
+    return int(receipt["blockNumber"])
+
+
 def read_oracle(deployment: Deployment, trader: str) -> dict[str, Any]:
     w3 = Web3(HTTPProvider(deployment.rpc_url))
     oracle = contract(w3, "MarginOracle", deployment.oracle)
@@ -101,6 +110,17 @@ def read_oracle(deployment: Deployment, trader: str) -> dict[str, Any]:
 async def wait_for_netted_attestation(bootstrap: str, trader: str, after_blocks: dict[int, int],
                                       timeout_s: float) -> Attestation:
     """The first attestation for ``trader`` whose source blocks cover every trade block."""
+    def covers(att: Attestation) -> bool:
+        seen = {b.chain_id: b.number for b in att.source_blocks}
+        return att.trader == trader and all(seen.get(c, -1) >= n
+                                            for c, n in after_blocks.items())
+    return await wait_for_attestation(bootstrap, covers, timeout_s,
+                                      f"covering blocks {after_blocks}")
+
+
+async def wait_for_attestation(bootstrap: str, wanted: Callable[[Attestation], bool],
+                               timeout_s: float, what: str) -> Attestation:
+    """The first attestation on the topic for which ``wanted`` holds."""
     consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
@@ -114,14 +134,11 @@ async def wait_for_netted_attestation(bootstrap: str, trader: str, after_blocks:
                         att = decode(Attestation, m.value)
                     except RecordError:
                         continue  # dead-lettered by the submitters; not ours to judge
-                    seen = {b.chain_id: b.number for b in att.source_blocks}
-                    if att.trader == trader and all(
-                        seen.get(c, -1) >= n for c, n in after_blocks.items()
-                    ):
+                    if wanted(att):
                         return att
     finally:
         await consumer.stop()
-    raise TimeoutError(f"no attestation covering blocks {after_blocks} within {timeout_s} s")
+    raise TimeoutError(f"no attestation {what} within {timeout_s} s")
 
 
 def wait_for_oracles(deployments: tuple[Deployment, ...], trader: str, sequence: int,

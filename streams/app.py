@@ -14,7 +14,7 @@ import faust
 from engine import MarginParams
 from streams import topics
 from streams.records import DeadLetter, PriceUpdate, ProvenBook, R, RecordError, decode
-from streams.risk import margin_for, next_attestation
+from streams.risk import margin_for, markets_of, next_attestation
 from streams.settings import StreamSettings
 from streams.state import TraderState, apply_attestation, apply_price, apply_proven
 
@@ -43,6 +43,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     proven_topic = raw_topic(topics.POSITION_PROVEN)
     price_topic = raw_topic(topics.PRICE)
     attestation_topic = raw_topic(topics.ATTESTATION)
+    recompute_topic = raw_topic(topics.RECOMPUTE)
     # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
     # not Faust, owns the schema and validates on the way back in.
     traders = app.Table("traders", partitions=settings.partitions)
@@ -76,6 +77,36 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             held = current_prices()
             if apply_price(held, update) is not held:
                 prices[update.asset] = update.model_dump(mode="json")
+                # Every trader partition re-margins its holders of this asset. The update
+                # rides along: the global table may reach other workers later.
+                for partition in range(settings.partitions):
+                    await recompute_topic.send(value=update.to_bytes(), partition=partition)
+
+    @app.agent(recompute_topic)
+    async def on_recompute(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                update = decode(PriceUpdate, event.value)
+            except RecordError as e:
+                await refuse(event, e)
+                continue
+            # Only keys of this event's partition: Faust writes a table's changelog to the
+            # partition of the event being processed.
+            partition = event.message.partition
+            states = [TraderState.model_validate(value) for key, value in list(traders.items())
+                      if topics.partition_of(key.encode(), settings.partitions) == partition]
+            states = [s for s in states if update.asset in markets_of([s])]
+            market = apply_price(current_prices(), update)
+            result = margin_for(states, market, params) if states else None
+            if result is None:
+                continue
+            for row, state in enumerate(states):  # one engine call for all of them
+                attestation = next_attestation(state, result, row, settings, market)
+                if attestation is not None:
+                    traders[state.trader] = apply_attestation(state, attestation).model_dump(
+                        mode="json")
+                    await attestation_topic.send(key=state.trader.encode(),
+                                                 value=attestation.to_bytes())
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
@@ -87,8 +118,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             new = apply_proven(state, book)
             if new is state:
                 continue
-            result = margin_for([new], current_prices(), params)
-            attestation = next_attestation(new, result, 0, settings) if result else None
+            market = current_prices()
+            result = margin_for([new], market, params)
+            attestation = next_attestation(new, result, 0, settings, market) if result else None
             if attestation is not None:
                 new = apply_attestation(new, attestation)
             traders[key] = new.model_dump(mode="json")

@@ -77,12 +77,13 @@ def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float)
 
 
 def next_attestation(
-    state: TraderState, result: MarginResult, row: int, settings: StreamSettings
+    state: TraderState, result: MarginResult, row: int, settings: StreamSettings,
+    prices: Mapping[str, PriceUpdate] | None = None,
 ) -> Attestation | None:
     """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough.
 
-    ``issued_at`` is the newest source block's timestamp, not the wall clock, so that
-    replaying the log reproduces every digest byte for byte.
+    ``issued_at`` is the newest timestamp among the source blocks and the prices used,
+    not the wall clock, so that replaying the log reproduces every digest byte for byte.
     """
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
@@ -91,6 +92,9 @@ def next_attestation(
         return None
     blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
     issued_at = max(b.block_timestamp for b in state.books.values())
+    if prices:
+        issued_at = max([issued_at, *(prices[m].observed_at for m in markets_of([state])
+                                      if m in prices)])
     valid_until = issued_at + settings.attestation_validity_s
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aiokafka.partitioner import murmur2
+
 BLOCK_HEADER = "chain.block_header.v1"
 REORG = "chain.reorg.v1"
 POSITION_EVENT = "venue.position_event.v1"
@@ -10,10 +12,19 @@ PRICE = "oracle.price.v1"
 ATTESTATION = "risk.attestation.v1"
 LIQUIDATION = "risk.liquidation.v1"
 DELIVERY = "relayer.delivery.v1"
+# Internal to the stream processor: a price change fanned out to every trader partition.
+RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
     BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, ATTESTATION, LIQUIDATION, DELIVERY,
+    RECOMPUTE,
 )
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``: the one a
+    trader's records, and so its table entry, live on."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def dead_letter(topic: str) -> str:

@@ -17,7 +17,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from relayer.deploy import anvil_account
 from relayer.localnet import LocalNet
-from relayer.scenario import Network, run_hedge, setup_network
+from relayer.scenario import (
+    Network,
+    open_positions,
+    run_hedge,
+    set_price,
+    setup_network,
+    wait_for_attestation,
+    wait_for_netted_attestation,
+    wait_for_oracles,
+)
 from streams import topics
 from streams.admin import ensure_topics
 from streams.records import DeadLetter
@@ -101,3 +110,22 @@ def test_hedged_trader_is_attested_on_both_chains(node: tuple[Network, subproces
         assert c["oracle_free_collateral_view_usd"] == pytest.approx(c["free_collateral_usd"])
     assert proc.poll() is None
 
+
+
+def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subprocess.Popen]) -> None:
+    network, _ = node
+    trader = anvil_account(3)
+    address = trader.address.lower()
+    chain_a = network.deployments[0]
+    block = open_positions(chain_a, trader, "ETH", collateral_usd=10_000, size=10.0)
+    first = asyncio.run(wait_for_netted_attestation(network.bootstrap, address,
+                                                    {chain_a.chain_id: block}, 120.0))
+    assert first.equity_wad == 10_000 * WAD
+    set_price(chain_a, "ETH", 2_700.0)  # −10%: no trade, no new proven book
+    later = asyncio.run(wait_for_attestation(
+        network.bootstrap, lambda a: a.trader == address and a.sequence > first.sequence,
+        120.0, "after the price move"))
+    assert later.equity_wad == 7_000 * WAD  # 10 ETH lost $300 each
+    assert later.maintenance_margin_wad < first.maintenance_margin_wad  # smaller notional
+    for reading in wait_for_oracles(network.deployments, address, later.sequence, 120.0):
+        assert reading["equity_usd"] == pytest.approx(7_000.0)
