@@ -13,10 +13,11 @@ import faust
 
 from engine import MarginParams
 from streams import topics
+from streams.oracle import Quotes, apply_quote
 from streams.records import DeadLetter, PriceUpdate, ProvenBook, R, RecordError, decode
-from streams.risk import margin_for, markets_of, next_attestation
+from streams.risk import margin_for, markets_of, next_attestation, oracle_prices
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_attestation, apply_price, apply_proven
+from streams.state import TraderState, apply_attestation, apply_proven
 
 
 def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
@@ -68,15 +69,18 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             except RecordError as e:
                 await refuse(event, e)
 
-    def current_prices() -> dict[str, PriceUpdate]:
-        return {k: PriceUpdate.model_validate(v) for k, v in prices.items()}
+    def current_quotes() -> Quotes:
+        return {asset: {source: PriceUpdate.model_validate(q) for source, q in by_source.items()}
+                for asset, by_source in prices.items()}
 
     @app.agent(price_topic)
     async def on_price(stream: faust.StreamT) -> None:
         async for update in valid(stream, PriceUpdate):
-            held = current_prices()
-            if apply_price(held, update) is not held:
-                prices[update.asset] = update.model_dump(mode="json")
+            held = current_quotes()
+            quotes = apply_quote(held, update)
+            if quotes is not held:
+                prices[update.asset] = {source: q.model_dump(mode="json")
+                                        for source, q in quotes[update.asset].items()}
                 # Every trader partition re-margins its holders of this asset. The update
                 # rides along: the global table may reach other workers later.
                 for partition in range(settings.partitions):
@@ -96,8 +100,10 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             states = [TraderState.model_validate(value) for key, value in list(traders.items())
                       if topics.partition_of(key.encode(), settings.partitions) == partition]
             states = [s for s in states if update.asset in markets_of([s])]
-            market = apply_price(current_prices(), update)
-            result = margin_for(states, market, params) if states else None
+            market = oracle_prices(sorted({update.asset, *markets_of(states)}),
+                                   apply_quote(current_quotes(), update), update.observed_at,
+                                   settings)
+            result = margin_for(states, market, params) if states and market else None
             if result is None:
                 continue
             for row, state in enumerate(states):  # one engine call for all of them
@@ -118,8 +124,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             new = apply_proven(state, book)
             if new is state:
                 continue
-            market = current_prices()
-            result = margin_for([new], market, params)
+            market = oracle_prices(markets_of([new]), current_quotes(), book.block_timestamp,
+                                   settings)
+            result = margin_for([new], market, params) if market is not None else None
             attestation = next_attestation(new, result, 0, settings, market) if result else None
             if attestation is not None:
                 new = apply_attestation(new, attestation)

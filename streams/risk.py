@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
 
 from engine import Book, MarginParams, MarginResult, Market, compute_margin
 from streams.attestation import attestation_digest, source_blocks_hash
-from streams.records import Attestation, ChainCredit, PriceUpdate, SourceBlock
+from streams.oracle import OraclePrice, Quotes, aggregate
+from streams.records import Attestation, ChainCredit, SourceBlock
 from streams.settings import StreamSettings
 from streams.state import TraderState
 
@@ -56,15 +58,28 @@ def markets_of(states: Sequence[TraderState]) -> list[str]:
     return sorted({p.market for s in states for b in s.books.values() for p in b.positions})
 
 
+def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
+                  settings: StreamSettings) -> dict[str, OraclePrice] | None:
+    """One price per market at ``as_of``; ``None`` while a market has no quote at all."""
+    if any(not quotes.get(m) for m in markets):
+        return None
+    return {m: aggregate(m, quotes[m], as_of, settings.price_staleness_s,
+                         settings.max_price_deviation) for m in markets}
+
+
 def margin_for(
-    states: Sequence[TraderState], prices: Mapping[str, PriceUpdate], params: MarginParams
+    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams
 ) -> MarginResult | None:
-    """Margin of every state in one engine call; ``None`` while a needed price is unknown."""
+    """Margin of every state in one engine call; ``None`` while a needed price is unknown.
+
+    A degraded price widens its underlying's scan (``stale`` in the engine's market).
+    """
     markets = markets_of(states)
     if any(m not in prices for m in markets):
         return None
     spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
     market = Market.flat(spot, correlation=params.default_correlation)
+    market = replace(market, stale=np.array([prices[m].degraded for m in markets]))
     return compute_margin(build_book(states, markets), market, params)
 
 
@@ -78,17 +93,25 @@ def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float)
 
 def next_attestation(
     state: TraderState, result: MarginResult, row: int, settings: StreamSettings,
-    prices: Mapping[str, PriceUpdate] | None = None,
+    prices: Mapping[str, OraclePrice] | None = None,
 ) -> Attestation | None:
     """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough.
 
     ``issued_at`` is the newest timestamp among the source blocks and the prices used,
     not the wall clock, so that replaying the log reproduces every digest byte for byte.
+    On a degraded price nothing healthier than the previous attestation is emitted.
     """
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
     if previous is not None and not moved(previous, mm, equity, settings.change_threshold):
+        return None
+    degraded = prices is not None and any(prices[m].degraded for m in markets_of([state])
+                                          if m in prices)
+    if degraded and previous is not None and (
+            float(result.health[row]) > previous.health
+            or to_wad(result.free_collateral_usd[row]) > sum(c.free_collateral_wad
+                                                             for c in previous.chains)):
         return None
     blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
     issued_at = max(b.block_timestamp for b in state.books.values())

@@ -29,4 +29,6 @@ class StreamSettings(BaseModel):
     attestation_validity_s: int = Field(default=3600, ge=60)
     change_threshold: float = Field(default=0.01, gt=0, lt=1)
     params_version: int = Field(default=1, ge=1)
+    price_staleness_s: int = Field(default=3600, ge=1)
+    max_price_deviation: float = Field(default=0.02, gt=0, lt=1)
     targets: tuple[AttestationTarget, ...] = ()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.records import Attestation, PriceUpdate, ProvenBook
+from streams.records import Attestation, ProvenBook
 
 
 class TraderState(BaseModel):
@@ -42,16 +42,6 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
     return state.model_copy(
         update={"sequence": attestation.sequence, "last_attestation": attestation}
     )
-
-
-def apply_price(prices: dict[str, PriceUpdate], update: PriceUpdate) -> dict[str, PriceUpdate]:
-    """Latest price per asset: a round no newer than the held one changes nothing."""
-    held = prices.get(update.asset)
-    if held is not None and (held.observed_at, held.round_id) >= (
-        update.observed_at, update.round_id
-    ):
-        return prices
-    return {**prices, update.asset: update}
 
 
 def _log_index(book: ProvenBook) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from engine import MarginParams
-from streams.records import Position, PriceUpdate, ProvenBook
+from streams.oracle import OraclePrice
+from streams.records import Position, ProvenBook
 from streams.risk import margin_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
-from streams.state import TraderState, apply_attestation, apply_price, apply_proven
+from streams.state import TraderState, apply_attestation, apply_proven
 
 TRADER = "0x" + "ab" * 20
 WAD = 10**18
@@ -25,10 +26,8 @@ def proven(chain_id: int, block: int, log_index: int, size: float, collateral: i
     )
 
 
-def price(usd: int, round_id: int = 1) -> PriceUpdate:
-    return PriceUpdate(asset="ETH", price_wad=usd * WAD, source="test", round_id=round_id,
-                       observed_at=1_700_000_000 + round_id, chain_id=1, block_number=1,
-                       block_hash="0x" + "33" * 32)
+def eth(usd: int, degraded: bool = False) -> OraclePrice:
+    return OraclePrice("ETH", usd * WAD, 1_700_000_000, degraded)
 
 
 SETTINGS_PARAMS = MarginParams()
@@ -56,15 +55,10 @@ def test_reducer_does_not_mutate_its_input() -> None:
     assert before.books == {} and len(after.books) == 1
 
 
-def test_older_price_round_is_ignored() -> None:
-    prices = apply_price({}, price(3000, round_id=2))
-    assert apply_price(prices, price(2000, round_id=1)) is prices
-
-
 def test_hedged_attestation_is_deterministic_and_per_chain() -> None:
     state = apply_proven(apply_proven(TraderState(trader=TRADER), proven(41001, 10, 0, 10.0)),
                          proven(41002, 20, 0, -10.0))
-    result = margin_for([state], {"ETH": price(3000)}, SETTINGS_PARAMS)
+    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
     assert result is not None
     a = next_attestation(state, result, 0, SETTINGS)
     b = next_attestation(state, result, 0, SETTINGS)

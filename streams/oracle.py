@@ -1,0 +1,59 @@
+"""One price per asset from several sources: the median of the fresh ones.
+
+A source is stale when its last observation is older than ``price_staleness_s`` at the
+time of the record being processed (a block timestamp: deterministic on replay). With
+no fresh source the freshest one is used, and with fresh sources more than
+``max_price_deviation`` apart the median is used; either way the price is *degraded*:
+the engine widens that underlying's scan, and an attestation on it may not be healthier
+than the previous one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streams.records import PriceUpdate
+
+Quotes = Mapping[str, Mapping[str, PriceUpdate]]  # asset → source → latest update
+
+
+@dataclass(frozen=True)
+class OraclePrice:
+    asset: str
+    price_wad: int
+    observed_at: int
+    degraded: bool
+    reason: str = ""
+
+
+def apply_quote(quotes: Quotes, update: PriceUpdate) -> Quotes:
+    """Latest update per (asset, source): a round no newer than the held one changes nothing."""
+    held = quotes.get(update.asset, {})
+    previous = held.get(update.source)
+    if previous is not None and (previous.observed_at, previous.round_id) >= (
+            update.observed_at, update.round_id):
+        return quotes
+    return {**quotes, update.asset: {**held, update.source: update}}
+
+
+def median_wad(values: list[int]) -> int:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) // 2
+
+
+def aggregate(asset: str, sources: Mapping[str, PriceUpdate], as_of: int, staleness_s: int,
+              max_deviation: float) -> OraclePrice:
+    fresh = [q for q in sources.values() if as_of - q.observed_at <= staleness_s]
+    if not fresh:
+        newest = max(sources.values(), key=lambda q: (q.observed_at, q.round_id))
+        return OraclePrice(asset, newest.price_wad, newest.observed_at, True,
+                           f"every source older than {staleness_s} s")
+    price = median_wad([q.price_wad for q in fresh])
+    spread = (max(q.price_wad for q in fresh) - min(q.price_wad for q in fresh)) / price
+    observed = max(q.observed_at for q in fresh)
+    if spread > max_deviation:
+        return OraclePrice(asset, price, observed, True,
+                           f"sources {spread:.1%} apart (limit {max_deviation:.1%})")
+    return OraclePrice(asset, price, observed, False)

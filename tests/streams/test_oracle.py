@@ -1,0 +1,105 @@
+"""Oracle aggregation: median of fresh sources; stale or deviating prices are degraded,
+widen margin, and never make an attestation healthier."""
+
+from __future__ import annotations
+
+from engine import MarginParams
+from streams.oracle import OraclePrice, aggregate, apply_quote
+from streams.records import Position, PriceUpdate, ProvenBook
+from streams.risk import margin_for, next_attestation
+from streams.settings import AttestationTarget, StreamSettings
+from streams.state import TraderState, apply_attestation, apply_proven
+
+WAD = 10**18
+T0 = 1_700_000_000
+TRADER = "0x" + "cd" * 20
+
+
+def quote(usd: float, source: str, at: int, round_id: int = 1) -> PriceUpdate:
+    return PriceUpdate(asset="ETH", price_wad=int(usd * WAD), source=source, round_id=round_id,
+                       observed_at=at, chain_id=1, block_number=1, block_hash="0x" + "33" * 32)
+
+
+def sources(*quotes: PriceUpdate) -> dict[str, PriceUpdate]:
+    return {q.source: q for q in quotes}
+
+
+def test_median_of_fresh_sources() -> None:
+    p = aggregate("ETH", sources(quote(3000, "a", T0), quote(3010, "b", T0),
+                                 quote(3030, "c", T0)), T0 + 10, 3600, 0.02)
+    assert p.price_wad == 3010 * WAD and not p.degraded
+
+
+def test_a_stale_source_is_left_out() -> None:
+    p = aggregate("ETH", sources(quote(3000, "a", T0), quote(2000, "b", T0 - 10_000)),
+                  T0, 3600, 0.02)
+    assert p.price_wad == 3000 * WAD and not p.degraded
+
+
+def test_all_stale_or_deviating_is_degraded() -> None:
+    assert aggregate("ETH", sources(quote(3000, "a", T0)), T0 + 7200, 3600, 0.02).degraded
+    apart = aggregate("ETH", sources(quote(3000, "a", T0), quote(3300, "b", T0)), T0, 3600, 0.02)
+    assert apart.degraded and "apart" in apart.reason
+
+
+def test_older_round_of_a_source_changes_nothing() -> None:
+    quotes = apply_quote({}, quote(3000, "a", T0, round_id=2))
+    assert apply_quote(quotes, quote(2000, "a", T0 - 5, round_id=1)) is quotes
+    assert len(apply_quote(quotes, quote(2000, "b", T0))["ETH"]) == 2
+
+
+def book(size: float) -> ProvenBook:
+    block_hash = "0x" + "44" * 32
+    return ProvenBook(
+        event_id=f"1:{block_hash}:0", chain_id=1, venue="0x" + "11" * 20, trader=TRADER,
+        block_number=5, block_hash=block_hash, block_timestamp=T0, state_root="0x" + "00" * 32,
+        commitment="0x" + "22" * 32, collateral_wad=10_000 * WAD,
+        positions=(Position(market="ETH", size_wad=int(size * WAD), entry_price_wad=3000 * WAD),),
+        account_proof=(), storage_slot="0x" + "00" * 32, storage_proof=(),
+    )
+
+
+SETTINGS = StreamSettings(targets=(AttestationTarget(chain_id=1, oracle="0x" + "aa" * 20),))
+PARAMS = MarginParams()
+
+
+def first_attested() -> TraderState:
+    state = apply_proven(TraderState(trader=TRADER), book(2.0))
+    fresh = {"ETH": OraclePrice("ETH", 3000 * WAD, T0, False)}
+    result = margin_for([state], fresh, PARAMS)
+    assert result is not None
+    first = next_attestation(state, result, 0, SETTINGS, fresh)
+    assert first is not None
+    return apply_attestation(state, first)
+
+
+def test_degraded_price_widens_margin() -> None:
+    state = first_attested()
+    mm = {}
+    for degraded in (False, True):
+        result = margin_for([state], {"ETH": OraclePrice("ETH", 3300 * WAD, T0, degraded)},
+                            PARAMS)
+        assert result is not None
+        mm[degraded] = result.maintenance_margin_usd[0]
+    assert mm[True] > mm[False]
+
+
+def test_degraded_price_never_yields_a_healthier_attestation() -> None:
+    state = first_attested()
+    previous = state.last_attestation
+    assert previous is not None
+    for params in (PARAMS, MarginParams(stale_range_multiplier=1.0)):
+        for usd in range(2000, 4600, 100):
+            price = {"ETH": OraclePrice("ETH", usd * WAD, T0, True)}
+            result = margin_for([state], price, params)
+            assert result is not None
+            att = next_attestation(state, result, 0, SETTINGS, price)
+            if att is not None:
+                assert att.health <= previous.health
+                assert att.chains[0].free_collateral_wad <= previous.chains[0].free_collateral_wad
+    # Without widening, a stale rise would free collateral: it is held back.
+    up = {"ETH": OraclePrice("ETH", 3600 * WAD, T0, True)}
+    no_widening = margin_for([state], up, MarginParams(stale_range_multiplier=1.0))
+    assert no_widening is not None
+    assert no_widening.free_collateral_usd[0] * WAD > previous.chains[0].free_collateral_wad
+    assert next_attestation(state, no_widening, 0, SETTINGS, up) is None
