@@ -7,15 +7,23 @@ every trader's margin needs every price.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import faust
 
 from engine import MarginParams
 from streams import topics
-from streams.oracle import Quotes, apply_quote
-from streams.records import DeadLetter, PriceUpdate, ProvenBook, R, RecordError, decode
-from streams.risk import margin_for, markets_of, next_attestation, oracle_prices
+from streams.oracle import OraclePrice, Quotes, apply_quote
+from streams.records import (
+    Attestation,
+    DeadLetter,
+    PriceUpdate,
+    ProvenBook,
+    R,
+    RecordError,
+    decode,
+)
+from streams.risk import liquidation_for, margin_for, markets_of, next_attestation, oracle_prices
 from streams.settings import StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven
 
@@ -45,6 +53,16 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     price_topic = raw_topic(topics.PRICE)
     attestation_topic = raw_topic(topics.ATTESTATION)
     recompute_topic = raw_topic(topics.RECOMPUTE)
+    liquidation_topic = raw_topic(topics.LIQUIDATION)
+
+    async def publish(state: TraderState, attestation: Attestation,
+                      market: Mapping[str, OraclePrice]) -> None:
+        """Send an attestation, and the liquidation plan when it finds health < 1."""
+        key = state.trader.encode()
+        await attestation_topic.send(key=key, value=attestation.to_bytes())
+        if attestation.health < 1.0:
+            order = liquidation_for(state, attestation, market, params)
+            await liquidation_topic.send(key=key, value=order.to_bytes())
     # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
     # not Faust, owns the schema and validates on the way back in.
     traders = app.Table("traders", partitions=settings.partitions)
@@ -104,15 +122,14 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                                    apply_quote(current_quotes(), update), update.observed_at,
                                    settings)
             result = margin_for(states, market, params) if states and market else None
-            if result is None:
+            if result is None or market is None:
                 continue
             for row, state in enumerate(states):  # one engine call for all of them
                 attestation = next_attestation(state, result, row, settings, market)
                 if attestation is not None:
                     traders[state.trader] = apply_attestation(state, attestation).model_dump(
                         mode="json")
-                    await attestation_topic.send(key=state.trader.encode(),
-                                                 value=attestation.to_bytes())
+                    await publish(state, attestation, market)
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
@@ -129,10 +146,10 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             result = margin_for([new], market, params) if market is not None else None
             attestation = next_attestation(new, result, 0, settings, market) if result else None
             if attestation is not None:
-                new = apply_attestation(new, attestation)
-            traders[key] = new.model_dump(mode="json")
-            if attestation is not None:
-                await attestation_topic.send(key=key.encode(), value=attestation.to_bytes())
+                traders[key] = apply_attestation(new, attestation).model_dump(mode="json")
+                await publish(new, attestation, market or {})
+            else:
+                traders[key] = new.model_dump(mode="json")
 
     return app
 

@@ -144,6 +144,24 @@ class Attestation(Record):
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]
 
 
+class LiquidationLeg(Record):
+    chain_id: NonNegative
+    venue: Address
+    market: str
+    size_wad: int  # the position to close (signed, as held)
+
+
+class Liquidation(Record):
+    """Legs to close, across venues, to bring an unhealthy trader back to health."""
+
+    trader: Address
+    sequence: Annotated[int, Field(gt=0)]  # the attestation that found health < 1
+    health: float
+    health_after: float
+    legs: tuple[LiquidationLeg, ...]
+    reason: str
+
+
 class Delivery(Record):
     trader: Address
     sequence: Annotated[int, Field(gt=0)]

@@ -9,9 +9,18 @@ from decimal import Decimal
 import numpy as np
 
 from engine import Book, MarginParams, MarginResult, Market, compute_margin
+from engine.liquidation import plan_liquidation
 from streams.attestation import attestation_digest, source_blocks_hash
 from streams.oracle import OraclePrice, Quotes, aggregate
-from streams.records import Attestation, ChainCredit, SourceBlock
+from streams.records import (
+    Attestation,
+    ChainCredit,
+    Liquidation,
+    LiquidationLeg,
+    Position,
+    ProvenBook,
+    SourceBlock,
+)
 from streams.settings import StreamSettings
 from streams.state import TraderState
 
@@ -24,6 +33,11 @@ def to_wad(x: float) -> int:
     return int((Decimal(repr(float(x))) * WAD).to_integral_value())
 
 
+def legs_of(state: TraderState) -> list[tuple[str, ProvenBook, Position]]:
+    """Every position of ``state`` in engine row order: books by key, then as held."""
+    return [(key, book, p) for key, book in sorted(state.books.items()) for p in book.positions]
+
+
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:
     """Engine arrays for ``states``: one row per position, one collateral row per book."""
     index = {u: i for i, u in enumerate(underlyings)}
@@ -32,15 +46,15 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
     coll_trader, coll = [], []
     for t, state in enumerate(states):
         for key, book in sorted(state.books.items()):
-            a = accounts.setdefault(key, len(accounts))
+            accounts.setdefault(key, len(accounts))
             coll_trader.append(t)
             coll.append(book.collateral_wad / WAD)
-            for p in book.positions:
-                trader.append(t)
-                account.append(a)
-                underlying.append(index[p.market])
-                size.append(p.size_wad / WAD)
-                entry.append(p.entry_price_wad / WAD)
+        for key, _, p in legs_of(state):
+            trader.append(t)
+            account.append(accounts[key])
+            underlying.append(index[p.market])
+            size.append(p.size_wad / WAD)
+            entry.append(p.entry_price_wad / WAD)
     return Book.linear(
         n_traders=len(states),
         underlyings=tuple(underlyings),
@@ -51,6 +65,31 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
         entry_price_usd=np.array(entry, dtype=np.float64),
         collateral_trader=np.array(coll_trader, dtype=np.int64),
         collateral_usd=np.array(coll, dtype=np.float64),
+    )
+
+
+def market_for(markets: Sequence[str], prices: Mapping[str, OraclePrice],
+               params: MarginParams) -> Market:
+    spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
+    market = Market.flat(spot, correlation=params.default_correlation)
+    return replace(market, stale=np.array([prices[m].degraded for m in markets]))
+
+
+def liquidation_for(state: TraderState, attestation: Attestation,
+                    prices: Mapping[str, OraclePrice], params: MarginParams) -> Liquidation:
+    """The engine's plan for a trader whose attestation found health < 1."""
+    markets = markets_of([state])
+    plan = plan_liquidation(build_book([state], markets), market_for(markets, prices, params),
+                            params)
+    legs = legs_of(state)
+    return Liquidation(
+        trader=state.trader, sequence=attestation.sequence, health=plan.health_before,
+        health_after=min(plan.health_after, 1e9),
+        legs=tuple(LiquidationLeg(chain_id=legs[i][1].chain_id, venue=legs[i][1].venue,
+                                  market=legs[i][2].market, size_wad=legs[i][2].size_wad)
+                   for i in plan.legs),
+        reason=(f"health {plan.health_before:.3f} < 1 at sequence {attestation.sequence}; "
+                f"closing {len(plan.legs)} leg(s) restores {min(plan.health_after, 1e9):.3f}"),
     )
 
 
@@ -77,10 +116,8 @@ def margin_for(
     markets = markets_of(states)
     if any(m not in prices for m in markets):
         return None
-    spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
-    market = Market.flat(spot, correlation=params.default_correlation)
-    market = replace(market, stale=np.array([prices[m].degraded for m in markets]))
-    return compute_margin(build_book(states, markets), market, params)
+    return compute_margin(build_book(states, markets), market_for(markets, prices, params),
+                          params)
 
 
 def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine import MarginParams
 from streams.oracle import OraclePrice, aggregate, apply_quote
 from streams.records import Position, PriceUpdate, ProvenBook
-from streams.risk import margin_for, next_attestation
+from streams.risk import liquidation_for, margin_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven
 
@@ -103,3 +103,17 @@ def test_degraded_price_never_yields_a_healthier_attestation() -> None:
     assert no_widening is not None
     assert no_widening.free_collateral_usd[0] * WAD > previous.chains[0].free_collateral_wad
     assert next_attestation(state, no_widening, 0, SETTINGS, up) is None
+
+
+def test_unhealthy_trader_gets_a_liquidation_plan_naming_chain_venue_and_leg() -> None:
+    state = apply_proven(TraderState(trader=TRADER), book(20.0))  # 60k notional, 10k cash
+    crash = {"ETH": OraclePrice("ETH", 2600 * WAD, T0, False)}
+    result = margin_for([state], crash, PARAMS)
+    assert result is not None and result.health[0] < 1.0
+    attestation = next_attestation(state, result, 0, SETTINGS, crash)
+    assert attestation is not None and attestation.health < 1.0
+    order = liquidation_for(state, attestation, crash, PARAMS)
+    assert order.sequence == attestation.sequence and order.health < 1.0
+    assert [(leg.chain_id, leg.market, leg.size_wad) for leg in order.legs] == [
+        (1, "ETH", 20 * WAD)]
+    assert order.health_after >= 1.0
