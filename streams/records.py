@@ -125,7 +125,19 @@ class ChainCredit(Record):
     digest: Hash32
 
 
+class AttestedPrice(Record):
+    """A price an attestation was computed with (the oracle median, and whether degraded)."""
+
+    asset: str
+    price_wad: Annotated[int, Field(gt=0)]
+    observed_at: NonNegative
+    degraded: bool
+
+
 class Attestation(Record):
+    """Signed figures for one trader, with the exact inputs they were computed from
+    (``book_events`` and ``prices``) so that an auditor can recompute them."""
+
     trader: Address
     sequence: Annotated[int, Field(gt=0)]
     equity_wad: int
@@ -139,6 +151,8 @@ class Attestation(Record):
     issued_at: NonNegative
     valid_until: NonNegative
     chains: tuple[ChainCredit, ...]
+    book_events: tuple[str, ...] = ()
+    prices: tuple[AttestedPrice, ...] = ()
 
 
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]

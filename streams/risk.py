@@ -14,6 +14,7 @@ from streams.attestation import attestation_digest, source_blocks_hash
 from streams.oracle import OraclePrice, Quotes, aggregate
 from streams.records import (
     Attestation,
+    AttestedPrice,
     ChainCredit,
     Liquidation,
     LiquidationLeg,
@@ -181,4 +182,9 @@ def next_attestation(
         source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
         source_blocks_hash="0x" + sources_hash.hex(), issued_at=issued_at,
         valid_until=valid_until, chains=tuple(chains),
+        book_events=tuple(b.event_id for _, b in sorted(state.books.items())),
+        prices=tuple(AttestedPrice(asset=m, price_wad=prices[m].price_wad,
+                                   observed_at=prices[m].observed_at,
+                                   degraded=prices[m].degraded)
+                     for m in markets_of([state]) if prices and m in prices),
     )

@@ -7,10 +7,12 @@ read back from MarginOracle on both chains nets the two legs.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -134,3 +136,42 @@ def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subproc
     assert later.maintenance_margin_wad < first.maintenance_margin_wad  # smaller notional
     for reading in wait_for_oracles(network.deployments, address, later.sequence, 120.0):
         assert reading["equity_usd"] == pytest.approx(7_000.0)
+
+
+def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subprocess.Popen],
+                                                   tmp_path: Path) -> None:
+    network, _ = node
+    base = [sys.executable, "-m", "relayer.cli", "replay", "--config", str(network.config_path)]
+    live = subprocess.run([*base, "--from-beginning", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert live.returncode == 0, live.stdout + live.stderr
+    report = json.loads(live.stdout)
+    assert report["ok"] and report["attestations"] >= 4
+    assert report["matched"] == report["attestations"]
+    assert report["refused"] >= 1  # the garbage attestation of the first test
+    exported = subprocess.run([*base, "--from-beginning", "--export", str(tmp_path / "log")],
+                              capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    offline = subprocess.run([*base, "--from", str(tmp_path / "log"), "--json"],
+                             capture_output=True, text=True, timeout=120)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert json.loads(offline.stdout)["matched"] == report["matched"]
+    # An auditor's copy with one attested figure changed: replay names it.
+    attestations = tmp_path / "log" / "risk.attestation.v1.jsonl"
+    lines = attestations.read_text().splitlines()
+    for i, line in enumerate(lines):
+        row = json.loads(line)
+        try:
+            record = json.loads(bytes.fromhex(row["value_hex"]))
+        except (ValueError, TypeError):
+            continue
+        if "equity_wad" in record:
+            record["equity_wad"] += 1
+            row["value_hex"] = json.dumps(record).encode().hex()
+            lines[i] = json.dumps(row)
+            break
+    attestations.write_text("\n".join(lines) + "\n")
+    tampered = subprocess.run([*base, "--from", str(tmp_path / "log")], capture_output=True,
+                              text=True, timeout=120)
+    assert tampered.returncode == 1
+    assert "recomputed differs in ['equity_wad'" in tampered.stdout
