@@ -13,7 +13,7 @@ import faust
 
 from engine import MarginParams
 from streams import topics
-from streams.oracle import OraclePrice, Quotes, apply_quote
+from streams.oracle import OraclePrice, Quotes, Window, aggregate, apply_quote, apply_window
 from streams.records import (
     Attestation,
     DeadLetter,
@@ -67,6 +67,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     # not Faust, owns the schema and validates on the way back in.
     traders = app.Table("traders", partitions=settings.partitions)
     prices = app.GlobalTable("prices", partitions=settings.partitions)
+    # Recent medians per asset, for the circuit breaker.
+    windows = app.GlobalTable("price_windows", partitions=settings.partitions)
 
     async def refuse(event: faust.EventT, error: RecordError) -> None:
         message = event.message
@@ -87,6 +89,12 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             except RecordError as e:
                 await refuse(event, e)
 
+    def current_window(asset: str) -> Window:
+        return tuple((int(t), int(p)) for t, p in windows.get(asset) or ())
+
+    def current_windows(assets: list[str]) -> dict[str, Window]:
+        return {a: current_window(a) for a in assets}
+
     def current_quotes() -> Quotes:
         return {asset: {source: PriceUpdate.model_validate(q) for source, q in by_source.items()}
                 for asset, by_source in prices.items()}
@@ -99,6 +107,11 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             if quotes is not held:
                 prices[update.asset] = {source: q.model_dump(mode="json")
                                         for source, q in quotes[update.asset].items()}
+                median = aggregate(update.asset, quotes[update.asset], update.observed_at,
+                                   settings.price_staleness_s, settings.max_price_deviation)
+                windows[update.asset] = [list(x) for x in apply_window(
+                    current_window(update.asset), update.observed_at, median.price_wad,
+                    settings.circuit_breaker_window_s)]
                 # Every trader partition re-margins its holders of this asset. The update
                 # rides along: the global table may reach other workers later.
                 for partition in range(settings.partitions):
@@ -118,9 +131,15 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             states = [TraderState.model_validate(value) for key, value in list(traders.items())
                       if topics.partition_of(key.encode(), settings.partitions) == partition]
             states = [s for s in states if update.asset in markets_of([s])]
-            market = oracle_prices(sorted({update.asset, *markets_of(states)}),
-                                   apply_quote(current_quotes(), update), update.observed_at,
-                                   settings)
+            assets = sorted({update.asset, *markets_of(states)})
+            quotes = apply_quote(current_quotes(), update)
+            # This update may not have reached the global tables here yet: apply it.
+            median = aggregate(update.asset, quotes[update.asset], update.observed_at,
+                               settings.price_staleness_s, settings.max_price_deviation)
+            recent = {**current_windows(assets), update.asset: apply_window(
+                current_window(update.asset), update.observed_at, median.price_wad,
+                settings.circuit_breaker_window_s)}
+            market = oracle_prices(assets, quotes, update.observed_at, settings, recent)
             result = margin_for(states, market, params) if states and market else None
             if result is None or market is None:
                 continue
@@ -141,8 +160,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             new = apply_proven(state, book)
             if new is state:
                 continue
-            market = oracle_prices(markets_of([new]), current_quotes(), book.block_timestamp,
-                                   settings)
+            assets = markets_of([new])
+            market = oracle_prices(assets, current_quotes(), book.block_timestamp, settings,
+                                   current_windows(assets))
             result = margin_for([new], market, params) if market is not None else None
             attestation = next_attestation(new, result, 0, settings, market) if result else None
             if attestation is not None:

@@ -25,6 +25,24 @@ class OraclePrice:
     observed_at: int
     degraded: bool
     reason: str = ""
+    breaker: bool = False  # the circuit breaker is open: no new credit on this asset
+
+
+Window = tuple[tuple[int, int], ...]  # (observed_at, median price) oldest first
+
+
+def apply_window(window: Window, observed_at: int, price_wad: int, window_s: int) -> Window:
+    """The recent medians of an asset, keeping those within ``window_s`` of the newest."""
+    newest = max([observed_at, *(t for t, _ in window)])
+    kept = tuple((t, p) for t, p in window if t >= newest - window_s and t != observed_at)
+    return tuple(sorted((*kept, (observed_at, price_wad))))
+
+
+def breaker_open(window: Window, as_of: int, move: float, window_s: int) -> bool:
+    """Did the price move more than ``move`` within the ``window_s`` before ``as_of``?
+    The breaker closes by itself once the move has left the window (the market settled)."""
+    recent = [p for t, p in window if as_of - window_s <= t <= as_of]
+    return len(recent) > 1 and (max(recent) - min(recent)) / min(recent) > move
 
 
 def apply_quote(quotes: Quotes, update: PriceUpdate) -> Quotes:

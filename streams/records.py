@@ -132,6 +132,7 @@ class AttestedPrice(Record):
     price_wad: Annotated[int, Field(gt=0)]
     observed_at: NonNegative
     degraded: bool
+    breaker: bool = False
 
 
 class Attestation(Record):

@@ -149,8 +149,8 @@ class Auditor:
         state = TraderState(trader=a.trader, sequence=a.sequence - 1)
         for event_id in a.book_events:
             state = apply_proven(state, self.books[event_id])
-        prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded)
-                  for p in a.prices}
+        prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
+                                       breaker=p.breaker) for p in a.prices}
         result = margin_for([state], prices, self.params)
         if result is None:
             return None

@@ -11,7 +11,7 @@ import numpy as np
 from engine import Book, MarginParams, MarginResult, Market, compute_margin
 from engine.liquidation import plan_liquidation
 from streams.attestation import attestation_digest, source_blocks_hash
-from streams.oracle import OraclePrice, Quotes, aggregate
+from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.records import (
     Attestation,
     AttestedPrice,
@@ -99,12 +99,19 @@ def markets_of(states: Sequence[TraderState]) -> list[str]:
 
 
 def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
-                  settings: StreamSettings) -> dict[str, OraclePrice] | None:
+                  settings: StreamSettings,
+                  windows: Mapping[str, Window] | None = None) -> dict[str, OraclePrice] | None:
     """One price per market at ``as_of``; ``None`` while a market has no quote at all."""
     if any(not quotes.get(m) for m in markets):
         return None
-    return {m: aggregate(m, quotes[m], as_of, settings.price_staleness_s,
-                         settings.max_price_deviation) for m in markets}
+    prices = {}
+    for m in markets:
+        price = aggregate(m, quotes[m], as_of, settings.price_staleness_s,
+                          settings.max_price_deviation)
+        tripped = breaker_open((windows or {}).get(m, ()), as_of,
+                               settings.circuit_breaker_move, settings.circuit_breaker_window_s)
+        prices[m] = replace(price, breaker=tripped)
+    return prices
 
 
 def margin_for(
@@ -160,6 +167,11 @@ def next_attestation(
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
+    frozen = prices is not None and any(prices[m].breaker for m in markets_of([state])
+                                        if m in prices)
+    if frozen and previous is not None:
+        # Circuit breaker open: credit may shrink, never grow, until the market settles.
+        free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
     sequence = state.sequence + 1
     chains = []
     for target in settings.targets:
@@ -185,6 +197,6 @@ def next_attestation(
         book_events=tuple(b.event_id for _, b in sorted(state.books.items())),
         prices=tuple(AttestedPrice(asset=m, price_wad=prices[m].price_wad,
                                    observed_at=prices[m].observed_at,
-                                   degraded=prices[m].degraded)
+                                   degraded=prices[m].degraded, breaker=prices[m].breaker)
                      for m in markets_of([state]) if prices and m in prices),
     )

@@ -31,4 +31,6 @@ class StreamSettings(BaseModel):
     params_version: int = Field(default=1, ge=1)
     price_staleness_s: int = Field(default=3600, ge=1)
     max_price_deviation: float = Field(default=0.02, gt=0, lt=1)
+    circuit_breaker_move: float = Field(default=0.10, gt=0)
+    circuit_breaker_window_s: int = Field(default=900, ge=1)
     targets: tuple[AttestationTarget, ...] = ()

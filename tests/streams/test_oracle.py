@@ -4,7 +4,7 @@ widen margin, and never make an attestation healthier."""
 from __future__ import annotations
 
 from engine import MarginParams
-from streams.oracle import OraclePrice, aggregate, apply_quote
+from streams.oracle import OraclePrice, aggregate, apply_quote, apply_window, breaker_open
 from streams.records import Position, PriceUpdate, ProvenBook
 from streams.risk import liquidation_for, margin_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
@@ -117,3 +117,32 @@ def test_unhealthy_trader_gets_a_liquidation_plan_naming_chain_venue_and_leg() -
     assert [(leg.chain_id, leg.market, leg.size_wad) for leg in order.legs] == [
         (1, "ETH", 20 * WAD)]
     assert order.health_after >= 1.0
+
+
+def test_circuit_breaker_opens_on_a_fast_move_and_closes_when_it_leaves_the_window() -> None:
+    window: tuple[tuple[int, int], ...] = ()
+    for t, usd in [(T0, 3000), (T0 + 60, 2950), (T0 + 120, 2650)]:
+        window = apply_window(window, t, usd * WAD, 900)
+    assert breaker_open(window, T0 + 120, 0.10, 900)  # −11.7% within 15 minutes
+    assert not breaker_open(window, T0 + 120, 0.15, 900)
+    window = apply_window(window, T0 + 2000, 2660 * WAD, 900)
+    assert window == ((T0 + 2000, 2660 * WAD),) and not breaker_open(window, T0 + 2000, 0.1, 900)
+
+
+def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
+    state = first_attested()
+    previous = state.last_attestation
+    assert previous is not None
+    for usd in (2700, 3300):
+        price = {"ETH": OraclePrice("ETH", usd * WAD, T0, False, breaker=True)}
+        result = margin_for([state], price, PARAMS)
+        assert result is not None
+        att = next_attestation(state, result, 0, SETTINGS, price)
+        assert att is not None and att.prices[0].breaker
+        assert att.chains[0].free_collateral_wad <= previous.chains[0].free_collateral_wad
+    rise = {"ETH": OraclePrice("ETH", 3300 * WAD, T0, False)}
+    result = margin_for([state], rise, PARAMS)
+    assert result is not None
+    free = next_attestation(state, result, 0, SETTINGS, rise)
+    assert free is not None
+    assert free.chains[0].free_collateral_wad > previous.chains[0].free_collateral_wad
