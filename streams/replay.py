@@ -70,7 +70,7 @@ class Auditor:
         self.report = AuditReport()
         self.state_roots: dict[tuple[int, str], str] = {}
         self.books: dict[str, ProvenBook] = {}
-        self.sequences: dict[str, int] = {}
+        self.previous: dict[str, Attestation] = {}
 
     def feed_all(self, records: Iterable[LogRecord]) -> AuditReport:
         for record in records:
@@ -129,24 +129,29 @@ class Auditor:
         a = decode(Attestation, raw)
         audit = self.trader(a.trader)
         audit.attestations += 1
-        expected_sequence = self.sequences.get(a.trader, 0) + 1
-        self.sequences[a.trader] = a.sequence
+        previous = self.previous.get(a.trader)
+        self.previous[a.trader] = a
+        expected_sequence = (previous.sequence if previous else 0) + 1
         if a.sequence != expected_sequence:
             audit.differences.append(f"sequence {a.sequence} follows {expected_sequence - 1}")
         missing = [e for e in a.book_events if e not in self.books]
         if missing:
             audit.differences.append(f"sequence {a.sequence}: books not in the log: {missing}")
             return
-        recomputed = self.recompute(a)
+        recomputed = self.recompute(a, previous)
+        if recomputed is None:
+            audit.differences.append(f"sequence {a.sequence}: emitted although nothing moved")
+            return
         if recomputed == a:
             audit.matched += 1
             return
-        fields = [f for f in Attestation.model_fields
-                  if recomputed is None or getattr(recomputed, f) != getattr(a, f)]
+        fields = [f for f in Attestation.model_fields if getattr(recomputed, f) != getattr(a, f)]
         audit.differences.append(f"sequence {a.sequence}: recomputed differs in {fields}")
 
-    def recompute(self, a: Attestation) -> Attestation | None:
-        state = TraderState(trader=a.trader, sequence=a.sequence - 1)
+    def recompute(self, a: Attestation, previous: Attestation | None) -> Attestation | None:
+        """The attestation the worker's rules give from ``a``'s inputs, after ``previous``
+        (its credit rules depend on it); ``None`` if they would emit nothing."""
+        state = TraderState(trader=a.trader, sequence=a.sequence - 1, last_attestation=previous)
         for event_id in a.book_events:
             state = apply_proven(state, self.books[event_id])
         prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
