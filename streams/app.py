@@ -1,8 +1,9 @@
 """The Faust app: thin agents over the pure reducers in ``state`` and ``risk``.
 
 Topics are keyed by trader (books, attestations) and by asset (prices). The trader
-table is keyed like its stream (co-partitioned); prices live in a global table because
-every trader's margin needs every price.
+table is keyed like its stream (co-partitioned); every worker folds the whole price
+topic into its own view (``price_view``) because every trader's margin needs every
+price.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import faust
 
 from engine import MarginParams
 from streams import topics
-from streams.oracle import OraclePrice, Quotes, Window, aggregate, apply_quote, apply_window
+from streams.oracle import OraclePrice
+from streams.price_view import PriceView
 from streams.records import (
     Attestation,
     DeadLetter,
@@ -42,6 +44,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_rebalance_timeout=settings.session_timeout_s,
         consumer_auto_offset_reset="earliest",
+        producer_max_batch_size=settings.producer_max_batch_bytes,
     )
     params = MarginParams(version=settings.params_version)
 
@@ -66,9 +69,11 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
     # not Faust, owns the schema and validates on the way back in.
     traders = app.Table("traders", partitions=settings.partitions)
-    prices = app.GlobalTable("prices", partitions=settings.partitions)
-    # Recent medians per asset, for the circuit breaker.
-    windows = app.GlobalTable("price_windows", partitions=settings.partitions)
+    view = PriceView(settings)
+
+    @app.task
+    async def follow_prices() -> None:
+        await view.follow(bootstrap)
 
     async def refuse(event: faust.EventT, error: RecordError) -> None:
         message = event.message
@@ -89,33 +94,14 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             except RecordError as e:
                 await refuse(event, e)
 
-    def current_window(asset: str) -> Window:
-        return tuple((int(t), int(p)) for t, p in windows.get(asset) or ())
-
-    def current_windows(assets: list[str]) -> dict[str, Window]:
-        return {a: current_window(a) for a in assets}
-
-    def current_quotes() -> Quotes:
-        return {asset: {source: PriceUpdate.model_validate(q) for source, q in by_source.items()}
-                for asset, by_source in prices.items()}
-
     @app.agent(price_topic)
     async def on_price(stream: faust.StreamT) -> None:
         async for update in valid(stream, PriceUpdate):
-            held = current_quotes()
-            quotes = apply_quote(held, update)
-            if quotes is not held:
-                prices[update.asset] = {source: q.model_dump(mode="json")
-                                        for source, q in quotes[update.asset].items()}
-                median = aggregate(update.asset, quotes[update.asset], update.observed_at,
-                                   settings.price_staleness_s, settings.max_price_deviation)
-                windows[update.asset] = [list(x) for x in apply_window(
-                    current_window(update.asset), update.observed_at, median.price_wad,
-                    settings.circuit_breaker_window_s)]
-                # Every trader partition re-margins its holders of this asset. The update
-                # rides along: the global table may reach other workers later.
-                for partition in range(settings.partitions):
-                    await recompute_topic.send(value=update.to_bytes(), partition=partition)
+            # Every trader partition re-margins its holders of this asset, whatever this
+            # worker's view already holds (re-margining is idempotent). The update rides
+            # along: it may reach the other workers' views later.
+            for partition in range(settings.partitions):
+                await recompute_topic.send(value=update.to_bytes(), partition=partition)
 
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
@@ -132,13 +118,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                       if topics.partition_of(key.encode(), settings.partitions) == partition]
             states = [s for s in states if update.asset in markets_of([s])]
             assets = sorted({update.asset, *markets_of(states)})
-            quotes = apply_quote(current_quotes(), update)
-            # This update may not have reached the global tables here yet: apply it.
-            median = aggregate(update.asset, quotes[update.asset], update.observed_at,
-                               settings.price_staleness_s, settings.max_price_deviation)
-            recent = {**current_windows(assets), update.asset: apply_window(
-                current_window(update.asset), update.observed_at, median.price_wad,
-                settings.circuit_breaker_window_s)}
+            quotes, recent = view.with_update(update)
             market = oracle_prices(assets, quotes, update.observed_at, settings, recent)
             result = margin_for(states, market, params) if states and market else None
             if result is None or market is None:
@@ -161,8 +141,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             if new is state:
                 continue
             assets = markets_of([new])
-            market = oracle_prices(assets, current_quotes(), book.block_timestamp, settings,
-                                   current_windows(assets))
+            market = oracle_prices(assets, view.quotes, book.block_timestamp, settings,
+                                   view.windows)
             result = margin_for([new], market, params) if market is not None else None
             attestation = next_attestation(new, result, 0, settings, market) if result else None
             if attestation is not None:

@@ -4,6 +4,7 @@ the JSON-lines export an auditor can keep and replay with no broker."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,17 +39,26 @@ async def read_topics(bootstrap: str, names: Iterable[str] = AUDITED,
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
         out: list[LogRecord] = []
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
+        # The log as it stood when the replay started. Read past the reported end offsets
+        # (Tansu reports high watermarks per batch, not per record) until each partition
+        # shows a later record or goes quiet.
+        cutoff_ms = int(time.time() * 1000)
+        if until_ms is not None:
+            cutoff_ms = min(cutoff_ms, until_ms)
+        open_partitions = set(partitions)
+        while open_partitions:
+            batches = await consumer.getmany(*open_partitions, timeout_ms=1000)
+            if not batches:
+                break
             for tp, messages in batches.items():
                 for m in messages:
-                    if m.offset < ends[tp] and (until_ms is None or m.timestamp <= until_ms):
-                        out.append(LogRecord(m.topic, m.partition, m.offset, m.timestamp,
-                                             m.key, m.value))
-                    if m.offset >= ends[tp] - 1:
-                        pending.discard(tp)
+                    if m.timestamp > cutoff_ms:
+                        if m.offset >= ends[tp] - 1:
+                            open_partitions.discard(tp)
+                        continue
+                    out.append(LogRecord(m.topic, m.partition, m.offset, m.timestamp,
+                                         m.key, m.value))
         return in_log_order(out)
     finally:
         await consumer.stop()

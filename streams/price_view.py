@@ -1,0 +1,70 @@
+"""Each worker's view of the prices: the price topic folded with the pure reducers.
+
+Faust's GlobalTable is not used: with several workers it stops updating on some of
+them and can hang rebalances (faust-streaming issue #283), and every worker needs
+every price. Instead each worker reads ``oracle.price.v1`` from offset 0 on all
+partitions outside the consumer group and folds it with ``apply_quote`` and
+``apply_window``, which are idempotent, so overlapping with the agents is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams import topics
+from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
+from streams.records import PriceUpdate, RecordError, decode
+from streams.settings import StreamSettings
+
+log = logging.getLogger(__name__)
+
+
+class PriceView:
+    def __init__(self, settings: StreamSettings) -> None:
+        self.settings = settings
+        self.quotes: Quotes = {}
+        self.windows: dict[str, Window] = {}
+
+    def apply(self, update: PriceUpdate) -> None:
+        quotes = apply_quote(self.quotes, update)
+        if quotes is self.quotes:
+            return
+        self.quotes = quotes
+        median = aggregate(update.asset, quotes[update.asset], update.observed_at,
+                           self.settings.price_staleness_s, self.settings.max_price_deviation)
+        self.windows = {**self.windows, update.asset: apply_window(
+            self.windows.get(update.asset, ()), update.observed_at, median.price_wad,
+            self.settings.circuit_breaker_window_s)}
+
+    def with_update(self, update: PriceUpdate) -> tuple[Quotes, dict[str, Window]]:
+        """The view as it is once ``update`` is in (it may not have arrived here yet)."""
+        ahead = PriceView(self.settings)
+        ahead.quotes, ahead.windows = self.quotes, self.windows
+        ahead.apply(update)
+        return ahead.quotes, ahead.windows
+
+    async def follow(self, bootstrap: str) -> None:
+        """Fold every price record, from the beginning, until cancelled."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            partitions = [TopicPartition(topics.PRICE, p)
+                          for p in sorted(consumer.partitions_for_topic(topics.PRICE) or ())]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            while True:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for message in messages:
+                        try:
+                            self.apply(decode(PriceUpdate, message.value))
+                        except RecordError:
+                            continue  # dead-lettered by the price agent
+        except asyncio.CancelledError:
+            raise
+        finally:
+            await consumer.stop()
