@@ -2,58 +2,111 @@
 
 Answers are returned raw (0x-hex JSON, exactly as the node sent them) because
 ``proofs`` recomputes hashes from them; a call fails over to the next provider on a
-timeout, a transport error or a JSON-RPC error body.
+timeout, a transport error, a JSON-RPC error body (HTTP 429 included) or a block whose
+fields do not hash to the hash it claims.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import Web3Exception
 
+from proofs import BlockHeader, ProofError, header_from_rpc
 from relayer.config import ChainSettings
 from relayer.errors import RpcError
 
 log = logging.getLogger(__name__)
 
 
+def verified_block(block: Any) -> BlockHeader:
+    """The header of a JSON-RPC block. A missing block is a lagging provider; a block
+    whose fields do not hash to its hash is a lying one: either way, ask the next."""
+    if not isinstance(block, dict):
+        raise ValueError("block not found")
+    return header_from_rpc(block)
+
+
+@dataclass
+class Provider:
+    """One RPC endpoint and how it has been behaving."""
+
+    url: str
+    priority: int
+    w3: AsyncWeb3
+    failures: int = 0          # consecutive
+    demoted_until: float = 0.0  # monotonic time
+
+
 class ChainClient:
+    """Providers are tried in priority order; one that fails ``DEMOTE_AFTER`` times in a
+    row (timeouts, transport errors, error bodies, HTTP 429, or an answer that does not
+    verify) goes to the back of the list for ``DEMOTION_S``."""
+
+    DEMOTE_AFTER = 3
+    DEMOTION_S = 60.0
+
     def __init__(self, settings: ChainSettings) -> None:
         self.settings = settings
         self.name = settings.name
-        self.web3s = [
-            AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": settings.rpc_timeout_s},
-                                        exception_retry_configuration=None))
-            for url in settings.rpc_urls
+        self.providers = [
+            Provider(url, i, AsyncWeb3(AsyncHTTPProvider(
+                url, request_kwargs={"timeout": settings.rpc_timeout_s},
+                exception_retry_configuration=None)))
+            for i, url in enumerate(settings.rpc_urls)
         ]
+        self.web3s = [p.w3 for p in self.providers]
 
     @property
     def w3(self) -> AsyncWeb3:
-        """The first-priority provider, for contract calls and transactions."""
-        return self.web3s[0]
+        """The best provider now, for contract calls and transactions."""
+        return self.ranked()[0].w3
 
-    async def request(self, method: str, params: list[Any]) -> Any:
-        """The raw ``result`` of ``method``, from the first provider that answers."""
+    def ranked(self) -> list[Provider]:
+        now = time.monotonic()
+        return sorted(self.providers, key=lambda p: (p.demoted_until > now, p.priority))
+
+    async def request(self, method: str, params: list[Any],
+                      parse: Callable[[Any], Any] | None = None) -> Any:
+        """The ``result`` of ``method`` from the first provider whose answer arrives in
+        time and, given ``parse``, parses (``parse`` raises on an answer that does not
+        verify; its value is returned)."""
         failures = []
-        for url, w3 in zip(self.settings.rpc_urls, self.web3s, strict=True):
+        for provider in self.ranked():
             try:
                 response = await asyncio.wait_for(
-                    w3.provider.make_request(method, params),  # type: ignore[arg-type]
+                    provider.w3.provider.make_request(method, params),  # type: ignore[arg-type]
                     timeout=self.settings.rpc_timeout_s,
                 )
-            except (TimeoutError, OSError, ValueError) as e:
-                failures.append(f"{url}: {type(e).__name__}: {e}")
+                if "error" in response:
+                    raise RpcError(self.name, method, str(response["error"]))
+                result = response.get("result")
+                if parse is not None:
+                    result = parse(result)
+            except (TimeoutError, OSError, ValueError, aiohttp.ClientError, Web3Exception,
+                    RpcError, ProofError) as e:
+                failures.append(f"{provider.url}: {type(e).__name__}: {e}")
+                self.failed(provider, method, e)
                 continue
-            except Exception as e:
-                failures.append(f"{url}: {type(e).__name__}: {e}")
-                continue
-            if "error" in response:
-                failures.append(f"{url}: {response['error']}")
-                continue
-            return response.get("result")
+            provider.failures = 0
+            return result
         raise RpcError(self.name, method, "; ".join(failures))
+
+    def failed(self, provider: Provider, method: str, error: Exception) -> None:
+        provider.failures += 1
+        log.warning("rpc failure", extra={"chain": self.name, "provider": provider.url,
+                                          "method": method, "error": type(error).__name__})
+        if provider.failures >= self.DEMOTE_AFTER:
+            provider.demoted_until = time.monotonic() + self.DEMOTION_S
+            log.warning("rpc provider demoted", extra={"chain": self.name,
+                                                       "provider": provider.url})
 
     async def close(self) -> None:
         for w3 in self.web3s:
@@ -65,17 +118,21 @@ class ChainClient:
     async def block_number(self) -> int:
         return int(await self.request("eth_blockNumber", []), 16)
 
-    async def block(self, number: int) -> dict[str, Any]:
-        result = await self.request("eth_getBlockByNumber", [hex(number), False])
-        if result is None:
-            raise RpcError(self.name, "eth_getBlockByNumber", f"block {number} not found")
-        return dict(result)
+    async def header(self, number: int) -> BlockHeader:
+        """Header ``number``, from a provider whose fields hash to the hash it reports."""
+        header: BlockHeader = await self.request("eth_getBlockByNumber", [hex(number), False],
+                                                 parse=verified_block)
+        return header
 
-    async def block_by_hash(self, block_hash: str) -> dict[str, Any]:
-        result = await self.request("eth_getBlockByHash", [block_hash, False])
-        if result is None:
-            raise RpcError(self.name, "eth_getBlockByHash", f"block {block_hash} not found")
-        return dict(result)
+    async def header_by_hash(self, block_hash: str) -> BlockHeader:
+        def parse(block: Any) -> BlockHeader:
+            header = verified_block(block)
+            if header.hash.hex() != block_hash.removeprefix("0x"):
+                raise ValueError(f"answered another block than {block_hash}")
+            return header
+        header: BlockHeader = await self.request("eth_getBlockByHash", [block_hash, False],
+                                                 parse=parse)
+        return header
 
     async def logs(self, block_hash: str, addresses: list[str]) -> list[dict[str, Any]]:
         # Filtering by block hash ties the logs to the header we verified, not to

@@ -1,7 +1,7 @@
 """One listener per chain: finalized headers, venue position events and feed rounds.
 
 Only blocks at least ``finality_blocks`` below the head are read, and each header's
-hash is recomputed (``proofs.header_from_rpc``) before anything of that block is
+hash is recomputed (``ChainClient.header``) before anything of that block is
 published. A durable checkpoint (next block, last hash) means a restart neither skips
 nor repeats a block; a parent-hash mismatch below finality halts the chain as an
 incident rather than continuing silently.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proofs import BlockHeader, header_from_rpc
+from proofs import BlockHeader
 from relayer.chain import ChainClient
 from relayer.kafka import Publisher
 from relayer.venue import (
@@ -75,8 +75,7 @@ class Listener:
             await asyncio.sleep(self.settings.poll_interval_s)
 
     async def publish_block(self, checkpoint: Checkpoint) -> Checkpoint:
-        raw = await self.client.block(checkpoint.next_block)
-        header = header_from_rpc(raw)
+        header = await self.client.header(checkpoint.next_block)
         block_hash = "0x" + header.hash.hex()
         parent = "0x" + header.parent_hash.hex()
         if checkpoint.last_hash is not None and parent != checkpoint.last_hash:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from proofs import BlockHeader, header_from_rpc
+from proofs import BlockHeader
 from proofs.builder import ProvenSlots, plan, verify_answers
 from relayer.chain import ChainClient
 
@@ -48,7 +48,7 @@ class ProofFetcher:
             raise
 
     async def _fetch_header(self, block_hash: str) -> BlockHeader:
-        return header_from_rpc(await self.client.block_by_hash(block_hash))
+        return await self.client.header_by_hash(block_hash)
 
     async def prove(self, address: str, block_number: int, state_root: bytes,
                     slots: list[int]) -> ProvenSlots:

@@ -1,0 +1,100 @@
+"""A hung, lying or rate-limiting RPC provider neither stalls nor misleads the client.
+
+The bad provider is a real HTTP proxy in front of the real anvil chain that hangs, edits
+the state root of the blocks it relays, or answers HTTP 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from relayer.chain import ChainClient
+from relayer.config import ChainSettings, KeystoreSettings
+from relayer.errors import RpcError
+from relayer.localnet import LocalNet, free_port
+
+pytestmark = pytest.mark.integration
+
+
+class BadProvider:
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream = upstream
+        self.mode = mode
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        body = await request.json()
+        if self.mode == "hang":
+            await asyncio.sleep(5)  # five times the client timeout
+        if self.mode == "429":
+            return web.Response(status=429, text="rate limited")
+        async with aiohttp.ClientSession() as session, session.post(self.upstream,
+                                                                    json=body) as r:
+            answer = await r.json()
+        if self.mode == "lie" and isinstance(answer.get("result"), dict):
+            answer["result"]["stateRoot"] = "0x" + "66" * 32  # keeps the claimed hash
+        return web.json_response(answer)
+
+
+async def serve(bad: BadProvider) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/", bad.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def client(urls: list[str]) -> ChainClient:
+    unused = KeystoreSettings(keystore=Path("unused"), password_file=Path("unused"))
+    return ChainClient(ChainSettings(name="t", chain_id=41040, rpc_urls=urls, rpc_timeout_s=1.0,
+                                     oracle="0x" + "00" * 20, submitter=unused))
+
+
+@pytest.mark.parametrize("mode", ["hang", "lie", "429"])
+def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode: str) -> None:
+    anvil = localnet.chain(41040, block_time_s=None)
+    truth = asyncio.run(client([anvil]).header(0)).hash.hex()
+
+    async def run() -> tuple[list[float], int, int]:
+        bad = BadProvider(anvil, mode)
+        server = serve(bad)
+        url = await server.__anext__()
+        c = client([url, anvil])
+        durations = []
+        for _ in range(ChainClient.DEMOTE_AFTER + 2):
+            start = time.monotonic()
+            header = await c.header(0)
+            durations.append(time.monotonic() - start)
+            assert header.hash.hex() == truth  # never the lie
+        calls = bad.calls
+        await c.close()
+        await server.aclose()
+        return durations, calls, ChainClient.DEMOTE_AFTER
+
+    durations, calls, demote_after = asyncio.run(run())
+    assert max(durations) < 3.0  # a hung provider costs one timeout, never a stall
+    assert calls == demote_after  # demoted: not asked again after repeated failures
+
+
+def test_every_provider_failing_is_a_typed_error(localnet: LocalNet) -> None:
+    async def run() -> None:
+        c = client([f"http://127.0.0.1:{free_port()}"])
+        try:
+            with pytest.raises(RpcError, match="eth_getBlockByNumber"):
+                await c.header(0)
+        finally:
+            await c.close()
+    asyncio.run(run())
