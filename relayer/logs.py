@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -17,7 +18,8 @@ class FieldsFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+    # Logs go to stdout; stderr is kept for the one-line errors that end the process.
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(FieldsFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
