@@ -11,8 +11,9 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from proofs.account import verify_get_proofs
+from proofs.account import verify_get_proof
 from proofs.errors import ValueMismatch
+from proofs.mpt import NodeCache
 from proofs.slots import solidity_mapping_slot, vyper_mapping_slot
 
 
@@ -65,15 +66,20 @@ def plan(address: str, block_number: int, slots: Iterable[int],
             for i in range(0, len(unique), max_slots_per_call)]
 
 
-def verify_answers(state_root: bytes, address: str,
-                   answers: Sequence[Mapping[str, object]]) -> ProvenSlots:
-    """Verify every answer of one account at one block; the proven slots with their proofs."""
-    verified = verify_get_proofs(state_root, answers)
-    slots: dict[int, ProvenSlot] = {}
-    for answer, account in zip(answers, verified, strict=True):
-        if account.address.hex() != address.lower().removeprefix("0x"):
-            raise ValueMismatch("eth_getProof address", address, "0x" + account.address.hex())
-        for entry in answer["storageProof"]:  # type: ignore[attr-defined]
-            slot = int(entry["key"], 16)
-            slots[slot] = ProvenSlot(account.storage[slot], tuple(entry["proof"]))
-    return ProvenSlots(tuple(answers[0]["accountProof"]), slots)  # type: ignore[arg-type]
+def verify_answer(state_root: bytes, address: str, answer: Mapping[str, object],
+                  cache: NodeCache | None = None) -> ProvenSlots:
+    """Verify one answer for ``address``; its proven slots with their proofs."""
+    account = verify_get_proof(state_root, answer, cache)
+    if account.address.hex() != address.lower().removeprefix("0x"):
+        raise ValueMismatch("eth_getProof address", address, "0x" + account.address.hex())
+    slots = {int(entry["key"], 16): ProvenSlot(account.storage[int(entry["key"], 16)],
+                                               tuple(entry["proof"]))
+             for entry in answer["storageProof"]}  # type: ignore[attr-defined]
+    return ProvenSlots(tuple(answer["accountProof"]), slots)  # type: ignore[arg-type]
+
+
+def merge(parts: Sequence[ProvenSlots]) -> ProvenSlots:
+    """The slots of several verified answers of one account at one block."""
+    return ProvenSlots(parts[0].account_proof,
+                       {slot: proven for part in parts for slot, proven in part.slots.items()})
+

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from proofs import BlockHeader
-from proofs.builder import ProvenSlots, plan, verify_answers
+from proofs.builder import ProvenSlots, merge, plan, verify_answer
+from proofs.mpt import NodeCache
 from relayer.chain import ChainClient
 
 
@@ -70,8 +72,13 @@ class ProofFetcher:
         try:
             requests = plan(address, block_number, pending.slots, self.max_slots_per_call)
             self.calls += len(requests)
-            answers = await asyncio.gather(*(
-                self.client.proof(r.address, list(r.slots), r.block_number) for r in requests))
-            pending.done.set_result(verify_answers(pending.state_root, address, answers))
+            cache = NodeCache()  # nodes shared by the calls of one (account, block)
+
+            def verified(answer: Any) -> ProvenSlots:
+                return verify_answer(pending.state_root, address, answer, cache)
+            parts = await asyncio.gather(*(
+                self.client.proof(r.address, list(r.slots), r.block_number, parse=verified)
+                for r in requests))
+            pending.done.set_result(merge(parts))
         except Exception as e:
             pending.done.set_exception(e)

@@ -19,6 +19,8 @@ from relayer.chain import ChainClient
 from relayer.config import ChainSettings, KeystoreSettings
 from relayer.errors import RpcError
 from relayer.localnet import LocalNet, free_port
+from relayer.proof_fetcher import ProofFetcher
+from tests.support.storage import StorageFiller
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +41,12 @@ class BadProvider:
         async with aiohttp.ClientSession() as session, session.post(self.upstream,
                                                                     json=body) as r:
             answer = await r.json()
-        if self.mode == "lie" and isinstance(answer.get("result"), dict):
-            answer["result"]["stateRoot"] = "0x" + "66" * 32  # keeps the claimed hash
+        result = answer.get("result")
+        if self.mode == "lie" and isinstance(result, dict) and "stateRoot" in result:
+            result["stateRoot"] = "0x" + "66" * 32  # keeps the claimed hash
+        if self.mode == "lie" and isinstance(result, dict) and "storageProof" in result:
+            for entry in result["storageProof"]:
+                entry["value"] = hex(int(entry["value"], 16) + 1)
         return web.json_response(answer)
 
 
@@ -66,7 +72,14 @@ def client(urls: list[str]) -> ChainClient:
 @pytest.mark.parametrize("mode", ["hang", "lie", "429"])
 def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode: str) -> None:
     anvil = localnet.chain(41040, block_time_s=None)
-    truth = asyncio.run(client([anvil]).header(0)).hash.hex()
+
+    async def true_hash() -> str:
+        c = client([anvil])
+        try:
+            return (await c.header(0)).hash.hex()
+        finally:
+            await c.close()
+    truth = asyncio.run(true_hash())
 
     async def run() -> tuple[list[float], int, int]:
         bad = BadProvider(anvil, mode)
@@ -98,3 +111,23 @@ def test_every_provider_failing_is_a_typed_error(localnet: LocalNet) -> None:
         finally:
             await c.close()
     asyncio.run(run())
+
+
+def test_lying_proof_provider_is_passed_over(localnet: LocalNet) -> None:
+    filler = StorageFiller(localnet.chain(41041, block_time_s=None))
+    block = filler.fill(50, seed=9)
+
+    async def run() -> int:
+        bad = BadProvider(filler.w3.provider.endpoint_uri, "lie")
+        server = serve(bad)
+        url = await server.__anext__()
+        c = client([url, filler.w3.provider.endpoint_uri])
+        c.settings = c.settings.model_copy(update={"chain_id": 41041})
+        header = await c.header(block)
+        proven = await ProofFetcher(c).prove(filler.address, block, header.state_root,
+                                             [filler.slot(7)])
+        await c.close()
+        await server.aclose()
+        return proven.slots[filler.slot(7)].value
+
+    assert asyncio.run(run()) == filler.contract.functions.data(7).call(block_identifier=block)
