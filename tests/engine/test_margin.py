@@ -200,3 +200,27 @@ def test_stablecoin_holdings_pay_the_depeg_charge_in_their_own_bucket() -> None:
     assert mm(margin([usdc], params=calm, BTC={"spot": BTC, "vol": 0.5},
                      USDC={"spot": 1.0, "stablecoin": True})) == pytest.approx(
         0.01 * 100_000 + 0.02 * 100_000 + 0.02 * 100_000)
+
+
+def test_a_traders_figures_do_not_depend_on_who_else_is_in_the_book() -> None:
+    # Attestation digests are replayed byte for byte: margining a trader alone and inside
+    # a large batch must give bit-identical numbers.
+    from benchmarks.bench_engine import SPOT, VOL, synthetic_book
+
+    rng = np.random.default_rng(11)
+    big = synthetic_book(10_000, rng)  # large enough for the threaded paths too
+    market = Market.flat(SPOT, VOL, correlation=0.6)
+    together = compute_margin(big, market, P)
+    for t in (0, 1_234, 9_999):
+        rows = np.flatnonzero(big.trader == t)
+        alone_book = Book(
+            n_traders=1, underlyings=big.underlyings, trader=np.zeros(rows.size, dtype=np.int64),
+            account=big.account[rows], underlying=big.underlying[rows], kind=big.kind[rows],
+            size=big.size[rows], entry_price_usd=big.entry_price_usd[rows],
+            strike_usd=big.strike_usd[rows], expiry_years=big.expiry_years[rows],
+            collateral_trader=np.zeros(1, dtype=np.int64),
+            collateral_usd=big.collateral_usd[t : t + 1])
+        alone = compute_margin(alone_book, market, P)
+        for field in ("equity_usd", "maintenance_margin_usd", "isolated_mm_usd",
+                      "protocol_cross_mm_usd", "free_collateral_usd"):
+            assert getattr(alone, field)[0] == getattr(together, field)[t], (t, field)
