@@ -14,20 +14,22 @@ import faust
 
 from engine import MarginParams
 from streams import topics
-from streams.oracle import OraclePrice
+from streams.oracle import OraclePrice, Quotes, Window
 from streams.price_view import PriceView
 from streams.records import (
     Attestation,
+    ChainReorg,
     DeadLetter,
     PriceUpdate,
     ProvenBook,
     R,
+    Recompute,
     RecordError,
     decode,
 )
 from streams.risk import liquidation_for, margin_for, markets_of, next_attestation, oracle_prices
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_attestation, apply_proven
+from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
 
 
 def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
@@ -56,6 +58,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     price_topic = raw_topic(topics.PRICE)
     attestation_topic = raw_topic(topics.ATTESTATION)
     recompute_topic = raw_topic(topics.RECOMPUTE)
+    reorg_topic = raw_topic(topics.REORG)
     liquidation_topic = raw_topic(topics.LIQUIDATION)
 
     async def publish(state: TraderState, attestation: Attestation,
@@ -100,35 +103,67 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             # Every trader partition re-margins its holders of this asset, whatever this
             # worker's view already holds (re-margining is idempotent). The update rides
             # along: it may reach the other workers' views later.
-            for partition in range(settings.partitions):
-                await recompute_topic.send(value=update.to_bytes(), partition=partition)
+            await fan_out(Recompute(price=update))
+
+    @app.agent(reorg_topic)
+    async def on_reorg(stream: faust.StreamT) -> None:
+        async for reorg in valid(stream, ChainReorg):
+            await fan_out(Recompute(reorg=reorg))
+
+    async def fan_out(work: Recompute) -> None:
+        # Every trader partition re-margins the traders it concerns.
+        for partition in range(settings.partitions):
+            await recompute_topic.send(value=work.to_bytes(), partition=partition)
+
+    def local_states(partition: int) -> list[TraderState]:
+        # Only keys of this event's partition: Faust writes a table's changelog to the
+        # partition of the event being processed.
+        return [TraderState.model_validate(value) for key, value in list(traders.items())
+                if topics.partition_of(key.encode(), settings.partitions) == partition]
 
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
-                update = decode(PriceUpdate, event.value)
+                work = decode(Recompute, event.value)
             except RecordError as e:
                 await refuse(event, e)
                 continue
-            # Only keys of this event's partition: Faust writes a table's changelog to the
-            # partition of the event being processed.
-            partition = event.message.partition
-            states = [TraderState.model_validate(value) for key, value in list(traders.items())
-                      if topics.partition_of(key.encode(), settings.partitions) == partition]
-            states = [s for s in states if update.asset in markets_of([s])]
-            assets = sorted({update.asset, *markets_of(states)})
-            quotes, recent = view.with_update(update)
-            market = oracle_prices(assets, quotes, update.observed_at, settings, recent)
-            result = margin_for(states, market, params) if states and market else None
-            if result is None or market is None:
+            states = local_states(event.message.partition)
+            if work.price is not None:
+                update = work.price
+                states = [s for s in states if update.asset in markets_of([s])]
+                quotes, recent = view.with_update(update)
+                as_of = update.observed_at
+            elif work.reorg is not None:
+                orphaned = frozenset(work.reorg.orphaned)
+                retracted = [apply_reorg(s, work.reorg.chain_id, orphaned) for s in states]
+                states = [new for new, old in zip(retracted, states, strict=True)
+                          if new is not old]
+                for state in states:
+                    traders[state.trader] = state.model_dump(mode="json")
+                quotes, recent = view.quotes, view.windows
+                # The newest surviving block: deterministic, as replay needs.
+                as_of = max([0, *(b.block_timestamp for s in states for b in s.books.values())])
+            else:
                 continue
-            for row, state in enumerate(states):  # one engine call for all of them
-                attestation = next_attestation(state, result, row, settings, market)
-                if attestation is not None:
-                    traders[state.trader] = apply_attestation(state, attestation).model_dump(
-                        mode="json")
-                    await publish(state, attestation, market)
+            await remargin(states, quotes, recent, as_of)
+
+    async def remargin(states: list[TraderState], quotes: Quotes, recent: dict[str, Window],
+                       as_of: int) -> None:
+        """Re-margin ``states`` in one engine call and attest those that moved."""
+        states = [s for s in states if s.books]
+        assets = markets_of(states)
+        market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
+        result = margin_for(states, market, params) if market is not None else None
+        if result is None or market is None:
+            return
+        for row, state in enumerate(states):
+            attestation = next_attestation(state, result, row, settings, market)
+            if attestation is not None:
+                traders[state.trader] = apply_attestation(state, attestation).model_dump(
+                    mode="json")
+                await publish(state, attestation, market)
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:

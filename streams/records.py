@@ -116,6 +116,22 @@ class SourceBlock(Record):
     hash: Hash32
 
 
+class ChainReorg(Record):
+    """Blocks of a chain that are no longer canonical: everything proven in them is retracted."""
+
+    chain_id: NonNegative
+    common_ancestor: SourceBlock
+    orphaned: tuple[Hash32, ...] = Field(min_length=1)
+    new_head: SourceBlock
+
+
+class Recompute(Record):
+    """Internal fan-out to every trader partition: a price change or a reorg."""
+
+    price: PriceUpdate | None = None
+    reorg: ChainReorg | None = None
+
+
 class ChainCredit(Record):
     """What one chain's MarginOracle receives: its credit line and its EIP-712 digest."""
 

@@ -2,9 +2,9 @@
 
 ``apply(state, record) -> state`` never mutates: Faust writes a table's changelog only
 on assignment (``table[k] = v``), so state values are frozen and replaced whole.
-Delivery is at-least-once, so every reducer is idempotent: a book proven at an event
-no newer than the one already held (same or older ``(block, log index)``) changes
-nothing, whatever order duplicates arrive in.
+Delivery is at-least-once, so every reducer is idempotent: a book already held (same
+event id) changes nothing, and the current book is the newest by ``(block, log index)``
+whatever order the records arrive in.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from pydantic import BaseModel, ConfigDict
 
 from streams.records import Attestation, ProvenBook
 
+HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
+
 
 class TraderState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trader: str
-    books: dict[str, ProvenBook] = {}
+    books: dict[str, ProvenBook] = {}  # the current book per (chain, venue)
+    history: dict[str, tuple[ProvenBook, ...]] = {}  # oldest first, current last
     sequence: int = 0
     last_attestation: Attestation | None = None
 
@@ -28,14 +31,36 @@ class TraderState(BaseModel):
 
 
 def apply_proven(state: TraderState, record: ProvenBook) -> TraderState:
-    """The state with ``record`` as the trader's book on its (chain, venue)."""
+    """The state with ``record`` among the trader's books on its (chain, venue); the
+    newest by (block, log index) is the current one, whatever the arrival order."""
     key = TraderState.book_key(record.chain_id, record.venue)
-    held = state.books.get(key)
-    if held is not None and (held.block_number, _log_index(held)) >= (
-        record.block_number, _log_index(record)
-    ):
+    held = state.history.get(key, ())
+    if any(b.event_id == record.event_id for b in held):
         return state
-    return state.model_copy(update={"books": {**state.books, key: record}})
+    history = tuple(sorted((*held, record), key=_order))[-HISTORY:]
+    return state.model_copy(update={"books": {**state.books, key: history[-1]},
+                                    "history": {**state.history, key: history}})
+
+
+def apply_reorg(state: TraderState, chain_id: int, orphaned: frozenset[str]) -> TraderState:
+    """The state without the books of ``chain_id`` proven in orphaned blocks: each venue
+    falls back to its newest surviving book (the pre-reorg state), or to none."""
+    books = dict(state.books)
+    history = dict(state.history)
+    for key, held in state.history.items():
+        if held[0].chain_id != chain_id:
+            continue
+        survivors = tuple(b for b in held if b.block_hash not in orphaned)
+        if survivors == held:
+            continue
+        if survivors:
+            books[key], history[key] = survivors[-1], survivors
+        else:
+            books.pop(key, None)
+            history.pop(key, None)
+    if books == state.books and history == state.history:
+        return state
+    return state.model_copy(update={"books": books, "history": history})
 
 
 def apply_attestation(state: TraderState, attestation: Attestation) -> TraderState:
@@ -44,5 +69,5 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
     )
 
 
-def _log_index(book: ProvenBook) -> int:
-    return int(book.event_id.rsplit(":", 1)[-1])
+def _order(book: ProvenBook) -> tuple[int, int]:
+    return book.block_number, int(book.event_id.rsplit(":", 1)[-1])

@@ -61,20 +61,14 @@ async def attestations(bootstrap: str, wanted: int, timeout_s: float) -> list[At
     return seen
 
 
-def worker(localnet: LocalNet, name: str, config: Path, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "XMARGIN__STREAMS__DATA_DIR": str(data_dir)}
-    return localnet.start(name, [sys.executable, "-m", "relayer.cli", "worker", "--config",
-                                 str(config)], env=env)
-
-
-def test_killed_workers_partitions_recover_in_the_other(localnet: LocalNet, broker: str,
-                                                        tmp_path: Path) -> None:
+def worker_config(tmp_path: Path, broker: str, app_id: str) -> Path:
+    """A node config for workers only (no chain is contacted by ``xmargin worker``)."""
     config = tmp_path / "node.toml"
     config.write_text(f"""
 [kafka]
 bootstrap = "{broker}"
 [streams]
-app_id = "scale-out"
+app_id = "{app_id}"
 partitions = 4
 [[signers]]
 keystore = "unused.json"
@@ -86,6 +80,18 @@ rpc_urls = ["http://127.0.0.1:1"]
 oracle = "0x{"aa" * 20}"
 submitter = {{ keystore = "unused.json", password_file = "unused" }}
 """)
+    return config
+
+
+def worker(localnet: LocalNet, name: str, config: Path, data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "XMARGIN__STREAMS__DATA_DIR": str(data_dir)}
+    return localnet.start(name, [sys.executable, "-m", "relayer.cli", "worker", "--config",
+                                 str(config)], env=env)
+
+
+def test_killed_workers_partitions_recover_in_the_other(localnet: LocalNet, broker: str,
+                                                        tmp_path: Path) -> None:
+    config = worker_config(tmp_path, broker, "scale-out")
     asyncio.run(ensure_topics(broker, 4))
     first = worker(localnet, "worker-1", config, tmp_path / "w1")
     worker(localnet, "worker-2", config, tmp_path / "w2")

@@ -7,7 +7,7 @@ from streams.oracle import OraclePrice
 from streams.records import Position, ProvenBook
 from streams.risk import margin_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
-from streams.state import TraderState, apply_attestation, apply_proven
+from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
 
 TRADER = "0x" + "ab" * 20
 WAD = 10**18
@@ -76,3 +76,21 @@ def test_no_margin_without_a_price() -> None:
     state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
     assert margin_for([state], {}, SETTINGS_PARAMS) is None
 
+
+
+def test_reorg_retraction_restores_the_pre_reorg_state() -> None:
+    before = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
+    after = apply_proven(apply_proven(before, proven(2, 11, 0, -1.0)), proven(1, 12, 0, 3.0))
+    orphaned = frozenset({proven(1, 12, 0, 3.0).block_hash})
+    retracted = apply_reorg(after, 1, orphaned)
+    assert retracted.books == apply_proven(before, proven(2, 11, 0, -1.0)).books
+    assert apply_reorg(retracted, 1, orphaned) is retracted  # idempotent
+    gone = apply_reorg(before, 1, frozenset({proven(1, 10, 0, 1.0).block_hash}))
+    assert gone.books == {} and gone.history == {}
+
+
+def test_out_of_order_older_book_is_kept_for_a_later_retraction() -> None:
+    newer, older = proven(1, 12, 0, 3.0), proven(1, 10, 0, 1.0)
+    state = apply_proven(apply_proven(TraderState(trader=TRADER), newer), older)
+    assert list(state.books.values()) == [newer]
+    assert list(apply_reorg(state, 1, frozenset({newer.block_hash})).books.values()) == [older]
