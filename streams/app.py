@@ -72,7 +72,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
     # not Faust, owns the schema and validates on the way back in.
     traders = app.Table("traders", partitions=settings.partitions)
-    view = PriceView(settings)
+    view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
     @app.task
     async def follow_prices() -> None:

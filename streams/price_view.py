@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,10 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class PriceView:
-    def __init__(self, settings: StreamSettings) -> None:
+    def __init__(self, settings: StreamSettings,
+                 on_new_asset: Callable[[PriceUpdate], Awaitable[None]] | None = None) -> None:
         self.settings = settings
         self.quotes: Quotes = {}
         self.windows: dict[str, Window] = {}
+        # A book proven before this worker knew any price of its asset waits unmargined;
+        # the first price seen for an asset therefore re-margins every partition.
+        self.on_new_asset = on_new_asset
 
     def apply(self, update: PriceUpdate) -> None:
         quotes = apply_quote(self.quotes, update)
@@ -61,9 +66,13 @@ class PriceView:
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         try:
-                            self.apply(decode(PriceUpdate, message.value))
+                            update = decode(PriceUpdate, message.value)
                         except RecordError:
                             continue  # dead-lettered by the price agent
+                        new_asset = update.asset not in self.quotes
+                        self.apply(update)
+                        if new_asset and self.on_new_asset is not None:
+                            await self.on_new_asset(update)
         except asyncio.CancelledError:
             raise
         finally:
