@@ -175,16 +175,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             new = apply_proven(state, book)
             if new is state:
                 continue
-            assets = markets_of([new])
-            market = oracle_prices(assets, view.quotes, book.block_timestamp, settings,
-                                   view.windows)
-            result = margin_for([new], market, params) if market is not None else None
-            attestation = next_attestation(new, result, 0, settings, market) if result else None
-            if attestation is not None:
-                traders[key] = apply_attestation(new, attestation).model_dump(mode="json")
-                await publish(new, attestation, market or {})
-            else:
-                traders[key] = new.model_dump(mode="json")
+            traders[key] = new.model_dump(mode="json")
+            await remargin([new], view.quotes, view.windows, book.block_timestamp)
 
     return app
 
