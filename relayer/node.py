@@ -24,6 +24,7 @@ from relayer.errors import ConfigError, RpcError
 from relayer.kafka import Publisher, consume
 from relayer.listener import ChainHalted, Listener
 from relayer.prover import ProofService
+from relayer.retries import RetryStore
 from relayer.signing import load_keystore
 from relayer.submitter import Submitter
 from streams import topics
@@ -126,8 +127,9 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
     }
     for chain_id, client in clients.items():
         listener = Listener(client, publisher, settings.state_dir, await feed_decimals(client))
+        retries = RetryStore(settings.state_dir / f"deliveries-{chain_id}.json")
         submitter = Submitter(client, senders[chain_id], signers, settings.signer_threshold,
-                              publisher, settings.submit_max_attempts)
+                              publisher, settings.submit_max_attempts, retries)
         tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
         tasks[f"submitter-{chain_id}"] = partial(
             consume, bootstrap=bootstrap, topic=topics.ATTESTATION,

@@ -7,7 +7,6 @@ whose digest this node does not reproduce is dead-lettered: it is never signed.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
@@ -23,6 +22,7 @@ from relayer.chain import ChainClient
 from relayer.contracts import compiled
 from relayer.errors import RpcError
 from relayer.kafka import Publisher
+from relayer.retries import RetryStore, with_retries
 from relayer.signing import sign_digest, threshold_signatures
 from streams import topics
 from streams.attestation import attestation_digest
@@ -70,7 +70,8 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
 
 class Submitter:
     def __init__(self, client: ChainClient, sender: LocalAccount, signers: list[LocalAccount],
-                 threshold: int, publisher: Publisher, max_attempts: int) -> None:
+                 threshold: int, publisher: Publisher, max_attempts: int,
+                 retries: RetryStore) -> None:
         self.client = client
         self.chain_id = client.settings.chain_id
         self.sender = sender
@@ -78,6 +79,7 @@ class Submitter:
         self.threshold = threshold
         self.publisher = publisher
         self.max_attempts = max_attempts
+        self.retries = retries
         self.oracle = client.w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(client.settings.oracle),
             abi=compiled("MarginOracle").abi,
@@ -92,13 +94,19 @@ class Submitter:
                 message, f"digest for chain {self.chain_id} does not match the attested fields")
             return
         result = Result(Outcome.RETRY)
-        for attempt in range(self.max_attempts):
+
+        async def attempt() -> tuple[bool, str]:
+            nonlocal result
             result = await self.deliver(attestation, credit)
-            if result.outcome is not Outcome.RETRY:
-                break
-            log.warning("delivery retry", extra={"chain": self.chain_id, "attempt": attempt,
-                                                  "reason": result.reason})
-            await asyncio.sleep(min(2**attempt, 30))
+            if result.outcome is Outcome.RETRY:
+                log.warning("delivery retry", extra={"chain": self.chain_id,
+                                                      "reason": result.reason})
+            return result.outcome is not Outcome.RETRY, result.reason
+
+        key = f"{attestation.trader}:{attestation.sequence}"
+        finished, reason = await with_retries(key, attempt, self.retries, self.max_attempts)
+        if not finished:
+            result = Result(Outcome.RETRY, reason, result.tx_hash)
         status: DeliveryStatus = (
             "dead_lettered" if result.outcome is Outcome.RETRY
             else "delivered" if result.outcome is Outcome.DELIVERED else "dropped"

@@ -1,0 +1,75 @@
+"""Delivery retry state that survives restarts, and the retry loop that uses it.
+
+One JSON file per satellite chain in the node's state directory records, per
+(trader, sequence), the attempts made, when the next may start and the last reason;
+after the last attempt the entry stays as ``dead_lettered`` with its reason, where an
+operator can read it (and ``relayer.delivery.v1`` says the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 180.0)  # then 180 s each (Hyperlane's shape)
+
+
+@dataclass(frozen=True)
+class RetryEntry:
+    attempts: int
+    next_attempt_at: float  # unix seconds
+    reason: str
+    status: str  # "retrying" | "dead_lettered"
+
+
+class RetryStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, RetryEntry] = {}
+        if path.exists():
+            self.entries = {k: RetryEntry(**v) for k, v in json.loads(path.read_text()).items()}
+
+    def get(self, key: str) -> RetryEntry | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, entry: RetryEntry | None) -> None:
+        if entry is None:
+            self.entries.pop(key, None)
+        else:
+            self.entries[key] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.entries.items()}, indent=1))
+        tmp.replace(self.path)  # atomic: a crash leaves the old or the new state
+
+
+async def with_retries(key: str, attempt: Callable[[], Awaitable[tuple[bool, str]]],
+                       store: RetryStore, max_attempts: int,
+                       backoff_s: Sequence[float] = BACKOFF_S,
+                       now: Callable[[], float] = time.time,
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                       ) -> tuple[bool, str]:
+    """Run ``attempt`` (→ (finished, reason)) until it finishes or ``max_attempts`` are
+    spent, counting attempts made before a restart. Returns (finished, last reason)."""
+    entry = store.get(key)
+    if entry is not None and entry.status == "dead_lettered":
+        return False, entry.reason
+    attempts = entry.attempts if entry else 0
+    reason = entry.reason if entry else ""
+    while attempts < max_attempts:
+        if entry is not None and entry.next_attempt_at > now():
+            await sleep(entry.next_attempt_at - now())
+        finished, reason = await attempt()
+        if finished:
+            store.put(key, None)
+            return True, reason
+        attempts += 1
+        delay = backoff_s[min(attempts - 1, len(backoff_s) - 1)]
+        entry = RetryEntry(attempts, now() + delay, reason, "retrying")
+        store.put(key, entry)
+    store.put(key, RetryEntry(attempts, 0.0, reason, "dead_lettered"))
+    return False, reason
