@@ -62,7 +62,6 @@ class ChainClient:
                 exception_retry_configuration=None)))
             for i, url in enumerate(settings.rpc_urls)
         ]
-        self.web3s = [p.w3 for p in self.providers]
 
     @property
     def w3(self) -> AsyncWeb3:
@@ -109,8 +108,8 @@ class ChainClient:
                                                        "provider": provider.url})
 
     async def close(self) -> None:
-        for w3 in self.web3s:
-            await w3.provider.disconnect()
+        for provider in self.providers:
+            await provider.w3.provider.disconnect()
 
     async def chain_id(self) -> int:
         return int(await self.request("eth_chainId", []), 16)

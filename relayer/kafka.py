@@ -43,10 +43,7 @@ class Publisher:
     async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
                      partition: int | None = None, offset: int | None = None) -> None:
         """Send the raw bytes of a record refused for ``topic`` to its dead-letter topic."""
-        letter = DeadLetter(
-            source_topic=topic, partition=partition, offset=offset,
-            key_hex=(key or b"").hex(), value_hex=(value or b"").hex(), reason=reason,
-        )
+        letter = DeadLetter.refused(topic, key, value, reason, partition, offset)
         log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
         await self.producer.send_and_wait(topics.dead_letter(topic), key=key,
                                           value=letter.to_bytes())

@@ -80,11 +80,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
 
     async def refuse(event: faust.EventT, error: RecordError) -> None:
         message = event.message
-        letter = DeadLetter(
-            source_topic=message.topic, partition=message.partition, offset=message.offset,
-            key_hex=(message.key or b"").hex(), value_hex=(message.value or b"").hex(),
-            reason=error.reason,
-        )
+        letter = DeadLetter.refused(message.topic, message.key, message.value, error.reason,
+                                    message.partition, message.offset)
         await raw_topic(topics.dead_letter(message.topic)).send(
             key=message.key, value=letter.to_bytes()
         )

@@ -211,3 +211,10 @@ class DeadLetter(Record):
     key_hex: str
     value_hex: str
     reason: str
+
+    @classmethod
+    def refused(cls, topic: str, key: bytes | None, value: bytes | None, reason: str,
+                partition: int | None = None, offset: int | None = None) -> DeadLetter:
+        """The dead letter of a record refused for ``topic``, its raw bytes kept."""
+        return cls(source_topic=topic, partition=partition, offset=offset,
+                   key_hex=(key or b"").hex(), value_hex=(value or b"").hex(), reason=reason)

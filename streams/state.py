@@ -20,10 +20,14 @@ class TraderState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trader: str
-    books: dict[str, ProvenBook] = {}  # the current book per (chain, venue)
     history: dict[str, tuple[ProvenBook, ...]] = {}  # oldest first, current last
     sequence: int = 0
     last_attestation: Attestation | None = None
+
+    @property
+    def books(self) -> dict[str, ProvenBook]:
+        """The current book per (chain, venue): the newest of its history."""
+        return {key: held[-1] for key, held in self.history.items()}
 
     @staticmethod
     def book_key(chain_id: int, venue: str) -> str:
@@ -38,29 +42,21 @@ def apply_proven(state: TraderState, record: ProvenBook) -> TraderState:
     if any(b.event_id == record.event_id for b in held):
         return state
     history = tuple(sorted((*held, record), key=_order))[-HISTORY:]
-    return state.model_copy(update={"books": {**state.books, key: history[-1]},
-                                    "history": {**state.history, key: history}})
+    return state.model_copy(update={"history": {**state.history, key: history}})
 
 
 def apply_reorg(state: TraderState, chain_id: int, orphaned: frozenset[str]) -> TraderState:
     """The state without the books of ``chain_id`` proven in orphaned blocks: each venue
     falls back to its newest surviving book (the pre-reorg state), or to none."""
-    books = dict(state.books)
-    history = dict(state.history)
+    history = {}
     for key, held in state.history.items():
-        if held[0].chain_id != chain_id:
-            continue
-        survivors = tuple(b for b in held if b.block_hash not in orphaned)
-        if survivors == held:
-            continue
+        survivors = (held if held[0].chain_id != chain_id
+                     else tuple(b for b in held if b.block_hash not in orphaned))
         if survivors:
-            books[key], history[key] = survivors[-1], survivors
-        else:
-            books.pop(key, None)
-            history.pop(key, None)
-    if books == state.books and history == state.history:
+            history[key] = survivors
+    if history == state.history:
         return state
-    return state.model_copy(update={"books": books, "history": history})
+    return state.model_copy(update={"history": history})
 
 
 def apply_attestation(state: TraderState, attestation: Attestation) -> TraderState:
