@@ -105,16 +105,17 @@ class Market:
     stablecoin: BoolArray | None = None
 
     def validate(self, n_underlyings: int) -> None:
-        if self.spot_usd.shape != (n_underlyings,):
+        # Checked on every recompute, so as few array calls as the checks allow.
+        spot, vol, rho = self.spot_usd, self.vol, self.correlation
+        if spot.shape != (n_underlyings,):
             raise BookError("spot_usd", f"expected one price per underlying ({n_underlyings})")
-        if np.any(~np.isfinite(self.spot_usd)) or np.any(self.spot_usd <= 0):
+        if not (np.isfinite(spot) & (spot > 0)).all():
             raise BookError("spot_usd", "prices must be finite and positive")
-        if self.vol.shape != (n_underlyings,) or np.any(~(self.vol >= 0)):
+        if vol.shape != (n_underlyings,) or not (vol >= 0).all():
             raise BookError("vol", "one non-negative volatility per underlying")
-        if self.correlation.shape != (n_underlyings, n_underlyings):
+        if rho.shape != (n_underlyings, n_underlyings):
             raise BookError("correlation", "must be underlyings × underlyings")
-        if not np.array_equal(self.correlation, self.correlation.T) or np.any(
-                np.abs(self.correlation) > 1):
+        if not ((rho == rho.T) & (np.abs(rho) <= 1)).all():
             raise BookError("correlation", "must be symmetric with entries in [−1, 1]")
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Portfolio margin for whole books, under three offset modes.
 
-Axes: ``positions`` (P), ``scenarios`` (S), ``groups`` (G, the offset groups of a
-mode), ``traders`` (T), ``underlyings`` (U). A mode is a choice of offset group:
+Axes: ``positions`` (P), ``scenarios`` (S), ``groups`` (G, the offset groups of all
+three modes side by side), ``traders`` (T), ``underlyings`` (U). A mode is a choice of
+offset group:
 
 ======================  ==========================================================
 isolated                every position alone
@@ -15,10 +16,18 @@ delta charge ``(net · |net Δ| + hedged · hedged Δ) · S``, a charge per net 
 contract, and a concentration charge on net exposure above a threshold. Linear
 instruments enter the scan through their dollar delta (one multiply per group);
 options are revalued with Black-76 in every scenario.
+
+The three modes are worked in one pass: every position contributes a row of terms
+(``TERMS``) and, for options, a row of scenario P&L; a group's figures are the sums of
+its members' rows taken in position order. A trader's numbers therefore depend only on
+its own rows — margining it alone or inside any batch gives the same bits, which the
+attestation digests rely on. Large books are cut into chunks of whole traders and the
+chunks worked on two threads (numpy and scipy release the GIL inside their loops).
 """
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,19 +35,29 @@ import numpy as np
 
 from engine.instruments import Book, FloatArray, IntArray, Kind, Market
 from engine.params import MarginParams
-from engine.pricing import black76, black76_greeks, black76_on_grid
-from engine.scenarios import (
-    VOL_DOWN,
-    VOL_FLAT,
-    VOL_UP,
-    Scenarios,
-    build_scenarios,
-    scan_ranges,
-    shocked_vol,
-)
+from engine.pricing import black76, black76_on_grid, greeks_from_d1
+from engine.scenarios import Scenarios, scenarios_for, shocked_vols
 
 # Plain ints: enum attribute look-ups cost more than the arrays they compare on small books.
 SPOT, PERP, FUTURE, CALL, PUT, SUPPLY, BORROW = (int(k) for k in Kind)
+
+# Columns of the per-position terms, summed per offset group. The long / short pairs and
+# the Greeks sit side by side so that each is filled by one array operation.
+(LINEAR_USD, SPOT_USD, COUNT, LINEAR_ABS_USD, PERP_NOTIONAL_USD, STABLE_USD, OPTION_SIZE,
+ OPTION_VALUE_USD, PUT_STRIKE_SIZE, CALL_SIZE,
+ LONG_DELTA_USD, FUTURE_LONG_USD, OTHER_LONG_USD,
+ SHORT_DELTA_USD, FUTURE_SHORT_USD, OTHER_SHORT_USD,
+ DELTA, GAMMA, VEGA) = range(19)
+N_TERMS = 19
+
+# Per kind (index = Kind): the sign of its linear exposure (borrowing is short the
+# underlying; options are revalued instead), and whether it is valued as a P&L against
+# its entry price (perps, futures) rather than held at spot.
+LINEAR_SIGN = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 1.0, -1.0])
+MARKED_TO_ENTRY = np.array([False, True, True, False, False, False, False])
+
+# Books above this many positions are cut into chunks of whole traders.
+CHUNK_POSITIONS = 4096
 
 
 @dataclass(frozen=True)
@@ -61,158 +80,216 @@ class MarginResult:
 
 
 @dataclass(frozen=True)
-class Exposure:
-    """Per-position quantities every mode needs (axis ``positions``)."""
+class PositionTerms:
+    """What every offset group needs from its members (axis ``positions``)."""
 
-    spot: FloatArray
-    linear_delta_usd: FloatArray  # dollar delta of the linear part
-    delta_usd: FloatArray         # total dollar delta (options through Black-76 delta)
-    option_rows: IntArray         # positions that are options
-    option_pnl: FloatArray        # scenarios × options, P&L in USD
-    option_size: FloatArray       # signed contracts of every position (0 for non-options)
-    option_value: FloatArray      # value now of every position (0 for non-options)
-    gamma_units: FloatArray       # gamma × size of every position (0 for non-options)
-    perp_notional_usd: FloatArray  # |size| · S of perpetuals, 0 elsewhere
-    future_delta_usd: FloatArray   # dollar delta of dated futures, 0 elsewhere
-    stable_holding_usd: FloatArray  # long holdings of stablecoin underlyings, 0 elsewhere
-    vega_units: FloatArray        # vega × size of every position (0 for non-options)
+    value: FloatArray        # value now of every position (for equity)
+    terms: FloatArray        # positions × N_TERMS
+    option_rows: IntArray    # positions that are options
+    option_pnl: FloatArray   # options × scenarios, P&L in USD
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The offset groups of all three modes: ``P`` isolated groups (group p is position
+    p), then the protocol-cross groups, then the portfolio groups."""
+
+    n: int
+    n_isolated: int
+    n_cross: int
+    trader: IntArray       # per group
+    underlying: IntArray   # per group
+    terms: FloatArray      # groups × N_TERMS, summed over members
+    option_group: IntArray  # per (group, option member) pair, ascending group
+    option_row: IntArray    # the member's position
+    option_pnl: FloatArray  # groups holding options × scenarios (summed)
+    option_holder: IntArray  # the groups of option_pnl's rows
 
 
 def sum_by(index: IntArray, values: FloatArray, n: int) -> FloatArray:
-    """Sums of ``values`` per index (length n)."""
+    """Sums of ``values`` per index (length n), added in row order."""
     return np.bincount(index, values, minlength=n).astype(np.float64, copy=False)
 
 
 def linear_units(book: Book, rate: float) -> FloatArray:
-    """Signed units of underlying exposure of every non-option position."""
-    sign = np.select([book.kind == BORROW, book.is_option], [-1.0, 0.0], 1.0)
-    forward = np.where(book.kind == FUTURE, np.exp(rate * book.expiry_years), 1.0)
-    return sign * book.size * forward
+    """Signed units of underlying exposure of every non-option position (0 for options)."""
+    units = book.size * LINEAR_SIGN[book.kind]
+    if rate:
+        units *= np.where(book.kind == FUTURE, np.exp(rate * book.expiry_years), 1.0)
+    return units
 
 
-def option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
-               params: MarginParams) -> tuple[FloatArray, FloatArray]:
-    """(value now, P&L scenarios × options) of the options at ``rows``.
+def option_terms(book: Book, market: Market, rows: IntArray, sc: Scenarios,
+                 params: MarginParams, terms: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(value now, P&L options × scenarios) of the options at ``rows``: one Black-76
+    evaluation per option and scenario at the volatility of the scenario's shock. Fills
+    the options' columns of ``terms``.
 
-    The two halves of the options are revalued on two threads: numpy and scipy release
-    the GIL inside their loops, and each option's numbers do not depend on the split.
+    The value now is the grid's own no-move, flat-volatility column (so that scenario's
+    P&L is exactly zero), and the Greeks come from that column's d1.
     """
-    if rows.size < 20_000:
-        return _option_pnl(book, market, rows, sc, params)
-    halves = np.array_split(rows, 2)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = list(pool.map(lambda r: _option_pnl(book, market, r, sc, params), halves))
-    return (np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts], axis=1))
-
-
-def _option_pnl(book: Book, market: Market, rows: IntArray, sc: Scenarios,
-                params: MarginParams) -> tuple[FloatArray, FloatArray]:
     u = book.underlying[rows]
     is_call = book.kind[rows] == CALL
     strike, t, size = book.strike_usd[rows], book.expiry_years[rows], book.size[rows]
-    forward = market.spot_usd[u] * np.exp(market.rate * t)
-    discount = np.exp(-market.rate * t)
-    vol = market.vol[u]
-    now = size * black76(is_call, forward, strike, t, vol, market.rate)
-    growth = 1.0 + sc.move  # underlyings × scenarios
-    log_growth = np.log(growth)
-    pnl = np.empty((sc.n, rows.shape[0]))
-    for shock in (VOL_UP, VOL_FLAT, VOL_DOWN):
-        cols = np.flatnonzero(sc.vol_shock == shock)
-        value = black76_on_grid(is_call, forward, strike, t, shocked_vol(vol, t, shock, params),
-                                discount, growth[:, cols].T[:, u], log_growth[:, cols].T[:, u])
-        value *= size
-        value -= now
-        pnl[cols] = value
-    return now, pnl
+    spot = market.spot_usd[u]
+    vols = shocked_vols(market.vol[u], t, params)
+    if market.rate:
+        growth_t = np.exp(market.rate * t)
+        forward, discount = spot * growth_t, (1.0 / growth_t)[:, None]
+    else:
+        forward, discount = spot, None
+    # Book rejects expired options, so every option here is live (T > 0).
+    value, d1 = black76_on_grid(is_call[:, None], forward[:, None], strike[:, None],
+                                t[:, None], vols[:, sc.vol_column], discount,
+                                sc.growth[u], sc.log_growth[u])
+    value *= size[:, None]
+    now = value[:, sc.centre].copy()
+    value -= now[:, None]
+    flat_sd = np.maximum(vols[:, 1], 1e-12) * np.sqrt(t)
+    delta, gamma, vega = greeks_from_d1(is_call, spot, d1[:, sc.centre], flat_sd, t)
+    block = np.zeros((rows.shape[0], N_TERMS - OPTION_SIZE))
+    block[:, 0] = size
+    block[:, OPTION_VALUE_USD - OPTION_SIZE] = now
+    np.multiply(size * strike, ~is_call, out=block[:, PUT_STRIKE_SIZE - OPTION_SIZE])
+    np.multiply(size, is_call, out=block[:, CALL_SIZE - OPTION_SIZE])
+    np.multiply(delta * size, spot, out=block[:, LONG_DELTA_USD - OPTION_SIZE])
+    block[:, GAMMA - OPTION_SIZE] = gamma
+    block[:, VEGA - OPTION_SIZE] = vega
+    block[:, GAMMA - OPTION_SIZE :] *= size[:, None]
+    terms[rows, OPTION_SIZE:] = block
+    return now, value
 
 
-def scan(group: IntArray, n_groups: int, group_underlying: IntArray, ex: Exposure,
-         sc: Scenarios) -> tuple[FloatArray, IntArray]:
+def position_terms(book: Book, market: Market, sc: Scenarios,
+                   params: MarginParams) -> PositionTerms:
+    kind = book.kind
+    spot = market.spot_usd[book.underlying]
+    units = linear_units(book, market.rate)
+    linear = units * spot
+    rows = ((kind == CALL) | (kind == PUT)).nonzero()[0]
+    terms = np.zeros((kind.shape[0], N_TERMS))
+    value = linear_value(book, market, linear, spot)
+    if rows.shape[0]:
+        value[rows], pnl = option_terms(book, market, rows, sc, params, terms)
+    else:
+        pnl = np.zeros((0, sc.n))
+    # Dollar delta: the options' own from option_terms, the linear part here.
+    terms[:, LONG_DELTA_USD] += linear
+    terms[:, DELTA] = terms[:, LONG_DELTA_USD] / spot
+    terms[:, LINEAR_USD] = linear
+    terms[:, SPOT_USD] = spot
+    terms[:, COUNT] = 1.0
+    np.abs(linear, out=terms[:, LINEAR_ABS_USD])
+    np.multiply(terms[:, LINEAR_ABS_USD], kind == PERP, out=terms[:, PERP_NOTIONAL_USD])
+    if market.stablecoin is not None:
+        holding = ((kind == SPOT) | (kind == SUPPLY)) & market.stablecoin[book.underlying]
+        terms[:, STABLE_USD] = np.where(holding, np.maximum(linear, 0.0), 0.0)
+    # Signed dollar delta, futures and other linear legs, then their long and short parts.
+    np.multiply(linear, kind == FUTURE, out=terms[:, FUTURE_LONG_USD])
+    np.subtract(linear, terms[:, FUTURE_LONG_USD], out=terms[:, OTHER_LONG_USD])
+    np.negative(terms[:, LONG_DELTA_USD : OTHER_LONG_USD + 1],
+                out=terms[:, SHORT_DELTA_USD : OTHER_SHORT_USD + 1])
+    np.maximum(terms[:, LONG_DELTA_USD : OTHER_SHORT_USD + 1], 0.0,
+               out=terms[:, LONG_DELTA_USD : OTHER_SHORT_USD + 1])
+    return PositionTerms(value=value, terms=terms, option_rows=rows, option_pnl=pnl)
+
+
+def offset_groups(book: Book, pt: PositionTerms) -> Groups:
+    """All three modes' groups and their summed terms and option P&L."""
+    n_p = book.trader.shape[0]
+    n_u = len(book.underlyings)
+    n_a = int(book.account.max()) + 1
+    portfolio_key = book.trader * n_u + book.underlying
+    cross_key = (book.trader * n_a + book.account) * n_u + book.underlying
+    # Portfolio keys sort after every cross key: one stable sort groups both modes.
+    key = np.concatenate([cross_key, portfolio_key + book.n_traders * n_a * n_u])
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    new = np.empty(order.shape[0], dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+    starts = new.nonzero()[0]
+    member = order % n_p
+    group = np.cumsum(new) + (n_p - 1)  # member → group, after the P isolated groups
+    n_cross = int(group[n_p - 1]) - n_p + 1  # the first n_p sorted members are cross ones
+    terms = np.concatenate([pt.terms, np.add.reduceat(pt.terms[member], starts, axis=0)])
+    first = member[starts]
+    trader = np.concatenate([book.trader, book.trader[first]])
+    underlying = np.concatenate([book.underlying, book.underlying[first]])
+    rows = pt.option_rows
+    if rows.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Groups(terms.shape[0], n_p, n_cross, trader, underlying, terms, empty, empty,
+                      pt.option_pnl, empty)
+    option_index = np.full(n_p, -1, dtype=np.int64)
+    option_index[rows] = np.arange(rows.size)
+    held = option_index[member] >= 0
+    o_member, o_group = member[held], group[held]
+    o_new = np.empty(o_group.shape[0], dtype=bool)
+    o_new[0] = True
+    np.not_equal(o_group[1:], o_group[:-1], out=o_new[1:])
+    o_starts = o_new.nonzero()[0]
+    summed = np.add.reduceat(pt.option_pnl[option_index[o_member]], o_starts, axis=0)
+    return Groups(
+        n=terms.shape[0], n_isolated=n_p, n_cross=n_cross, trader=trader,
+        underlying=underlying, terms=terms,
+        option_group=np.concatenate([rows, o_group]),
+        option_row=np.concatenate([rows, o_member]),
+        option_pnl=np.concatenate([pt.option_pnl, summed]),
+        option_holder=np.concatenate([rows, o_group[o_starts]]))
+
+
+def scan(groups: Groups, sc: Scenarios) -> tuple[FloatArray, IntArray]:
     """(worst weighted scenario loss, its scenario) per group.
 
     A group of linear positions only loses |Δ$| · R at the edge of the scan (an extended
-    move's weight R/|move| gives the same), so only groups holding options need the
-    groups × scenarios matrix.
+    move's weight R/|move| gives the same), so only groups holding options need their
+    scenarios revalued.
     """
-    lin = sum_by(group, ex.linear_delta_usd, n_groups)
-    ranges = np.abs(sc.move[group_underlying, 0])
+    lin = groups.terms[:, LINEAR_USD]
+    ranges = sc.ranges[groups.underlying]
     loss = np.abs(lin) * ranges
     # Same loss at every edge: report the scan's own −R (longs) or +R (shorts) column.
-    plus_r = int(np.argmax(sc.move[0] >= -sc.move[0, 0] - 1e-12))
-    worst = np.where(lin < 0, plus_r, 0).astype(np.int64)
-    if ex.option_rows.size == 0:
+    worst = np.where(lin < 0, sc.plus_r, 0)
+    holders = groups.option_holder
+    if holders.size == 0:
         return loss, worst
-    # Per scenario, one bincount over the options' groups: exact sums in row order, so a
-    # trader's figures do not depend on who else is in the book.
-    option_groups = group[ex.option_rows]
-    holders, compact = np.unique(option_groups, return_inverse=True)
-    if holders.size == compact.size:  # one option per group: work in option order
-        weighted, columns = ex.option_pnl.copy(), option_groups
-    else:
-        weighted = np.stack([np.bincount(compact, ex.option_pnl[s], minlength=holders.size)
-                             for s in range(sc.n)])
-        columns = holders
-    # Outer products with the scan's unit steps and the extended moves (the same for every
-    # underlying) instead of gathering a scenarios × groups matrix of moves.
-    exposure = lin[columns]
-    ranges = np.abs(sc.move[group_underlying[columns], 0])
-    weighted[: sc.n_grid] += sc.unit[:, None] * (exposure * ranges)[None, :]
-    extended = sc.move[0, sc.n_grid :, None]
-    weighted[sc.n_grid :] += extended * exposure[None, :]
-    weighted[sc.n_grid :] *= np.minimum(1.0, ranges[None, :] / np.abs(extended))
-    worst_c = np.argmin(weighted, axis=0)
-    loss[columns] = -weighted[worst_c, np.arange(columns.size)]
-    worst[columns] = worst_c
+    weighted = groups.option_pnl  # a fresh sum per call: weighted in place
+    exposure = lin[holders]
+    r = ranges[holders]
+    weighted[:, : sc.n_grid] += (exposure * r)[:, None] * sc.unit[None, :]
+    weighted[:, sc.n_grid :] += exposure[:, None] * sc.extended[None, :]
+    weighted[:, sc.n_grid :] *= np.minimum(1.0, r[:, None] / np.abs(sc.extended)[None, :])
+    worst_h = np.argmin(weighted, axis=1)
+    loss[holders] = -weighted[np.arange(holders.size), worst_h]
+    worst[holders] = worst_h
     return np.maximum(loss, 0.0), worst
 
 
-def group_requirement(group: IntArray, n_groups: int, group_underlying: IntArray,
-                      ex: Exposure, sc: Scenarios, book: Book,
-                      params: MarginParams) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
-    """(scan loss, add-ons, signed scan loss, worst scenario) per group."""
-    scan_loss, worst = scan(group, n_groups, group_underlying, ex, sc)
-    # A loss found on a falling price is a long exposure, on a rising one a short one.
-    sign = np.where(sc.move[group_underlying, worst] <= 0.0, 1.0, -1.0)
-    addons = add_ons(group, n_groups, ex, params)
-    # A book whose payoff can never go below zero cannot lose more than it is worth now
-    # (a debit spread, a long option): cap its requirement at that value.
-    cap = bounded_value(group, n_groups, ex, book)
-    scan_loss = np.minimum(scan_loss, cap)
-    addons = np.minimum(addons, np.maximum(cap - scan_loss, 0.0))
-    return scan_loss, addons, sign * scan_loss, worst
-
-
-def add_ons(group: IntArray, n_groups: int, ex: Exposure, params: MarginParams) -> FloatArray:
-    """Per group: minimum delta charge, short options, concentration, perp funding,
-    basis / calendar between futures and other linear legs, stablecoin depeg."""
-    def total(values: FloatArray) -> FloatArray:
-        return sum_by(group, values, n_groups)
-
-    long_usd = total(np.maximum(ex.delta_usd, 0.0))
-    short_usd = total(np.maximum(-ex.delta_usd, 0.0))
+def add_ons(s: FloatArray, params: MarginParams) -> FloatArray:
+    """Per group, from its summed terms ``s``: minimum delta charge, short options,
+    concentration, perp funding, basis / calendar between futures and other linear
+    legs, stablecoin depeg."""
+    long_usd, short_usd = s[:, LONG_DELTA_USD], s[:, SHORT_DELTA_USD]
     net = np.abs(long_usd - short_usd)
-    spot_g = total(ex.spot) / np.maximum(np.bincount(group, minlength=n_groups), 1)
-    net_short_options = np.maximum(0.0, -total(ex.option_size))
-    fut = ex.future_delta_usd
-    other = ex.linear_delta_usd - fut
-    fut_long, fut_short = total(np.maximum(fut, 0.0)), total(np.maximum(-fut, 0.0))
-    other_long, other_short = total(np.maximum(other, 0.0)), total(np.maximum(-other, 0.0))
+    spot = s[:, SPOT_USD] / np.maximum(s[:, COUNT], 1.0)
+    net_short_options = np.maximum(0.0, -s[:, OPTION_SIZE])
+    fut_long, fut_short = s[:, FUTURE_LONG_USD], s[:, FUTURE_SHORT_USD]
+    other_long, other_short = s[:, OTHER_LONG_USD], s[:, OTHER_SHORT_USD]
     # Futures hedged by other expiries, perps or spot still carry the basis between them.
     basis = (np.minimum(fut_long, other_short) + np.minimum(fut_short, other_long)
              + np.minimum(fut_long, fut_short))
     return (params.net_delta_charge * net
             + params.hedged_delta_charge * np.minimum(long_usd, short_usd)
-            + params.short_option_charge * net_short_options * spot_g
+            + params.short_option_charge * net_short_options * spot
             + params.concentration_charge
             * np.maximum(0.0, net - params.concentration_threshold_usd)
-            + params.funding_provision * total(ex.perp_notional_usd)
+            + params.funding_provision * s[:, PERP_NOTIONAL_USD]
             + params.basis_charge * basis
-            + params.stablecoin_depeg_charge * total(ex.stable_holding_usd))
+            + params.stablecoin_depeg_charge * s[:, STABLE_USD])
 
 
-def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> FloatArray:
+def bounded_value(groups: Groups, book: Book) -> FloatArray:
     """Per group, its value now if its expiry payoff is ≥ 0 at every price, else +inf.
 
     Only option-only groups qualify: their payoff is piecewise linear with kinks at the
@@ -220,71 +297,75 @@ def bounded_value(group: IntArray, n_groups: int, ex: Exposure, book: Book) -> F
     exact; a non-negative terminal payoff has a non-negative Black-76 value before
     expiry too.
     """
-    cap = np.full(n_groups, np.inf)
-    rows = ex.option_rows
-    if rows.size == 0:
-        return cap
-    has_linear = sum_by(group, np.abs(ex.linear_delta_usd), n_groups) > 0
-    rows = rows[~has_linear[group[rows]]]
-    if rows.size == 0:
-        return cap
-    g = group[rows]
-    order = np.argsort(g, kind="stable")
-    rows, g = rows[order], g[order]
-    counts = np.bincount(g, minlength=n_groups)[g]
-    starts = np.r_[0, np.cumsum(np.bincount(g, minlength=n_groups))][g]
-    # Every (evaluation strike i, contributing option j) pair inside a group.
-    i = np.repeat(np.arange(rows.size), counts)
-    j = starts[i] + (np.arange(i.size) - np.repeat(np.cumsum(counts) - counts, counts))
-    k_eval, k_j = book.strike_usd[rows][i], book.strike_usd[rows][j]
-    is_call = book.kind[rows][j] == CALL
-    size = book.size[rows][j]
-    payoff = size * np.where(is_call, np.maximum(k_eval - k_j, 0.0), np.maximum(k_j - k_eval, 0.0))
-    at_strikes = np.zeros(rows.size)
-    np.add.at(at_strikes, i, payoff)
-    lowest = np.full(n_groups, np.inf)
-    np.minimum.at(lowest, g, at_strikes)
-    is_put = book.kind[rows] == PUT
-    at_zero = sum_by(g, np.where(is_put, book.size[rows] * book.strike_usd[rows], 0.0), n_groups)
-    slope = sum_by(g, np.where(is_put, 0.0, book.size[rows]), n_groups)
-    value = sum_by(g, ex.option_value[rows], n_groups)
-    safe = (~has_linear) & (lowest >= 0) & (at_zero >= 0) & (slope >= 0)
-    safe &= np.bincount(g, minlength=n_groups) > 0
-    cap[safe] = np.maximum(value[safe], 0.0)
-    return cap
+    s = groups.terms
+    option_only = s[:, LINEAR_ABS_USD] == 0.0
+    lowest = np.full(groups.n, -np.inf)  # lowest payoff at the group's strikes
+    # A lone option pays nothing at its own strike; netted groups need every pair.
+    k = int(np.searchsorted(groups.option_group, groups.n_isolated))
+    lowest[groups.option_group[:k]] = 0.0
+    g, rows = groups.option_group[k:], groups.option_row[k:]
+    keep = option_only[g]
+    g, rows = g[keep], rows[keep]
+    if g.size:
+        i, j, group_start = same_group_pairs(g)
+        strike = book.strike_usd[rows]
+        # A call pays (K − Kⱼ)⁺ at strike K, a put (Kⱼ − K)⁺.
+        direction = np.where(book.kind[rows] == CALL, 1.0, -1.0)
+        payoff = np.maximum((strike[i] - strike[j]) * direction[j], 0.0)
+        payoff *= book.size[rows][j]
+        at_strikes = np.bincount(i, payoff, minlength=g.shape[0])
+        lowest[g[group_start]] = np.minimum.reduceat(at_strikes, group_start)
+    safe = option_only & (lowest >= 0) & (s[:, PUT_STRIKE_SIZE] >= 0) & (s[:, CALL_SIZE] >= 0)
+    return np.where(safe, np.maximum(s[:, OPTION_VALUE_USD], 0.0), np.inf)
 
 
-def dense_key(*columns: IntArray) -> tuple[IntArray, IntArray]:
-    """(group of every row, first row of every group) for the combined key columns."""
-    key = np.zeros(columns[0].shape[0], dtype=np.int64)
-    for c in columns:
-        key = key * (int(c.max()) + 1 if c.size else 1) + c
-    _, first, group = np.unique(key, return_index=True, return_inverse=True)
-    return group.reshape(-1), first
+def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """(i, j, group starts) for every pair of rows in the same group of the ascending
+    ``g``, ordered by i then j."""
+    new = np.empty(g.shape[0], dtype=bool)
+    new[0] = True
+    np.not_equal(g[1:], g[:-1], out=new[1:])
+    group_start = new.nonzero()[0]
+    if g.shape[0] <= 256:  # small: the equality matrix is cheaper than index arithmetic
+        i, j = np.equal.outer(g, g).nonzero()
+        return i, j, group_start
+    run = np.empty(group_start.shape[0], dtype=np.int64)
+    run[:-1] = group_start[1:] - group_start[:-1]
+    run[-1] = g.shape[0] - group_start[-1]
+    counts = np.repeat(run, run)
+    # Pair q of row i is row first[i] + q − block[i].
+    block = np.cumsum(counts) - counts
+    i = np.repeat(np.arange(g.shape[0]), counts)
+    j = np.repeat(np.repeat(group_start, run) - block, counts) + np.arange(i.shape[0])
+    return i, j, group_start
 
 
 def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArray:
     """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart."""
     rho = market.correlation + params.correlation_stress * (1.0 - market.correlation)
-    stable = market.stablecoin if market.stablecoin is not None else np.zeros(ws.shape[1], bool)
-    risky = np.where(stable[None, :], 0.0, ws)
+    if market.stablecoin is None or not market.stablecoin.any():
+        k2 = np.einsum("tu,uv,tv->t", ws, rho, ws)
+        return np.sqrt(np.maximum(k2, 0.0))
+    stable = market.stablecoin[None, :]
+    risky = np.where(stable, 0.0, ws)
     k2 = np.einsum("tu,uv,tv->t", risky, rho, risky)
-    return np.sqrt(np.maximum(k2, 0.0)) + np.abs(np.where(stable[None, :], ws, 0.0)).sum(axis=1)
+    return np.sqrt(np.maximum(k2, 0.0)) + np.abs(np.where(stable, ws, 0.0)).sum(axis=1)
 
 
-def linear_value(book: Book, market: Market, units: FloatArray, spot: FloatArray) -> FloatArray:
-    """Value now of every non-option position: holdings at spot, futures at their P&L."""
-    return np.where(np.isin(book.kind, (PERP, FUTURE)),
-                    book.size * (spot * np.where(book.kind == FUTURE,
-                                                 np.exp(market.rate * book.expiry_years), 1.0)
-                                 - book.entry_price_usd),
-                    units * spot)
+def linear_value(book: Book, market: Market, linear_usd: FloatArray,
+                 spot: FloatArray) -> FloatArray:
+    """Value now of every non-option position from its dollar exposure ``linear_usd``:
+    holdings at spot, perps and futures at their P&L against entry."""
+    kind = book.kind
+    if market.rate:
+        spot = spot * np.where(kind == FUTURE, np.exp(market.rate * book.expiry_years), 1.0)
+    return np.where(MARKED_TO_ENTRY[kind], book.size * (spot - book.entry_price_usd), linear_usd)
 
 
 def mark_to_market(book: Book, market: Market) -> FloatArray:
     """Value now of every position (options by Black-76), per position."""
     spot = market.spot_usd[book.underlying]
-    value = linear_value(book, market, linear_units(book, market.rate), spot)
+    value = linear_value(book, market, linear_units(book, market.rate) * spot, spot)
     rows = np.flatnonzero(book.is_option)
     u = book.underlying[rows]
     t = book.expiry_years[rows]
@@ -294,105 +375,88 @@ def mark_to_market(book: Book, market: Market) -> FloatArray:
     return value
 
 
-def stable_holdings(book: Book, market: Market, linear_usd: FloatArray) -> FloatArray:
-    if market.stablecoin is None:
-        return np.zeros(book.trader.size)
-    holding = np.isin(book.kind, (SPOT, SUPPLY)) & market.stablecoin[book.underlying]
-    return np.where(holding, np.maximum(linear_usd, 0.0), 0.0)
-
-
-def exposures(book: Book, market: Market, sc: Scenarios,
-              params: MarginParams) -> tuple[Exposure, FloatArray]:
-    """Per-position exposures, and the value now of every position (for equity)."""
-    spot = market.spot_usd[book.underlying]
-    units = linear_units(book, market.rate)
-    rows = np.flatnonzero(book.is_option)
-    now_opt, pnl = option_pnl(book, market, rows, sc, params)
-    delta_units = units.copy()
-    gamma_units = np.zeros(book.trader.size)
-    vega_units = np.zeros(book.trader.size)
-    if rows.size:
-        d, g, v = black76_greeks(book.kind[rows] == CALL, spot[rows], book.strike_usd[rows],
-                                 book.expiry_years[rows], market.vol[book.underlying[rows]],
-                                 market.rate)
-        delta_units[rows] = d * book.size[rows]
-        gamma_units[rows] = g * book.size[rows]
-        vega_units[rows] = v * book.size[rows]
-    option_size = np.where(book.is_option, book.size, 0.0)
-    value = linear_value(book, market, units, spot)
-    value[rows] = now_opt
-    option_value = np.zeros(book.trader.size)
-    option_value[rows] = now_opt
-    ex = Exposure(spot=spot, linear_delta_usd=units * spot, delta_usd=delta_units * spot,
-                  option_rows=rows, option_pnl=pnl, option_size=option_size,
-                  option_value=option_value, gamma_units=gamma_units, vega_units=vega_units,
-                  perp_notional_usd=np.where(book.kind == PERP, np.abs(units * spot), 0.0),
-                  future_delta_usd=np.where(book.kind == FUTURE, units * spot, 0.0),
-                  stable_holding_usd=stable_holdings(book, market, units * spot))
-    return ex, value
-
-
-def greeks(book: Book, ex: Exposure) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Delta (units), gamma and vega per trader × underlying."""
-    n_u = len(book.underlyings)
-    cell = book.trader * n_u + book.underlying
-    shape = (book.n_traders, n_u)
-    size = book.n_traders * n_u
-    return (sum_by(cell, ex.delta_usd / ex.spot, size).reshape(shape),
-            sum_by(cell, ex.gamma_units, size).reshape(shape),
-            sum_by(cell, ex.vega_units, size).reshape(shape))
-
-
 def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginResult:
     """Equity, MM, IM, health, free collateral, Greeks and the three modes per trader."""
-    n_u = len(book.underlyings)
-    market.validate(n_u)
-    sc = build_scenarios(scan_ranges(book.underlyings, market.stale, params), params)
-    ex, value = exposures(book, market, sc, params)
-    n_t = book.n_traders
+    market.validate(len(book.underlyings))
+    sc = scenarios_for(book.underlyings, market.stale, params)
+    if book.trader.shape[0] <= CHUNK_POSITIONS:
+        return _compute(book, market, params, sc)
+    chunks = trader_chunks(book)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda c: _compute(c, market, params, sc), chunks))
+    return MarginResult(
+        params_version=params.version, scenarios=sc,
+        **{name: np.concatenate([getattr(p, name) for p in parts])
+           for name in ("equity_usd", "maintenance_margin_usd", "initial_margin_usd", "health",
+                        "free_collateral_usd", "delta", "gamma", "vega", "worst_scenario",
+                        "isolated_mm_usd", "protocol_cross_mm_usd")})
 
-    def mode(*columns: IntArray) -> tuple[FloatArray, FloatArray, FloatArray, IntArray,
-                                          IntArray]:
-        group, first = dense_key(*columns)
-        scan, addons, signed, worst = group_requirement(
-            group, first.shape[0], book.underlying[first], ex, sc, book, params)
-        return scan, addons, signed, worst, first
 
-    isolated = np.zeros(n_t)
-    cross = np.zeros(n_t)
+def trader_chunks(book: Book) -> list[Book]:
+    """The book cut into books of consecutive traders of about CHUNK_POSITIONS rows."""
+    order = np.argsort(book.trader, kind="stable")
+    traders = book.trader[order]
+    n_chunks = -(-traders.shape[0] // CHUNK_POSITIONS)
+    bounds = np.unique(np.r_[0, traders[np.arange(1, n_chunks) * CHUNK_POSITIONS],
+                             book.n_traders])
+    c_order = np.argsort(book.collateral_trader, kind="stable")
+    c_traders = book.collateral_trader[c_order]
+    chunks = []
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        rows = order[np.searchsorted(traders, lo):np.searchsorted(traders, hi)]
+        c_rows = c_order[np.searchsorted(c_traders, lo):np.searchsorted(c_traders, hi)]
+        chunks.append(Book(
+            n_traders=hi - lo, underlyings=book.underlyings, trader=book.trader[rows] - lo,
+            account=book.account[rows], underlying=book.underlying[rows],
+            kind=book.kind[rows], size=book.size[rows],
+            entry_price_usd=book.entry_price_usd[rows], strike_usd=book.strike_usd[rows],
+            expiry_years=book.expiry_years[rows],
+            collateral_trader=book.collateral_trader[c_rows] - lo,
+            collateral_usd=book.collateral_usd[c_rows]))
+    return chunks
+
+
+def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) -> MarginResult:
+    n_t, n_u = book.n_traders, len(book.underlyings)
+    equity = sum_by(book.collateral_trader, book.collateral_usd, n_t)
     portfolio = np.zeros(n_t)
-    worst_cell = np.full((n_t, n_u), -1, dtype=np.int64)
-    if book.trader.size:
-        positions = np.arange(book.trader.size, dtype=np.int64)
-        keys = [(book.trader, positions), (book.trader, book.account, book.underlying),
-                (book.trader, book.underlying)]
-        if book.trader.size >= 100_000:  # independent: overlap them on the second core
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                modes = list(pool.map(lambda k: mode(*k), keys))
-        else:
-            modes = [mode(*k) for k in keys]
-        scan, addons, _, _, first = modes[0]
-        isolated = sum_by(book.trader[first], scan + addons, n_t)
-        scan, addons, _, _, first = modes[1]
-        cross = sum_by(book.trader[first], scan + addons, n_t)
-        scan, addons, signed, worst, first = modes[2]
-        t, u = book.trader[first], book.underlying[first]
+    isolated, cross = portfolio, portfolio
+    greeks = np.zeros((3, n_t, n_u))
+    worst_cell = np.empty((n_t, n_u), dtype=np.int64)
+    worst_cell.fill(-1)
+    if book.trader.shape[0]:
+        pt = position_terms(book, market, sc, params)
+        equity += sum_by(book.trader, pt.value, n_t)
+        groups = offset_groups(book, pt)
+        scan_loss, worst = scan(groups, sc)
+        addons = add_ons(groups.terms, params)
+        # A book whose payoff can never go below zero cannot lose more than it is worth
+        # now (a debit spread, a long option): cap its requirement at that value.
+        cap = bounded_value(groups, book)
+        scan_loss = np.minimum(scan_loss, cap)
+        addons = np.minimum(addons, np.maximum(cap - scan_loss, 0.0))
+        total = scan_loss + addons
+        c = slice(groups.n_isolated, groups.n_isolated + groups.n_cross)
+        p = slice(c.stop, groups.n)
+        isolated = sum_by(book.trader, total[: c.start], n_t)
+        cross = sum_by(groups.trader[c], total[c], n_t)
+        t, u = groups.trader[p], groups.underlying[p]
+        # A loss found on a falling price is a long exposure, on a rising one a short one.
+        w = worst[p]
+        signed = np.where(sc.move[u, w] <= 0.0, scan_loss[p], -scan_loss[p])
         ws = np.zeros((n_t, n_u))
         ws[t, u] = signed
-        worst_cell[t, u] = worst
-        portfolio = correlated(ws, market, params) + sum_by(t, addons, n_t)
-
-    collateral = sum_by(book.collateral_trader, book.collateral_usd, n_t)
-    equity = collateral + sum_by(book.trader, value, n_t)
+        worst_cell[t, u] = w
+        portfolio = correlated(ws, market, params) + sum_by(t, addons[p], n_t)
+        greeks[:, t, u] = groups.terms[p, DELTA : VEGA + 1].T
     initial = params.initial_to_maintenance * portfolio
     # A book with no requirement is infinitely healthy, whatever its equity.
     health = np.divide(equity, portfolio, out=np.full_like(equity, np.inf),
                        where=portfolio > 1e-9)
-    delta, gamma, vega = greeks(book, ex)
     return MarginResult(
         params_version=params.version, equity_usd=equity, maintenance_margin_usd=portfolio,
         initial_margin_usd=initial, health=health,
-        free_collateral_usd=np.maximum(0.0, equity - initial), delta=delta, gamma=gamma,
-        vega=vega, worst_scenario=worst_cell, scenarios=sc, isolated_mm_usd=isolated,
-        protocol_cross_mm_usd=cross,
+        free_collateral_usd=np.maximum(0.0, equity - initial), delta=greeks[0],
+        gamma=greeks[1], vega=greeks[2], worst_scenario=worst_cell, scenarios=sc,
+        isolated_mm_usd=isolated, protocol_cross_mm_usd=cross,
     )

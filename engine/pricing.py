@@ -48,40 +48,47 @@ def black76_greeks(is_call: BoolArray, spot: FloatArray, strike: FloatArray, t: 
     """(delta, gamma, vega) with respect to spot, per unit of underlying."""
     forward = spot * np.exp(np.asarray(rate) * np.maximum(t, 0.0))
     d1, _, sd = _d1_d2(forward, strike, t, vol)
-    pdf = INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)
-    delta = np.where(is_call, ndtr(d1), ndtr(d1) - 1.0)
-    gamma = pdf / (spot * sd)
-    vega = spot * pdf * np.sqrt(np.maximum(t, MIN_T))
+    delta, gamma, vega = greeks_from_d1(is_call, spot, d1, sd, t)
     live = t > 0
     return (np.where(live, delta, np.where(is_call, 1.0 * (spot > strike), -1.0 * (spot < strike))),
             np.where(live, gamma, 0.0), np.where(live, vega, 0.0))
 
 
-def black76_on_grid(is_call: BoolArray, forward: FloatArray, strike: FloatArray,
-                    t: FloatArray, vol: FloatArray, discount: FloatArray,
-                    growth: FloatArray, log_growth: FloatArray) -> FloatArray:
-    """Values at shocked forwards F·γ for every row γ of ``growth`` (scenarios × options;
-    ``log_growth`` = ln γ), with one volatility per option: scenarios × options.
+def greeks_from_d1(is_call: BoolArray, spot: FloatArray, d1: FloatArray, sd: FloatArray,
+                   t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(delta, gamma, vega) of live options from their d1 and σ√T."""
+    pdf = np.exp(-0.5 * d1 * d1)
+    pdf *= INV_SQRT_2PI
+    n1 = ndtr(d1)
+    delta = np.where(is_call, n1, n1 - 1.0)
+    return delta, pdf / (spot * sd), spot * pdf * np.sqrt(np.maximum(t, MIN_T))
 
-    ln F' = ln F + ln γ, so the logarithm is taken once per option and once per move,
-    not once per scenario and option; puts follow by put-call parity.
+
+def black76_on_grid(is_call: BoolArray, forward: FloatArray, strike: FloatArray,
+                    t: FloatArray, vol: FloatArray, discount: FloatArray | None,
+                    growth: FloatArray, log_growth: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(values, d1) of live options (T > 0) at shocked forwards F·γ for every γ of
+    ``growth`` (options × scenarios; ``log_growth`` = ln γ) with the volatilities ``vol``
+    (options × scenarios); ``discount`` None means a zero rate.
+
+    ln F' = ln F + ln γ, so the logarithm of F/K is taken once per option and that of γ
+    once per move, not once per scenario and option; puts follow by put-call parity.
     """
-    sd = np.maximum(vol, 1e-12) * np.sqrt(np.maximum(t, MIN_T))
-    base = np.log(forward / strike) / sd + 0.5 * sd
-    d1 = log_growth / sd
-    d1 += base
+    sd = np.maximum(vol, 1e-12)
+    sd *= np.sqrt(t)
+    d1 = np.log(forward / strike) + log_growth
+    d1 /= sd
+    d1 += 0.5 * sd
     shocked = growth * forward
     n2 = ndtr(d1 - sd)
     n2 *= strike
-    call = ndtr(d1)
-    call *= shocked
-    call -= n2
-    call *= discount
+    value = ndtr(d1)
+    value *= shocked
+    value -= n2
     # Puts by parity: put = call − D·(F' − K).
-    parity = (shocked - strike) * (discount * ~is_call)
-    value = call - parity
-    if np.all(t > 0):
-        return value
-    intrinsic = np.where(is_call, np.maximum(shocked - strike, 0.0),
-                         np.maximum(strike - shocked, 0.0))
-    return np.where(t > 0, value, intrinsic)
+    shocked -= strike
+    shocked *= ~is_call
+    value -= shocked
+    if discount is not None:
+        value *= discount
+    return value, d1

@@ -23,8 +23,15 @@ class Scenarios:
     move: FloatArray       # underlyings × scenarios: relative price move
     weight: FloatArray     # underlyings × scenarios: weight applied to losses
     vol_shock: IntArray    # scenarios: +1 up, 0 flat, −1 down
+    vol_column: IntArray   # scenarios: the shock's column in ``shocked_vols`` (up, flat, down)
     n_grid: int            # the first n_grid scenarios are the scan (weight 1)
     unit: FloatArray       # n_grid: the scan's moves as fractions of R (−1 … 1)
+    ranges: FloatArray     # underlyings: R
+    centre: int            # the scenario with no move and flat volatility
+    extended: FloatArray   # the extended moves (the same for every underlying)
+    plus_r: int            # the first scan column at +R
+    growth: FloatArray     # underlyings × scenarios: 1 + move
+    log_growth: FloatArray  # ln(1 + move)
 
     @property
     def n(self) -> int:
@@ -35,21 +42,27 @@ class Scenarios:
         return {"move": float(self.move[u, s]), "vol": shock, "weight": float(self.weight[u, s])}
 
 
-_built: dict[tuple[bytes, int], tuple[MarginParams, Scenarios]] = {}
+_built: dict[tuple[object, ...], tuple[MarginParams, Scenarios]] = {}
 
 
-def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
-    """Scenarios for underlyings whose scan ranges are ``ranges`` (memoised per
-    parameter object: a stream recomputing one trader at a time reuses them)."""
-    key = (ranges.tobytes(), id(params))
+def scenarios_for(underlyings: tuple[str, ...], stale: BoolArray | None,
+                  params: MarginParams) -> Scenarios:
+    """The scenarios of a book's underlyings, memoised per parameter object: a stream
+    recomputing one trader at a time reuses them."""
+    key = (underlyings, None if stale is None else stale.tobytes(), id(params))
     hit = _built.get(key)
     if hit is not None and hit[0] is params:
         return hit[1]
+    scenarios = build_scenarios(scan_ranges(underlyings, stale, params), params)
     if len(_built) > 256:
         _built.clear()
-    scenarios = _build(ranges, params)
     _built[key] = (params, scenarios)
     return scenarios
+
+
+def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
+    """Scenarios for underlyings whose scan ranges are ``ranges``."""
+    return _build(ranges, params)
 
 
 def _build(ranges: FloatArray, params: MarginParams) -> Scenarios:
@@ -64,7 +77,12 @@ def _build(ranges: FloatArray, params: MarginParams) -> Scenarios:
                              np.minimum(1.0, ranges[:, None] / np.abs(extended)[None, :])],
                             axis=1)
     shock = np.concatenate([shocks, np.full(extended.shape[0], VOL_UP)])
-    return Scenarios(move=move, weight=weight, vol_shock=shock, n_grid=grid.shape[0], unit=grid)
+    growth = 1.0 + move
+    return Scenarios(vol_column=np.select([shock == VOL_UP, shock == VOL_FLAT], [0, 1], 2),
+                     move=move, weight=weight, vol_shock=shock, n_grid=grid.shape[0], unit=grid,
+                     ranges=ranges, extended=extended, plus_r=params.scan_steps - 1,
+                     centre=params.scan_steps + params.scan_steps // 2,
+                     growth=growth, log_growth=np.log(growth))
 
 
 def scan_ranges(underlyings: tuple[str, ...], stale: BoolArray | None,
@@ -87,3 +105,16 @@ def shocked_vol(vol: FloatArray, expiry_years: FloatArray, shock: int,
     scale = (params.vol_scale_days / days) ** power
     size = params.vol_up if shock == VOL_UP else -params.vol_down
     return np.maximum(vol * (1.0 + size * scale), 0.01)
+
+
+def shocked_vols(vol: FloatArray, expiry_years: FloatArray, params: MarginParams) -> FloatArray:
+    """``shocked_vol`` for every option at once: options × (up, flat, down)."""
+    days = np.maximum(expiry_years * 365.0, 1.0)
+    power = np.where(days < params.vol_scale_days, params.vol_power_short,
+                     params.vol_power_long)
+    scale = (params.vol_scale_days / days) ** power
+    out = np.empty((vol.shape[0], 3))
+    np.maximum(vol * (1.0 + params.vol_up * scale), 0.01, out=out[:, 0])
+    out[:, 1] = vol
+    np.maximum(vol * (1.0 - params.vol_down * scale), 0.01, out=out[:, 2])
+    return out

@@ -224,3 +224,44 @@ def test_a_traders_figures_do_not_depend_on_who_else_is_in_the_book() -> None:
         for field in ("equity_usd", "maintenance_margin_usd", "isolated_mm_usd",
                       "protocol_cross_mm_usd", "free_collateral_usd"):
             assert getattr(alone, field)[0] == getattr(together, field)[t], (t, field)
+
+
+def test_pairs_in_groups_agree_between_the_small_and_large_method() -> None:
+    from engine.margin import same_group_pairs
+
+    rng = np.random.default_rng(5)
+    small = np.sort(rng.integers(0, 40, 200))
+    large = np.concatenate([small, small.max() + 1 + np.sort(rng.integers(0, 40, 300))])
+    i, j, starts = same_group_pairs(small)
+    assert np.all(small[i] == small[j])
+    assert i.size == sum(int(c) ** 2 for c in np.bincount(small))
+    i_l, j_l, starts_l = same_group_pairs(large)  # > 256 rows: index arithmetic
+    assert np.array_equal(i_l[: i.size], i) and np.array_equal(j_l[: j.size], j)
+    assert np.array_equal(starts_l[: starts.size], starts)
+    assert np.all(large[i_l] == large[j_l])
+    assert i_l.size == sum(int(c) ** 2 for c in np.bincount(large))
+
+
+def test_a_book_in_any_trader_order_is_cut_into_the_same_figures() -> None:
+    # Books above CHUNK_POSITIONS are cut by trader; rows of traders interleaved in any
+    # order (each trader's own rows kept in order) must give the same bits per trader.
+    from benchmarks.bench_engine import SPOT, VOL, synthetic_book
+    from engine.margin import CHUNK_POSITIONS
+
+    rng = np.random.default_rng(12)
+    book = synthetic_book(2 * CHUNK_POSITIONS // 10 + 7, rng)
+    market = Market.flat(SPOT, VOL, correlation=0.6)
+    sorted_result = compute_margin(book, market, P)
+    order = np.argsort(rng.permutation(book.n_traders)[book.trader], kind="stable")
+    shuffled = Book(
+        n_traders=book.n_traders, underlyings=book.underlyings, trader=book.trader[order],
+        account=book.account[order], underlying=book.underlying[order], kind=book.kind[order],
+        size=book.size[order], entry_price_usd=book.entry_price_usd[order],
+        strike_usd=book.strike_usd[order], expiry_years=book.expiry_years[order],
+        collateral_trader=book.collateral_trader[::-1].copy(),
+        collateral_usd=book.collateral_usd[::-1].copy())
+    shuffled_result = compute_margin(shuffled, market, P)
+    for field in ("equity_usd", "maintenance_margin_usd", "isolated_mm_usd",
+                  "protocol_cross_mm_usd", "health", "delta", "gamma", "vega",
+                  "worst_scenario"):
+        assert np.array_equal(getattr(sorted_result, field), getattr(shuffled_result, field)), field
