@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 import faust
 
 from engine import MarginParams
-from streams import topics
+from streams import tansu, topics
 from streams.oracle import OraclePrice, Quotes, Window
 from streams.price_view import PriceView
 from streams.records import (
@@ -33,9 +33,10 @@ from streams.state import TraderState, apply_attestation, apply_proven, apply_re
 
 
 def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
+    tansu.register()
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{bootstrap}",
+        broker=f"{tansu.SCHEME}://{bootstrap}",
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

@@ -26,11 +26,9 @@ class StreamSettings(BaseModel):
     # Tansu completes a group join after half the session timeout: keep it short locally.
     session_timeout_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
-    # Tansu 0.6 advances a partition's high watermark by one per record *batch*, so a
-    # multi-record batch makes Faust's changelog recovery stop early (and its standby
-    # consistency check fail). One record per batch keeps offsets exact; with Kafka, raise
-    # it (e.g. 16384).
-    producer_max_batch_bytes: int = Field(default=1, ge=1)
+    # Records per producer batch are bounded by bytes (Faust's producer_max_batch_size).
+    # Tansu's ListOffsets miscounts multi-record batches; streams.tansu corrects for it.
+    producer_max_batch_bytes: int = Field(default=16384, ge=1)
     attestation_validity_s: int = Field(default=3600, ge=60)
     change_threshold: float = Field(default=0.01, gt=0, lt=1)
     params_version: int = Field(default=1, ge=1)
