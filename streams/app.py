@@ -8,9 +8,12 @@ price.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Mapping
+from typing import cast
 
 import faust
+from faust.streams import _current_event
 
 from engine import MarginParams
 from streams import tansu, topics
@@ -70,10 +73,30 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         if attestation.health < 1.0:
             order = liquidation_for(state, attestation, market, params)
             await liquidation_topic.send(key=key, value=order.to_bytes())
-    # Keys are str, values the records' JSON objects (Faust's json codec): pydantic,
-    # not Faust, owns the schema and validates on the way back in.
-    traders = app.Table("traders", partitions=settings.partitions)
+    # Keys are str, values a state's JSON bytes: pydantic, not Faust, owns the schema. The
+    # decoded states are kept beside the table, reused while the stored bytes are the same.
+    traders = app.Table("traders", partitions=settings.partitions, value_type=bytes)
+    decoded: dict[str, tuple[bytes, TraderState]] = {}
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
+
+    def load(trader: str, raw: bytes | None = None) -> TraderState | None:
+        raw = traders.get(trader) if raw is None else raw
+        if raw is None:
+            return None
+        hit = decoded.get(trader)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        state = TraderState.model_validate_json(raw)
+        decoded[trader] = (raw, state)
+        return state
+
+    def save(state: TraderState, event: faust.EventT) -> None:
+        # Faust stores a key, and writes its changelog, in the partition of the current
+        # event; a batch spans partitions, so each write names the event it comes from.
+        acting_for(event)
+        raw = state.model_dump_json().encode()
+        traders[state.trader] = raw
+        decoded[state.trader] = (raw, state)
 
     @app.task
     async def follow_prices() -> None:
@@ -87,96 +110,125 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             key=message.key, value=letter.to_bytes()
         )
 
-    async def valid(stream: faust.StreamT, model: type[R]) -> AsyncIterator[R]:
-        """The stream's records that validate as ``model``; the rest are dead-lettered."""
-        async for event in stream.events():
-            try:
-                yield decode(model, event.value)
-            except RecordError as e:
-                await refuse(event, e)
+    async def batches(stream: faust.StreamT, model: type[R]
+                      ) -> AsyncIterator[list[tuple[faust.EventT, R]]]:
+        """The stream in batches of (event, record); invalid records are dead-lettered."""
+        # take_events is on faust.Stream, not on the StreamT protocol.
+        take = cast(faust.Stream[bytes], stream).take_events
+        async for events in take(settings.batch_max_records, within=settings.batch_window_s):
+            batch = []
+            for event in events:
+                try:
+                    batch.append((event, decode(model, event.value)))
+                except RecordError as e:
+                    await refuse(event, e)
+            yield batch
 
     @app.agent(price_topic)
     async def on_price(stream: faust.StreamT) -> None:
-        async for update in valid(stream, PriceUpdate):
-            # Every trader partition re-margins its holders of this asset, whatever this
-            # worker's view already holds (re-margining is idempotent). The update rides
-            # along: it may reach the other workers' views later.
-            await fan_out(Recompute(price=update))
+        async for batch in batches(stream, PriceUpdate):
+            # Every trader partition re-margins its holders of these assets, whatever this
+            # worker's view already holds (re-margining is idempotent). The updates ride
+            # along: they may reach the other workers' views later.
+            for _, update in batch:
+                await fan_out(Recompute(price=update))
 
     @app.agent(reorg_topic)
     async def on_reorg(stream: faust.StreamT) -> None:
-        async for reorg in valid(stream, ChainReorg):
-            await fan_out(Recompute(reorg=reorg))
+        async for batch in batches(stream, ChainReorg):
+            for _, reorg in batch:
+                await fan_out(Recompute(reorg=reorg))
 
     async def fan_out(work: Recompute) -> None:
         # Every trader partition re-margins the traders it concerns.
         for partition in range(settings.partitions):
             await recompute_topic.send(value=work.to_bytes(), partition=partition)
 
-    def local_states(partition: int) -> list[TraderState]:
-        # Only keys of this event's partition: Faust writes a table's changelog to the
-        # partition of the event being processed.
-        return [TraderState.model_validate(value) for key, value in list(traders.items())
-                if topics.partition_of(key.encode(), settings.partitions) == partition]
+    def local_states(partitions: set[int]) -> dict[int, list[TraderState]]:
+        """The states held for ``partitions`` (only those of the recompute events' own
+        partitions: Faust writes a table's changelog to the current event's partition)."""
+        held: dict[int, list[TraderState]] = {p: [] for p in partitions}
+        for key, raw in list(traders.items()):
+            partition = topics.partition_of(key.encode(), settings.partitions)
+            if partition in held:
+                state = load(key, raw)
+                if state is not None:
+                    held[partition].append(state)
+        return held
 
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                work = decode(Recompute, event.value)
-            except RecordError as e:
-                await refuse(event, e)
-                continue
-            states = local_states(event.message.partition)
-            if work.price is not None:
-                update = work.price
-                states = [s for s in states if update.asset in markets_of([s])]
-                quotes, recent = view.with_update(update)
-                as_of = update.observed_at
-            elif work.reorg is not None:
-                orphaned = frozenset(work.reorg.orphaned)
-                retracted = [apply_reorg(s, work.reorg.chain_id, orphaned) for s in states]
-                states = [new for new, old in zip(retracted, states, strict=True)
-                          if new is not old]
-                for state in states:
-                    traders[state.trader] = state.model_dump(mode="json")
-                quotes, recent = view.quotes, view.windows
-                # The newest surviving block: deterministic, as replay needs.
-                as_of = max([0, *(b.block_timestamp for s in states for b in s.books.values())])
-            else:
-                continue
-            await remargin(states, quotes, recent, as_of)
+        async for batch in batches(stream, Recompute):
+            # All the work of one batch for one partition is done in one pass: price
+            # updates coalesce (the newest view holds them all), reorgs retract in order.
+            last_event = {event.message.partition: event for event, _ in batch}
+            held = local_states(set(last_event))
+            quotes, recent = view.quotes, view.windows
+            assets: set[str] = set()
+            orphaned: dict[int, set[str]] = {}
+            as_of = 0
+            for _, work in batch:
+                if work.price is not None:
+                    quotes, recent = view.with_update(work.price, quotes, recent)
+                    assets.add(work.price.asset)
+                    as_of = max(as_of, work.price.observed_at)
+                elif work.reorg is not None:
+                    orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
+            for partition, event in last_event.items():
+                todo: dict[str, tuple[TraderState, faust.EventT]] = {}
+                for state in held[partition]:
+                    new = state
+                    for chain_id, hashes in sorted(orphaned.items()):
+                        new = apply_reorg(new, chain_id, frozenset(hashes))
+                    if new is not state:
+                        save(new, event)
+                        todo[new.trader] = (new, event)
+                    elif assets & set(markets_of([state])):
+                        todo[state.trader] = (state, event)
+                # The newest surviving block or price: deterministic, as replay needs.
+                newest = max([as_of, *(b.block_timestamp for s, _ in todo.values()
+                                       for b in s.books.values())])
+                await remargin(list(todo.values()), quotes, recent, newest)
 
-    async def remargin(states: list[TraderState], quotes: Quotes, recent: dict[str, Window],
-                       as_of: int) -> None:
-        """Re-margin ``states`` in one engine call and attest those that moved."""
-        states = [s for s in states if s.books]
+    async def remargin(work: list[tuple[TraderState, faust.EventT]], quotes: Quotes,
+                       recent: dict[str, Window], as_of: int) -> None:
+        """Re-margin the states in one engine call and attest those that moved."""
+        work = [(s, e) for s, e in work if s.books]
+        states = [s for s, _ in work]
         assets = markets_of(states)
         market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
         result = margin_for(states, market, params) if market is not None else None
         if result is None or market is None:
             return
-        for row, state in enumerate(states):
+        for row, (state, event) in enumerate(work):
             attestation = next_attestation(state, result, row, settings, market)
             if attestation is not None:
-                traders[state.trader] = apply_attestation(state, attestation).model_dump(
-                    mode="json")
+                save(apply_attestation(state, attestation), event)
                 await publish(state, attestation, market)
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
-        async for book in valid(stream, ProvenBook):
-            key = book.trader
-            held = traders.get(key)
-            state = (TraderState.model_validate(held) if held
-                     else TraderState(trader=book.trader))
-            new = apply_proven(state, book)
-            if new is state:
-                continue
-            traders[key] = new.model_dump(mode="json")
-            await remargin([new], view.quotes, view.windows, book.block_timestamp)
+        async for batch in batches(stream, ProvenBook):
+            changed: dict[str, tuple[TraderState, faust.EventT]] = {}
+            for event, book in batch:
+                acting_for(event)  # the table reads from the event's partition
+                held = changed.get(book.trader)
+                state = (held[0] if held else load(book.trader)) or TraderState(
+                    trader=book.trader)
+                new = apply_proven(state, book)
+                if new is not state:
+                    changed[book.trader] = (new, event)
+            for state, event in changed.values():
+                save(state, event)
+            newest = max([0, *(book.block_timestamp for _, book in batch)])
+            await remargin(list(changed.values()), view.quotes, view.windows, newest)
 
     return app
+
+
+def acting_for(event: faust.EventT) -> None:
+    """Make ``event`` Faust's current event (the one whose partition a table uses)."""
+    _current_event.set(weakref.ref(event))
 
 
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:

@@ -44,10 +44,13 @@ class PriceView:
             self.windows.get(update.asset, ()), update.observed_at, median.price_wad,
             self.settings.circuit_breaker_window_s)}
 
-    def with_update(self, update: PriceUpdate) -> tuple[Quotes, dict[str, Window]]:
-        """The view as it is once ``update`` is in (it may not have arrived here yet)."""
+    def with_update(self, update: PriceUpdate, quotes: Quotes | None = None,
+                    windows: dict[str, Window] | None = None) -> tuple[Quotes, dict[str, Window]]:
+        """The view (or ``quotes`` and ``windows``) once ``update`` is in: it may not have
+        arrived here yet."""
         ahead = PriceView(self.settings)
-        ahead.quotes, ahead.windows = self.quotes, self.windows
+        ahead.quotes = self.quotes if quotes is None else quotes
+        ahead.windows = self.windows if windows is None else windows
         ahead.apply(update)
         return ahead.quotes, ahead.windows
 

@@ -19,11 +19,10 @@ from streams.records import (
     Liquidation,
     LiquidationLeg,
     Position,
-    ProvenBook,
     SourceBlock,
 )
 from streams.settings import StreamSettings
-from streams.state import TraderState
+from streams.state import HeldBook, TraderState
 
 WAD = 10**18
 
@@ -34,7 +33,7 @@ def to_wad(x: float) -> int:
     return int((Decimal(repr(float(x))) * WAD).to_integral_value())
 
 
-def legs_of(state: TraderState) -> list[tuple[str, ProvenBook, Position]]:
+def legs_of(state: TraderState) -> list[tuple[str, HeldBook, Position]]:
     """Every position of ``state`` in engine row order: books by key, then as held."""
     return [(key, book, p) for key, book in sorted(state.books.items()) for p in book.positions]
 

@@ -11,21 +11,44 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.records import Attestation, ProvenBook
+from streams.records import Address, Attestation, Hash32, NonNegative, Position, ProvenBook
 
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
+
+
+class HeldBook(BaseModel):
+    """A proven book as the state keeps it: all but the proof, which the proof service
+    verified and the log keeps for auditors (a trader's state stays small, and so does
+    every changelog write)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    chain_id: NonNegative
+    venue: Address
+    trader: Address
+    block_number: NonNegative
+    block_hash: Hash32
+    block_timestamp: NonNegative
+    collateral_wad: NonNegative
+    positions: tuple[Position, ...]
+
+    @classmethod
+    def of(cls, record: ProvenBook) -> HeldBook:
+        # The record was validated when it was decoded: copy its fields as they are.
+        return cls.model_construct(**{name: getattr(record, name) for name in cls.model_fields})
 
 
 class TraderState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trader: str
-    history: dict[str, tuple[ProvenBook, ...]] = {}  # oldest first, current last
+    history: dict[str, tuple[HeldBook, ...]] = {}  # oldest first, current last
     sequence: int = 0
     last_attestation: Attestation | None = None
 
     @property
-    def books(self) -> dict[str, ProvenBook]:
+    def books(self) -> dict[str, HeldBook]:
         """The current book per (chain, venue): the newest of its history."""
         return {key: held[-1] for key, held in self.history.items()}
 
@@ -41,7 +64,7 @@ def apply_proven(state: TraderState, record: ProvenBook) -> TraderState:
     held = state.history.get(key, ())
     if any(b.event_id == record.event_id for b in held):
         return state
-    history = tuple(sorted((*held, record), key=_order))[-HISTORY:]
+    history = tuple(sorted((*held, HeldBook.of(record)), key=_order))[-HISTORY:]
     return state.model_copy(update={"history": {**state.history, key: history}})
 
 
@@ -65,5 +88,5 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
     )
 
 
-def _order(book: ProvenBook) -> tuple[int, int]:
+def _order(book: HeldBook) -> tuple[int, int]:
     return book.block_number, int(book.event_id.rsplit(":", 1)[-1])
