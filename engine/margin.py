@@ -341,15 +341,22 @@ def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
 
 
 def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArray:
-    """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart."""
+    """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart.
+
+    Elementwise products, then one sum per row: a row's bits do not depend on how many
+    rows there are (einsum and matmul pick their loops by shape, and did differ).
+    """
     rho = market.correlation + params.correlation_stress * (1.0 - market.correlation)
-    if market.stablecoin is None or not market.stablecoin.any():
-        k2 = np.einsum("tu,uv,tv->t", ws, rho, ws)
-        return np.sqrt(np.maximum(k2, 0.0))
-    stable = market.stablecoin[None, :]
-    risky = np.where(stable, 0.0, ws)
-    k2 = np.einsum("tu,uv,tv->t", risky, rho, risky)
-    return np.sqrt(np.maximum(k2, 0.0)) + np.abs(np.where(stable, ws, 0.0)).sum(axis=1)
+    risky = ws
+    if market.stablecoin is not None and market.stablecoin.any():
+        risky = np.where(market.stablecoin[None, :], 0.0, ws)
+    terms = risky[:, :, None] * rho[None, :, :]
+    terms *= risky[:, None, :]
+    k2 = terms.reshape(ws.shape[0], -1).sum(axis=1)
+    k = np.sqrt(np.maximum(k2, 0.0))
+    if risky is not ws:
+        k += np.abs(np.where(market.stablecoin[None, :], ws, 0.0)).sum(axis=1)  # type: ignore[index]
+    return k
 
 
 def linear_value(book: Book, market: Market, linear_usd: FloatArray,

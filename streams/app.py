@@ -8,6 +8,7 @@ price.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import cast
@@ -30,7 +31,13 @@ from streams.records import (
     RecordError,
     decode,
 )
-from streams.risk import liquidation_for, margin_for, markets_of, next_attestation, oracle_prices
+from streams.risk import (
+    liquidation_for,
+    margins_for,
+    markets_of,
+    next_attestation,
+    oracle_prices,
+)
 from streams.settings import StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
 
@@ -77,6 +84,10 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     # decoded states are kept beside the table, reused while the stored bytes are the same.
     traders = app.Table("traders", partitions=settings.partitions, value_type=bytes)
     decoded: dict[str, tuple[bytes, TraderState]] = {}
+    # The proven-book and recompute agents touch the same traders. Each holds this from
+    # reading a state to saving it and publishing its attestation, so neither works from
+    # a state the other has replaced (a lost book, or one sequence number twice).
+    state_lock = asyncio.Lock()
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
     def load(trader: str, raw: bytes | None = None) -> TraderState | None:
@@ -159,36 +170,40 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
         async for batch in batches(stream, Recompute):
-            # All the work of one batch for one partition is done in one pass: price
-            # updates coalesce (the newest view holds them all), reorgs retract in order.
-            last_event = {event.message.partition: event for event, _ in batch}
-            held = local_states(set(last_event))
-            quotes, recent = view.quotes, view.windows
-            assets: set[str] = set()
-            orphaned: dict[int, set[str]] = {}
-            as_of = 0
-            for _, work in batch:
-                if work.price is not None:
-                    quotes, recent = view.with_update(work.price, quotes, recent)
-                    assets.add(work.price.asset)
-                    as_of = max(as_of, work.price.observed_at)
-                elif work.reorg is not None:
-                    orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
-            for partition, event in last_event.items():
-                todo: dict[str, tuple[TraderState, faust.EventT]] = {}
-                for state in held[partition]:
-                    new = state
-                    for chain_id, hashes in sorted(orphaned.items()):
-                        new = apply_reorg(new, chain_id, frozenset(hashes))
-                    if new is not state:
-                        save(new, event)
-                        todo[new.trader] = (new, event)
-                    elif assets & set(markets_of([state])):
-                        todo[state.trader] = (state, event)
-                # The newest surviving block or price: deterministic, as replay needs.
-                newest = max([as_of, *(b.block_timestamp for s, _ in todo.values()
-                                       for b in s.books.values())])
-                await remargin(list(todo.values()), quotes, recent, newest)
+            async with state_lock:
+                await recompute(batch)
+
+    async def recompute(batch: list[tuple[faust.EventT, Recompute]]) -> None:
+        # All the work of one batch for one partition is done in one pass: price
+        # updates coalesce (the newest view holds them all), reorgs retract in order.
+        last_event = {event.message.partition: event for event, _ in batch}
+        held = local_states(set(last_event))
+        quotes, recent = view.quotes, view.windows
+        assets: set[str] = set()
+        orphaned: dict[int, set[str]] = {}
+        as_of = 0
+        for _, work in batch:
+            if work.price is not None:
+                quotes, recent = view.with_update(work.price, quotes, recent)
+                assets.add(work.price.asset)
+                as_of = max(as_of, work.price.observed_at)
+            elif work.reorg is not None:
+                orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
+        for partition, event in last_event.items():
+            todo: dict[str, tuple[TraderState, faust.EventT]] = {}
+            for state in held[partition]:
+                new = state
+                for chain_id, hashes in sorted(orphaned.items()):
+                    new = apply_reorg(new, chain_id, frozenset(hashes))
+                if new is not state:
+                    save(new, event)
+                    todo[new.trader] = (new, event)
+                elif assets & set(markets_of([state])):
+                    todo[state.trader] = (state, event)
+            # The newest surviving block or price: deterministic, as replay needs.
+            newest = max([as_of, *(b.block_timestamp for s, _ in todo.values()
+                                   for b in s.books.values())])
+            await remargin(list(todo.values()), quotes, recent, newest)
 
     async def remargin(work: list[tuple[TraderState, faust.EventT]], quotes: Quotes,
                        recent: dict[str, Window], as_of: int) -> None:
@@ -197,11 +212,13 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         states = [s for s, _ in work]
         assets = markets_of(states)
         market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
-        result = margin_for(states, market, params) if market is not None else None
-        if result is None or market is None:
+        if market is None:
             return
-        for row, (state, event) in enumerate(work):
-            attestation = next_attestation(state, result, row, settings, market)
+        for (state, event), margin in zip(work, margins_for(states, market, params),
+                                          strict=True):
+            if margin is None:
+                continue
+            attestation = next_attestation(state, margin[0], margin[1], settings, market)
             if attestation is not None:
                 save(apply_attestation(state, attestation), event)
                 await publish(state, attestation, market)
@@ -209,19 +226,23 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
         async for batch in batches(stream, ProvenBook):
-            changed: dict[str, tuple[TraderState, faust.EventT]] = {}
-            for event, book in batch:
-                acting_for(event)  # the table reads from the event's partition
-                held = changed.get(book.trader)
-                state = (held[0] if held else load(book.trader)) or TraderState(
-                    trader=book.trader)
-                new = apply_proven(state, book)
-                if new is not state:
-                    changed[book.trader] = (new, event)
-            for state, event in changed.values():
-                save(state, event)
-            newest = max([0, *(book.block_timestamp for _, book in batch)])
-            await remargin(list(changed.values()), view.quotes, view.windows, newest)
+            async with state_lock:
+                await prove(batch)
+
+    async def prove(batch: list[tuple[faust.EventT, ProvenBook]]) -> None:
+        changed: dict[str, tuple[TraderState, faust.EventT]] = {}
+        for event, book in batch:
+            acting_for(event)  # the table reads from the event's partition
+            held = changed.get(book.trader)
+            state = (held[0] if held else load(book.trader)) or TraderState(
+                trader=book.trader)
+            new = apply_proven(state, book)
+            if new is not state:
+                changed[book.trader] = (new, event)
+        for state, event in changed.values():
+            save(state, event)
+        newest = max([0, *(book.block_timestamp for _, book in batch)])
+        await remargin(list(changed.values()), view.quotes, view.windows, newest)
 
     return app
 

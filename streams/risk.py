@@ -39,14 +39,14 @@ def legs_of(state: TraderState) -> list[tuple[str, HeldBook, Position]]:
 
 
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:
-    """Engine arrays for ``states``: one row per position, one collateral row per book."""
+    """Engine arrays for ``states``: one row per position, one collateral row per book.
+    Accounts are numbered per trader (its books in key order), as they would be alone."""
     index = {u: i for i, u in enumerate(underlyings)}
-    accounts: dict[str, int] = {}
     trader, account, underlying, size, entry = [], [], [], [], []
     coll_trader, coll = [], []
     for t, state in enumerate(states):
-        for key, book in sorted(state.books.items()):
-            accounts.setdefault(key, len(accounts))
+        accounts = {key: a for a, key in enumerate(sorted(state.history))}
+        for _, book in sorted(state.books.items()):
             coll_trader.append(t)
             coll.append(book.collateral_wad / WAD)
         for key, _, p in legs_of(state):
@@ -116,7 +116,8 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
 def margin_for(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams
 ) -> MarginResult | None:
-    """Margin of every state in one engine call; ``None`` while a needed price is unknown.
+    """Margin of every state in one engine call over the union of their markets; ``None``
+    while a needed price is unknown.
 
     A degraded price widens its underlying's scan (``stale`` in the engine's market).
     """
@@ -125,6 +126,27 @@ def margin_for(
         return None
     return compute_margin(build_book(states, markets), market_for(markets, prices, params),
                           params)
+
+
+def margins_for(
+    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams
+) -> list[tuple[MarginResult, int] | None]:
+    """(result, row) per state, one engine call per set of markets held.
+
+    The engine gives a trader the same bits alone or in any batch *over the same
+    underlyings*; grouping by the markets held makes each batch's underlyings those of
+    the trader alone, so an auditor margining one trader reproduces every digest.
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, state in enumerate(states):
+        groups.setdefault(tuple(markets_of([state])), []).append(i)
+    out: list[tuple[MarginResult, int] | None] = [None] * len(states)
+    for rows in groups.values():
+        result = margin_for([states[i] for i in rows], prices, params)
+        if result is not None:
+            for row, i in enumerate(rows):
+                out[i] = (result, row)
+    return out
 
 
 def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine import MarginParams
 from streams.oracle import OraclePrice
 from streams.records import Position, ProvenBook
-from streams.risk import margin_for, next_attestation
+from streams.risk import margin_for, margins_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import HeldBook, TraderState, apply_attestation, apply_proven, apply_reorg
 
@@ -95,3 +95,27 @@ def test_out_of_order_older_book_is_kept_for_a_later_retraction() -> None:
     assert list(state.books.values()) == [HeldBook.of(newer)]
     assert list(apply_reorg(state, 1, frozenset({newer.block_hash})).books.values()) == [
         HeldBook.of(older)]
+
+
+def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
+    # The worker margins many traders per engine call, the auditor one at a time: the
+    # digests must agree byte for byte whatever else is in the batch.
+    def trader_book(i: int) -> ProvenBook:
+        markets = [("ETH", 3000), ("BTC", 60_000), ("SOL", 150)][: 1 + i % 3]
+        return proven(1, 10 + i, 0, 1.0).model_copy(update={
+            "trader": f"0x{i + 1:040x}", "venue": f"0x{(i % 2) + 0x11:040x}",
+            "positions": tuple(Position(market=m, size_wad=(i + 1) * WAD * 1000 // p,
+                                        entry_price_wad=p * WAD) for m, p in markets)})
+
+    prices = {m: OraclePrice(m, p * WAD, 1_700_000_000, False)
+              for m, p in (("ETH", 3000), ("BTC", 61_000), ("SOL", 140))}
+    states = [apply_proven(TraderState(trader=f"0x{i + 1:040x}"), trader_book(i))
+              for i in range(12)]
+    together = margins_for(states, prices, SETTINGS_PARAMS)
+    for state, batched in zip(states, together, strict=True):
+        assert batched is not None
+        alone = margin_for([state], prices, SETTINGS_PARAMS)
+        assert alone is not None
+        mine = next_attestation(state, alone, 0, SETTINGS, prices)
+        theirs = next_attestation(state, batched[0], batched[1], SETTINGS, prices)
+        assert mine is not None and mine == theirs

@@ -1,0 +1,387 @@
+"""Stream processing speed on the local broker: one Faust worker, 50,000 traders.
+
+The log: 200 blocks of 1,000 proven books each (every trader's first book, then
+updates of random traders) and one price tick per asset per block, 201,000 records in
+all. Every proven book carries real Merkle-Patricia proofs: each block's venue storage
+trie holds the commitments of that block's books under their Vyper mapping slots, so an
+audit re-verifies each one against the block's state root.
+
+Phases, all in one run:
+
+1. ``raw_consume_events_per_s``: aiokafka alone reads the same records.
+2. ``worker_events_per_s``: the log is produced first; one worker (``xmargin worker``,
+   a subprocess) then works through it. Timed from its first attestation to the moment
+   the end markers are attested: one new book per trader partition after the last book,
+   and one price move per price partition after the last tick, on assets held by
+   marker traders in every trader partition.
+3. ``record_to_attestation_ms``: 2,000 more book updates at a steady 500 per second;
+   latency from each record's timestamp to that of the attestation naming it.
+4. ``replay_events_per_s``: ``streams.replay.Auditor`` over the whole log read back
+   (headers are not in this log; books are re-verified, attestations recomputed).
+
+Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_streams``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import rlp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from eth_hash.auto import keccak
+from trie import HexaryTrie
+
+from engine import MarginParams
+from proofs.slots import vyper_mapping_slot
+from relayer.config import load_settings
+from relayer.localnet import LocalNet
+from relayer.venue import book_commitment, commitment_base_slot
+from streams import topics
+from streams.admin import ensure_topics
+from streams.log import read_topics
+from streams.records import Attestation, Position, PriceUpdate, ProvenBook
+from streams.replay import Auditor
+
+N_TRADERS = 50_000
+BLOCKS = 200
+PER_BLOCK = 1_000
+PARTITIONS = 4
+ASSETS = ("BTC", "ETH", "SOL", "AVAX", "LINK")
+PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "AVAX": 35.0, "LINK": 15.0}
+CHAIN = 1
+VENUE = "0x" + "5e" * 20
+T0 = 1_700_000_000
+WAD = 10**18
+EMPTY_CODE = keccak(b"")
+LATENCY_RECORDS = 2_000
+LATENCY_RATE = 500  # records per second
+
+
+def trader_address(i: int) -> str:
+    return f"0x{i + 1:040x}"
+
+
+def block_hash(number: int) -> str:
+    return "0x" + keccak(f"bench block {number}".encode()).hex()
+
+
+def random_book(rng: np.random.Generator) -> tuple[int, tuple[Position, ...]]:
+    held = rng.choice(len(ASSETS), size=int(rng.integers(1, 3)), replace=False)
+    positions = tuple(
+        Position(market=ASSETS[a], size_wad=int(rng.normal(0, 1) * 10_000 / PRICES[ASSETS[a]]
+                                                 * WAD),
+                 entry_price_wad=int(PRICES[ASSETS[a]] * WAD))
+        for a in sorted(held))
+    return int(rng.uniform(5_000, 50_000)) * WAD, positions
+
+
+def prove_block(number: int, books: list[tuple[str, int, tuple[Position, ...]]]
+                ) -> list[ProvenBook]:
+    """The block's proven books: a storage trie of their commitments, a one-account state
+    trie, and each book's account and storage proof (runs in a worker process)."""
+    base = commitment_base_slot()
+    storage = HexaryTrie({})
+    entries = []
+    for trader, collateral, positions in books:
+        commitment = book_commitment(trader, collateral, positions)
+        slot = vyper_mapping_slot(base, bytes.fromhex(trader[2:]))
+        storage[keccak(slot.to_bytes(32, "big"))] = rlp.encode(int(commitment, 16))
+        entries.append((trader, collateral, positions, commitment, slot))
+    state = HexaryTrie({})
+    address_key = keccak(bytes.fromhex(VENUE[2:]))
+    state[address_key] = rlp.encode([0, 0, storage.root_hash, EMPTY_CODE])
+    account_proof = tuple("0x" + rlp.encode(node).hex() for node in state.get_proof(address_key))
+    h = block_hash(number)
+    out = []
+    for log_index, (trader, collateral, positions, commitment, slot) in enumerate(entries):
+        proof = storage.get_proof(keccak(slot.to_bytes(32, "big")))
+        out.append(ProvenBook(
+            event_id=f"{CHAIN}:{h}:{log_index}", chain_id=CHAIN, venue=VENUE, trader=trader,
+            block_number=number, block_hash=h, block_timestamp=T0 + 12 * number,
+            state_root="0x" + state.root_hash.hex(), commitment=commitment,
+            collateral_wad=collateral, positions=positions, account_proof=account_proof,
+            storage_slot=f"0x{slot:064x}",
+            storage_proof=tuple("0x" + rlp.encode(node).hex() for node in proof)))
+    return out
+
+
+def names_per_partition(prefix: str, count: int) -> list[str]:
+    """One name hashing to each partition (the broker's murmur2 partitioner)."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < count:
+        name = f"{prefix}{n}"
+        found.setdefault(topics.partition_of(name.encode(), count), name)
+        n += 1
+    return [found[p] for p in range(count)]
+
+
+def markers() -> tuple[list[str], dict[tuple[int, int], str]]:
+    """Marker assets (one per price partition) and a marker trader per (asset partition,
+    trader partition) holding that asset."""
+    assets = names_per_partition("MK", PARTITIONS)
+    traders: dict[tuple[int, int], str] = {}
+    i = N_TRADERS + 10
+    while len(traders) < PARTITIONS * PARTITIONS:
+        address = trader_address(i)
+        q = topics.partition_of(address.encode(), PARTITIONS)
+        for p in range(PARTITIONS):
+            if (p, q) not in traders:
+                traders[(p, q)] = address
+                break
+        i += 1
+    return assets, traders
+
+
+def price(asset: str, usd: float, number: int, round_id: int) -> PriceUpdate:
+    return PriceUpdate(asset=asset, price_wad=int(usd * WAD), source="bench", round_id=round_id,
+                       observed_at=T0 + 12 * number, chain_id=CHAIN, block_number=number,
+                       block_hash=block_hash(number))
+
+
+def build_log(rng: np.random.Generator) -> tuple[list[list[ProvenBook]], list[list[PriceUpdate]]]:
+    """Books per block and price ticks per block, proofs built on every core."""
+    held: dict[str, tuple[int, tuple[Position, ...]]] = {}
+    plans = []
+    for number in range(BLOCKS + LATENCY_RECORDS // PER_BLOCK):
+        if number * PER_BLOCK < N_TRADERS:
+            chosen = range(number * PER_BLOCK, (number + 1) * PER_BLOCK)
+        else:
+            chosen = rng.choice(N_TRADERS, PER_BLOCK, replace=False)
+        books = []
+        for i in chosen:
+            trader = trader_address(int(i))
+            held[trader] = random_book(rng)
+            books.append((trader, *held[trader]))
+        plans.append((number + 1, books))
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        proven = list(pool.map(prove_block, *zip(*plans, strict=True), chunksize=4))
+    level = dict(PRICES)
+    ticks = []
+    for number in range(1, BLOCKS + 1):
+        row = []
+        for a in ASSETS:
+            level[a] *= 1 + rng.normal(0, 0.001)
+            row.append(price(a, level[a], number, number))
+        ticks.append(row)
+    return proven, ticks
+
+
+async def produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        sent = [await producer.send(t, key=k.encode(), value=v) for t, k, v in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(bootstrap: str, names: list[str], total: int) -> float:
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    await consumer.start()
+    seen = 0
+    start = time.perf_counter()
+    try:
+        while seen < total:
+            for messages in (await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                             ).values():
+                seen += len(messages)
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - start)
+
+
+class AttestationWatch:
+    """Follows risk.attestation.v1 from the start, keeping what the phases look for."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.count = 0
+        self.first_ms: int | None = None
+        self.by_event: dict[str, int] = {}  # book event id → first attestation timestamp
+        self.latest: dict[str, tuple[int, Attestation]] = {}
+
+    async def until(self, done: Callable[[AttestationWatch], bool], timeout_s: float) -> int:
+        consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=self.bootstrap,
+                                    group_id=None, auto_offset_reset="earliest",
+                                    enable_auto_commit=False)
+        await consumer.start()
+        deadline = time.monotonic() + timeout_s
+        last_ms = 0
+        try:
+            while not done(self) and time.monotonic() < deadline:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in messages:
+                        a = Attestation.model_validate_json(m.value)
+                        self.count += 1
+                        self.first_ms = m.timestamp if self.first_ms is None else self.first_ms
+                        last_ms = max(last_ms, m.timestamp)
+                        for e in a.book_events:
+                            self.by_event.setdefault(e, m.timestamp)
+                        self.latest[a.trader] = (m.timestamp, a)
+        finally:
+            await consumer.stop()
+        if not done(self):
+            raise SystemExit(f"timed out after {timeout_s} s ({self.count} attestations seen)")
+        return last_ms
+
+
+def worker_config(directory: Path, bootstrap: str) -> Path:
+    config = directory / "node.toml"
+    config.write_text(f"""
+[kafka]
+bootstrap = "{bootstrap}"
+[streams]
+app_id = "bench"
+partitions = {PARTITIONS}
+data_dir = "{directory / 'worker'}"
+[[signers]]
+keystore = "unused.json"
+password_file = "unused"
+[[chains]]
+name = "a"
+chain_id = 41001
+rpc_urls = ["http://127.0.0.1:1"]
+oracle = "0x{"aa" * 20}"
+submitter = {{ keystore = "unused.json", password_file = "unused" }}
+[[chains]]
+name = "b"
+chain_id = 41002
+rpc_urls = ["http://127.0.0.1:1"]
+oracle = "0x{"bb" * 20}"
+submitter = {{ keystore = "unused.json", password_file = "unused" }}
+""")
+    return config
+
+
+def main() -> None:
+    rng = np.random.default_rng(21)
+    started = time.perf_counter()
+    proven, ticks = build_log(rng)
+    print(f"log built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    marker_assets, marker_traders = markers()
+    with tempfile.TemporaryDirectory() as tmp, LocalNet(Path(tmp) / "logs") as net:
+        bootstrap = net.broker()
+        asyncio.run(ensure_topics(bootstrap, PARTITIONS))
+        config = worker_config(Path(tmp), bootstrap)
+        # Markers first: their assets' prices, and their books.
+        head: list[tuple[str, str, bytes]] = [
+            (topics.PRICE, a, price(a, PRICES.get(a, 100.0), 0, 0).to_bytes())
+            for a in (*ASSETS, *marker_assets)]
+        marker_books = prove_block(0, [
+            (t, 10_000 * WAD, (Position(market=marker_assets[p], size_wad=50 * WAD,
+                                        entry_price_wad=100 * WAD),))
+            for (p, _), t in sorted(marker_traders.items())])
+        head += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in marker_books]
+        body: list[tuple[str, str, bytes]] = []
+        for books, row in zip(proven[:BLOCKS], ticks, strict=True):
+            body += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in books]
+            body += [(topics.PRICE, u.asset, u.to_bytes()) for u in row]
+        # End markers: a new book per trader partition, a 5% move per marker asset.
+        end_books = prove_block(BLOCKS + 10, [
+            (marker_traders[(0, q)], 20_000 * WAD,
+             (Position(market=marker_assets[0], size_wad=80 * WAD, entry_price_wad=100 * WAD),))
+            for q in range(PARTITIONS)])
+        tail = [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in end_books]
+        tail += [(topics.PRICE, a, price(a, 105.0, BLOCKS + 10, 1).to_bytes())
+                 for a in marker_assets]
+        asyncio.run(produce(bootstrap, head + body + tail))
+        n_events = len(body)
+        raw = asyncio.run(raw_consume(bootstrap, [topics.POSITION_PROVEN, topics.PRICE],
+                                      len(head) + len(body) + len(tail)))
+        print(f"{n_events} records produced; raw consume {raw:.0f}/s; starting the worker",
+              file=sys.stderr)
+        end_events = {b.event_id for b in end_books}
+
+        def finished(w: AttestationWatch) -> bool:
+            if not end_events <= w.by_event.keys():
+                return False
+            for (p, _), t in marker_traders.items():
+                seen = w.latest.get(t)
+                moved = seen is not None and any(
+                    x.asset == marker_assets[p] and x.price_wad == 105 * WAD
+                    for x in seen[1].prices)
+                if not moved:
+                    return False
+            return True
+
+        worker = net.start("worker", [sys.executable, "-m", "relayer.cli", "worker",
+                                      "--config", str(config)])
+        watch = AttestationWatch(bootstrap)
+        last_ms = asyncio.run(watch.until(finished, timeout_s=1800))
+        assert watch.first_ms is not None
+        worker_s = (last_ms - watch.first_ms) / 1000
+        phase1_attestations = watch.count
+        print(f"worker: {n_events} records in {worker_s:.1f} s", file=sys.stderr)
+
+        # Latency: steady arrivals on a worker that has caught up.
+        extra = [b for books in proven[BLOCKS:] for b in books][:LATENCY_RECORDS]
+
+        async def paced() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+            await producer.start()
+            try:
+                t_start = time.perf_counter()
+                for i, b in enumerate(extra):
+                    await asyncio.sleep(max(0.0, t_start + i / LATENCY_RATE
+                                            - time.perf_counter()))
+                    await producer.send(topics.POSITION_PROVEN, key=b.trader.encode(),
+                                        value=b.to_bytes())
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(paced())
+        wanted = {b.event_id for b in extra}
+        asyncio.run(watch.until(lambda w: wanted <= w.by_event.keys(), timeout_s=300))
+        stamps = asyncio.run(read_topics(bootstrap, [topics.POSITION_PROVEN]))
+        produced_ms = {ProvenBook.model_validate_json(r.value).event_id: r.timestamp_ms
+                       for r in stamps[-LATENCY_RECORDS * 2:] if r.value is not None}
+        latencies = np.array([watch.by_event[e] - produced_ms[e] for e in wanted])
+        net.stop("worker")
+        assert worker.poll() is not None
+
+        # Replay: the whole log, re-verified and recomputed.
+        log = asyncio.run(read_topics(bootstrap))
+        settings = load_settings(config).stream_settings()
+        auditor = Auditor(settings, MarginParams(version=settings.params_version))
+        start = time.perf_counter()
+        report = auditor.feed_all(log)
+        replay_s = time.perf_counter() - start
+        differences = report.problems + [d for t in report.traders.values()
+                                         for d in t.differences]
+        for d in differences[:10]:
+            print(f"replay: {d}", file=sys.stderr)
+
+    print(json.dumps({
+        "traders": N_TRADERS, "records": n_events,
+        "proven_books": sum(len(b) for b in proven[:BLOCKS]), "price_records": BLOCKS * len(ASSETS),
+        "attestations": phase1_attestations,
+        "worker_events_per_s": round(n_events / worker_s),
+        "raw_consume_events_per_s": round(raw),
+        "ratio": round(n_events / worker_s / raw, 3),
+        "replay_events_per_s": round(report.records / replay_s),
+        "replay_records": report.records, "replay_books_verified": report.books,
+        "replay_attestations_matched": f"{report.matched}/{report.attestations}",
+        "replay_ok": report.ok,
+        "record_to_attestation_ms": {"p50": float(np.percentile(latencies, 50)),
+                                     "p99": float(np.percentile(latencies, 99)),
+                                     "rate_per_s": LATENCY_RATE, "n": int(latencies.size)},
+    }))
+
+
+if __name__ == "__main__":
+    main()
