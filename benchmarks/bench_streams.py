@@ -318,7 +318,10 @@ def main() -> None:
                     return False
             return True
 
-        worker = net.start("worker", [sys.executable, "-m", "relayer.cli", "worker",
+        # XMARGIN_BENCH_PROFILE=FILE runs the worker under cProfile, written at its exit.
+        profile = os.environ.get("XMARGIN_BENCH_PROFILE")
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        worker = net.start("worker", [sys.executable, *prefix, "-m", "relayer.cli", "worker",
                                       "--config", str(config)])
         watch = AttestationWatch(bootstrap)
         last_ms = asyncio.run(watch.until(finished, timeout_s=1800))

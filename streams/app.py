@@ -67,19 +67,21 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
 
     proven_topic = raw_topic(topics.POSITION_PROVEN)
     price_topic = raw_topic(topics.PRICE)
-    attestation_topic = raw_topic(topics.ATTESTATION)
     recompute_topic = raw_topic(topics.RECOMPUTE)
     reorg_topic = raw_topic(topics.REORG)
-    liquidation_topic = raw_topic(topics.LIQUIDATION)
 
     async def publish(state: TraderState, attestation: Attestation,
                       market: Mapping[str, OraclePrice]) -> None:
         """Send an attestation, and the liquidation plan when it finds health < 1."""
         key = state.trader.encode()
-        await attestation_topic.send(key=key, value=attestation.to_bytes())
+        # The producer directly: Faust's Topic.send machinery costs more than the record.
+        await app.producer.send(topics.ATTESTATION, key, attestation.to_bytes(), None, None,
+                                None)
         if attestation.health < 1.0:
             order = liquidation_for(state, attestation, market, params)
-            await liquidation_topic.send(key=key, value=order.to_bytes())
+            await app.producer.send(topics.LIQUIDATION, key, order.to_bytes(), None, None,
+                                    None)
+
     # Keys are str, values a state's JSON bytes: pydantic, not Faust, owns the schema. The
     # decoded states are kept beside the table, reused while the stored bytes are the same.
     traders = app.Table("traders", partitions=settings.partitions, value_type=bytes)
@@ -191,37 +193,44 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                 orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
         for partition, event in last_event.items():
             todo: dict[str, tuple[TraderState, faust.EventT]] = {}
+            retracted: set[str] = set()
             for state in held[partition]:
                 new = state
                 for chain_id, hashes in sorted(orphaned.items()):
                     new = apply_reorg(new, chain_id, frozenset(hashes))
                 if new is not state:
-                    save(new, event)
+                    retracted.add(new.trader)
                     todo[new.trader] = (new, event)
                 elif assets & set(markets_of([state])):
                     todo[state.trader] = (state, event)
             # The newest surviving block or price: deterministic, as replay needs.
             newest = max([as_of, *(b.block_timestamp for s, _ in todo.values()
                                    for b in s.books.values())])
-            await remargin(list(todo.values()), quotes, recent, newest)
+            await remargin(list(todo.values()), retracted, quotes, recent, newest)
 
-    async def remargin(work: list[tuple[TraderState, faust.EventT]], quotes: Quotes,
-                       recent: dict[str, Window], as_of: int) -> None:
-        """Re-margin the states in one engine call and attest those that moved."""
-        work = [(s, e) for s, e in work if s.books]
-        states = [s for s, _ in work]
+    async def remargin(work: list[tuple[TraderState, faust.EventT]],
+                       changed: set[str], quotes: Quotes, recent: dict[str, Window],
+                       as_of: int) -> None:
+        """Re-margin the states in one engine call, attest those that moved, and store
+        each state once: attested, or in ``changed`` (their books moved)."""
+        margined = [(s, e) for s, e in work if s.books]
+        states = [s for s, _ in margined]
         assets = markets_of(states)
         market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
-        if market is None:
-            return
-        for (state, event), margin in zip(work, margins_for(states, market, params),
-                                          strict=True):
-            if margin is None:
+        margins = (margins_for(states, market, params) if market is not None
+                   else [None] * len(states))
+        attested: set[str] = set()
+        for (state, event), margin in zip(margined, margins, strict=True):
+            if margin is None or market is None:
                 continue
             attestation = next_attestation(state, margin[0], margin[1], settings, market)
             if attestation is not None:
                 save(apply_attestation(state, attestation), event)
+                attested.add(state.trader)
                 await publish(state, attestation, market)
+        for state, event in work:
+            if state.trader in changed and state.trader not in attested:
+                save(state, event)
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:
@@ -239,10 +248,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             new = apply_proven(state, book)
             if new is not state:
                 changed[book.trader] = (new, event)
-        for state, event in changed.values():
-            save(state, event)
         newest = max([0, *(book.block_timestamp for _, book in batch)])
-        await remargin(list(changed.values()), view.quotes, view.windows, newest)
+        await remargin(list(changed.values()), set(changed), view.quotes, view.windows,
+                       newest)
 
     return app
 

@@ -9,6 +9,7 @@ gets its own digest for the same figures. All fields are static ABI types, so
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from eth_hash.auto import keccak
 
@@ -31,6 +32,7 @@ def word(value: int | bytes) -> bytes:
     return (value % (1 << 256)).to_bytes(32, "big")
 
 
+@lru_cache(maxsize=64)  # one per satellite chain: the same few, on every attestation
 def domain_separator(chain_id: int, oracle: bytes) -> bytes:
     return keccak(DOMAIN_TYPEHASH + NAME_HASH + VERSION_HASH + word(chain_id) + word(oracle))
 

@@ -172,8 +172,8 @@ def next_attestation(
     previous = state.last_attestation
     if previous is not None and not moved(previous, mm, equity, settings.change_threshold):
         return None
-    degraded = prices is not None and any(prices[m].degraded for m in markets_of([state])
-                                          if m in prices)
+    held = [m for m in markets_of([state]) if prices and m in prices]
+    degraded = prices is not None and any(prices[m].degraded for m in held)
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > sum(c.free_collateral_wad
@@ -182,14 +182,12 @@ def next_attestation(
     blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
     issued_at = max(b.block_timestamp for b in state.books.values())
     if prices:
-        issued_at = max([issued_at, *(prices[m].observed_at for m in markets_of([state])
-                                      if m in prices)])
+        issued_at = max([issued_at, *(prices[m].observed_at for m in held)])
     valid_until = issued_at + settings.attestation_validity_s
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
-    frozen = prices is not None and any(prices[m].breaker for m in markets_of([state])
-                                        if m in prices)
+    frozen = prices is not None and any(prices[m].breaker for m in held)
     if frozen and previous is not None:
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
@@ -219,5 +217,5 @@ def next_attestation(
         prices=tuple(AttestedPrice(asset=m, price_wad=prices[m].price_wad,
                                    observed_at=prices[m].observed_at,
                                    degraded=prices[m].degraded, breaker=prices[m].breaker)
-                     for m in markets_of([state]) if prices and m in prices),
+                     for m in held if prices),
     )

@@ -31,8 +31,8 @@ class StreamSettings(BaseModel):
     producer_max_batch_bytes: int = Field(default=16384, ge=1)
     # An agent takes up to this many records at once (or what arrived within the window)
     # and margins every trader they touch in one engine call.
-    batch_max_records: int = Field(default=2000, ge=1)
-    batch_window_s: float = Field(default=0.05, gt=0)
+    batch_max_records: int = Field(default=5000, ge=1)
+    batch_window_s: float = Field(default=0.1, gt=0)
     attestation_validity_s: int = Field(default=3600, ge=60)
     change_threshold: float = Field(default=0.01, gt=0, lt=1)
     params_version: int = Field(default=1, ge=1)
