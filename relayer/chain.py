@@ -123,6 +123,32 @@ class ChainClient:
                                                  parse=verified_block)
         return header
 
+    async def finalized_height(self) -> int:
+        """The newest final block: the ``finality_tag`` block, or ``finality_blocks``
+        below the head (−1 while there is none)."""
+        if self.settings.finality_tag is not None:
+            header: BlockHeader = await self.request(
+                "eth_getBlockByNumber", [self.settings.finality_tag, False], parse=verified_block)
+            return header.number
+        return await self.block_number() - self.settings.finality_blocks
+
+    async def views(self, number: int) -> dict[str, str]:
+        """Every provider's hash of block ``number`` (its header verified), or what went
+        wrong asking it: the evidence when providers or history disagree."""
+        async def ask(provider: Provider) -> str:
+            try:
+                response = await asyncio.wait_for(
+                    provider.w3.provider.make_request(  # type: ignore[arg-type]
+                        "eth_getBlockByNumber", [hex(number), False]),
+                    timeout=self.settings.rpc_timeout_s)
+                if "error" in response:
+                    return f"error: {response['error']}"
+                return "0x" + verified_block(response.get("result")).hash.hex()
+            except Exception as e:  # evidence: every failure is an answer here
+                return f"error: {type(e).__name__}: {e}"
+        answers = await asyncio.gather(*(ask(p) for p in self.providers))
+        return {p.url: a for p, a in zip(self.providers, answers, strict=True)}
+
     async def header_by_hash(self, block_hash: str) -> BlockHeader:
         def parse(block: Any) -> BlockHeader:
             header = verified_block(block)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -50,6 +50,8 @@ class ChainSettings(BaseModel):
     rpc_urls: list[HttpUrl] = Field(min_length=1)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     finality_blocks: int = Field(default=2, ge=0)
+    # When set, the chain's own final block (``safe`` or ``finalized``) instead.
+    finality_tag: Literal["safe", "finalized"] | None = None
     poll_interval_s: float = Field(default=0.5, gt=0)
     start_block: int = Field(default=0, ge=0)
     venues: list[Address] = []

@@ -1,10 +1,22 @@
-"""One listener per chain: finalized headers, venue position events and feed rounds.
+"""One listener per chain: block headers, venue position events and feed rounds.
 
-Only blocks at least ``finality_blocks`` below the head are read, and each header's
-hash is recomputed (``ChainClient.header``) before anything of that block is
-published. A durable checkpoint (next block, last hash) means a restart neither skips
-nor repeats a block; a parent-hash mismatch below finality halts the chain as an
-incident rather than continuing silently.
+The listener follows the head. Each header's hash is recomputed (``ChainClient.header``)
+before anything of its block is published, and each new block must extend the last one
+published. When it does not, the listener walks back, block by block, to the common
+ancestor, publishes ``chain.reorg.v1`` naming the orphaned blocks by hash, and then
+publishes the new branch: every block hash is published once, and what was published
+for an orphaned hash is retracted by that record.
+
+Finality is ``finality_blocks`` below the head, or a tag (``safe`` / ``finalized``).
+Only finalized data reaches an attestation: the proof service proves a position event
+once its block is final and still canonical, and price rounds are published only from
+final blocks, after every provider that answers agrees on that block's hash. A reorg
+that reaches a block already final, or providers that disagree on one, halt the chain
+(``ChainHalted``) with each provider's view recorded as evidence and counted in the
+metrics; it never continues silently.
+
+A durable checkpoint (next block, the recent blocks' hashes, next final block) means a
+restart neither skips nor repeats a block.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +32,7 @@ from typing import Any
 from proofs import BlockHeader
 from relayer.chain import ChainClient
 from relayer.kafka import Publisher
+from relayer.metrics import Metrics
 from relayer.venue import (
     ANSWER_UPDATED_TOPIC,
     POSITION_CHANGED_TOPIC,
@@ -27,74 +41,182 @@ from relayer.venue import (
     decode_position_changed,
 )
 from streams import topics
-from streams.records import BlockHeaderRecord, PositionEvent, PriceUpdate
+from streams.records import BlockHeaderRecord, ChainReorg, PositionEvent, PriceUpdate, SourceBlock
 
 log = logging.getLogger(__name__)
 
+# Recent block hashes kept beyond finality: a reorg is walked back within them.
+WINDOW_BEYOND_FINALITY = 128
+
 
 class ChainHalted(Exception):
-    """The chain's history changed below finality: attestation for it stops."""
+    """The chain's final history changed, or its providers disagree on it: attestation
+    for it stops until an operator has looked at the evidence."""
+
+    def __init__(self, message: str, evidence: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    next_block: int
-    last_hash: str | None
+    next_block: int                         # next block to publish at the head
+    recent: tuple[tuple[int, str], ...]     # (number, hash) published, oldest first
+    next_final: int                         # next final block whose rounds to publish
+
+    @property
+    def last_hash(self) -> str | None:
+        return self.recent[-1][1] if self.recent else None
 
     @staticmethod
     def load(path: Path, start_block: int) -> Checkpoint:
         if not path.exists():
-            return Checkpoint(start_block, None)
+            return Checkpoint(start_block, (), start_block)
         data = json.loads(path.read_text())
-        return Checkpoint(int(data["next_block"]), data.get("last_hash"))
+        recent = tuple((int(n), str(h)) for n, h in data.get("recent", ()))
+        if not recent and data.get("last_hash"):  # a checkpoint of the finalized-only listener
+            recent = ((int(data["next_block"]) - 1, str(data["last_hash"])),)
+        return Checkpoint(int(data["next_block"]), recent,
+                          int(data.get("next_final", data["next_block"])))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"next_block": self.next_block, "last_hash": self.last_hash}))
+        tmp.write_text(json.dumps({"next_block": self.next_block, "recent": self.recent,
+                                   "next_final": self.next_final}))
         tmp.replace(path)  # atomic: a crash leaves the old or the new checkpoint
 
 
 class Listener:
     def __init__(self, client: ChainClient, publisher: Publisher, state_dir: Path,
-                 feed_decimals: dict[str, int]) -> None:
+                 feed_decimals: dict[str, int], metrics: Metrics | None = None) -> None:
         self.client = client
         self.settings = client.settings
         self.publisher = publisher
+        self.state_dir = state_dir
         self.checkpoint_path = state_dir / f"listener-{self.settings.chain_id}.json"
         self.feeds = {addr.lower(): asset for asset, addr in self.settings.price_feeds.items()}
         self.feed_decimals = feed_decimals
+        self.metrics = metrics or Metrics(state_dir / "metrics.prom")
+        self.window = self.settings.finality_blocks + WINDOW_BEYOND_FINALITY
 
     async def run(self, stop: asyncio.Event) -> None:
         checkpoint = Checkpoint.load(self.checkpoint_path, self.settings.start_block)
+        labels = {"chain": self.settings.name}
+        self.metrics.set("xmargin_chain_halted", 0, labels)
         while not stop.is_set():
-            final = await self.client.block_number() - self.settings.finality_blocks
-            while checkpoint.next_block <= final and not stop.is_set():
-                checkpoint = await self.publish_block(checkpoint)
+            head = await self.client.block_number()
+            checkpoint = await self.check_tip(checkpoint, head)
+            while checkpoint.next_block <= head and not stop.is_set():
+                checkpoint = await self.follow(checkpoint)
                 checkpoint.save(self.checkpoint_path)
+            final = await self.client.finalized_height()
+            while checkpoint.next_final <= min(final, checkpoint.next_block - 1):
+                checkpoint = await self.finalize(checkpoint)
+                checkpoint.save(self.checkpoint_path)
+            self.metrics.set("xmargin_listener_head", checkpoint.next_block - 1, labels)
+            self.metrics.set("xmargin_listener_final", checkpoint.next_final - 1, labels)
             await asyncio.sleep(self.settings.poll_interval_s)
 
-    async def publish_block(self, checkpoint: Checkpoint) -> Checkpoint:
+    async def follow(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Publish block ``next_block``, or the reorg that replaced the blocks before it."""
         header = await self.client.header(checkpoint.next_block)
+        if checkpoint.recent and "0x" + header.parent_hash.hex() != checkpoint.last_hash:
+            return await self.reorg(checkpoint, header.number - 1, header)
         block_hash = "0x" + header.hash.hex()
-        parent = "0x" + header.parent_hash.hex()
-        if checkpoint.last_hash is not None and parent != checkpoint.last_hash:
-            raise ChainHalted(
-                f"{self.settings.name}: block {header.number} has parent "
-                f"0x{header.parent_hash.hex()} but block {header.number - 1} was "
-                f"{checkpoint.last_hash}: reorg below finality"
-            )
         chain_id = self.settings.chain_id
         await self.publisher.publish(topics.BLOCK_HEADER, str(chain_id), BlockHeaderRecord(
             chain_id=chain_id, number=header.number, hash=block_hash,
             parent_hash="0x" + header.parent_hash.hex(), state_root="0x" + header.state_root.hex(),
             timestamp=header.timestamp, header_rlp="0x" + header.rlp.hex(),
         ))
-        watched = [*self.settings.venues, *self.settings.price_feeds.values()]
-        if watched:
-            logs = await self.client.logs(block_hash, watched)
+        if self.settings.venues:
+            logs = await self.client.logs(block_hash, list(self.settings.venues))
             await self.publish_logs(header, logs)
-        return Checkpoint(header.number + 1, block_hash)
+        recent = (*checkpoint.recent, (header.number, block_hash))[-self.window:]
+        return Checkpoint(header.number + 1, recent, checkpoint.next_final)
+
+    async def check_tip(self, checkpoint: Checkpoint, head: int) -> Checkpoint:
+        """A reorg that ends at the same height, or lower (``anvil_rollback``), brings no
+        new block to notice it by: compare the newest block we published with the chain."""
+        if not checkpoint.recent:
+            return checkpoint
+        number, ours = checkpoint.recent[-1]
+        top = min(number, head)
+        header = await self.client.header(top)
+        if top == number and "0x" + header.hash.hex() == ours:
+            return checkpoint
+        checkpoint = await self.reorg(checkpoint, top, header)
+        checkpoint.save(self.checkpoint_path)
+        return checkpoint
+
+    async def reorg(self, checkpoint: Checkpoint, start: int, header: BlockHeader) -> Checkpoint:
+        """Walk back from block ``start`` to the last block we published that is still
+        canonical (``header`` is the new branch's block that showed the fork); publish
+        the retraction of everything after it."""
+        ours = dict(checkpoint.recent)
+        number = start
+        while True:
+            canonical = await self.client.header(number)
+            if "0x" + canonical.hash.hex() == ours.get(number):
+                break
+            if number < checkpoint.next_final or number not in ours:
+                # A final block changed, or the fork is older than what we remember.
+                raise await self.halt(number, ours.get(number), "reorg below finality")
+            number -= 1
+        orphaned = tuple(h for n, h in checkpoint.recent if n > number)
+        chain_id = self.settings.chain_id
+        record = ChainReorg(
+            chain_id=chain_id,
+            common_ancestor=SourceBlock(chain_id=chain_id, number=number, hash=ours[number]),
+            orphaned=orphaned,
+            new_head=SourceBlock(chain_id=chain_id, number=header.number,
+                                 hash="0x" + header.hash.hex()))
+        await self.publisher.publish(topics.REORG, str(chain_id), record)
+        labels = {"chain": self.settings.name}
+        self.metrics.inc("xmargin_reorgs_total", labels)
+        self.metrics.set("xmargin_last_reorg_depth", len(orphaned), labels)
+        log.warning("reorg", extra={"chain": self.settings.name, "ancestor": number,
+                                    "depth": len(orphaned)})
+        recent = tuple((n, h) for n, h in checkpoint.recent if n <= number)
+        return Checkpoint(number + 1, recent, checkpoint.next_final)
+
+    async def finalize(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Block ``next_final`` is final: check every provider agrees on it and that it is
+        the block we published, then publish its price rounds."""
+        number = checkpoint.next_final
+        ours = dict(checkpoint.recent).get(number)
+        views = await self.client.views(number)
+        answered = {v for v in views.values() if v.startswith("0x")}
+        if len(answered) > 1:
+            raise await self.halt(number, ours, "providers disagree on a final block", views)
+        canonical = await self.client.header(number)
+        block_hash = "0x" + canonical.hash.hex()
+        if ours is not None and block_hash != ours:
+            raise await self.halt(number, ours, "reorg below finality", views)
+        if self.feeds:
+            logs = await self.client.logs(block_hash, list(self.settings.price_feeds.values()))
+            await self.publish_logs(canonical, logs)
+        return Checkpoint(checkpoint.next_block, checkpoint.recent, number + 1)
+
+    async def halt(self, number: int, ours: str | None, reason: str,
+                   views: dict[str, str] | None = None) -> ChainHalted:
+        """Record the evidence (what we published, what each provider says now) and
+        return the exception that stops this chain."""
+        evidence = {
+            "chain": self.settings.name, "chain_id": self.settings.chain_id, "block": number,
+            "reason": reason, "published_hash": ours,
+            "providers": views if views is not None else await self.client.views(number),
+            "detected_at": int(time.time()),
+        }
+        path = self.state_dir / f"incident-{self.settings.chain_id}-{number}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(evidence, indent=2))
+        labels = {"chain": self.settings.name}
+        self.metrics.inc("xmargin_chain_halts_total", labels)
+        self.metrics.set("xmargin_chain_halted", 1, labels)
+        return ChainHalted(f"{self.settings.name}: {reason} at block {number} "
+                           f"(evidence in {path})", evidence)
 
     async def publish_logs(self, header: BlockHeader, logs: list[dict[str, Any]]) -> None:
         venues = {v.lower() for v in self.settings.venues}

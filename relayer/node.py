@@ -23,6 +23,7 @@ from relayer.contracts import compiled
 from relayer.errors import ConfigError, RpcError
 from relayer.kafka import Publisher, consume
 from relayer.listener import ChainHalted, Listener
+from relayer.metrics import Metrics
 from relayer.prover import ProofService
 from relayer.retries import RetryStore
 from relayer.signing import load_keystore
@@ -120,13 +121,15 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
     publisher = Publisher(bootstrap)
     await publisher.start()
     prover = ProofService(clients, publisher)
+    metrics = Metrics(settings.state_dir / "metrics.prom")
     tasks: dict[str, Callable[[], Awaitable[None]]] = {
         "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
                           group="xmargin-prover", model=PositionEvent, publisher=publisher,
                           handle=prover.handle, stop=stop, concurrent=True),
     }
     for chain_id, client in clients.items():
-        listener = Listener(client, publisher, settings.state_dir, await feed_decimals(client))
+        listener = Listener(client, publisher, settings.state_dir, await feed_decimals(client),
+                            metrics)
         retries = RetryStore(settings.state_dir / f"deliveries-{chain_id}.json")
         submitter = Submitter(client, senders[chain_id], signers, settings.signer_threshold,
                               publisher, settings.submit_max_attempts, retries)

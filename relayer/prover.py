@@ -10,6 +10,7 @@ batch are proven concurrently, so the fetcher coalesces their slots per (venue, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import ConsumerRecord
@@ -56,9 +57,29 @@ async def prove_event(fetcher: ProofFetcher, event: PositionEvent) -> ProvenBook
 class ProofService:
     def __init__(self, clients: dict[int, ChainClient], publisher: Publisher,
                  max_slots_per_call: int = 256) -> None:
+        self.clients = clients
         self.fetchers = {chain_id: ProofFetcher(client, max_slots_per_call)
                          for chain_id, client in clients.items()}
         self.publisher = publisher
+        self.final: dict[int, tuple[float, int]] = {}  # chain → (asked at, final height)
+
+    async def finalized_height(self, chain_id: int) -> int:
+        # Many events wait on the same few chains: ask each at most every poll interval.
+        client = self.clients[chain_id]
+        asked, height = self.final.get(chain_id, (-1e9, -1))
+        now = asyncio.get_running_loop().time()
+        if now - asked >= client.settings.poll_interval_s:
+            height = await client.finalized_height()
+            self.final[chain_id] = (now, height)
+        return height
+
+    async def until_final(self, event: PositionEvent) -> bool:
+        """Wait until ``event``'s block is final; is it still canonical then?"""
+        client = self.clients[event.chain_id]
+        while await self.finalized_height(event.chain_id) < event.block_number:
+            await asyncio.sleep(client.settings.poll_interval_s)
+        canonical = await client.header(event.block_number)
+        return "0x" + canonical.hash.hex() == event.block_hash
 
     async def handle(self, event: PositionEvent, message: ConsumerRecord) -> None:
         if event.superseded_in_block:
@@ -66,6 +87,12 @@ class ProofService:
         fetcher = self.fetchers.get(event.chain_id)
         if fetcher is None:
             await self.publisher.dead_letter(message, f"unknown chain id {event.chain_id}")
+            return
+        # Only final data is attested: wait for finality. An event of a block that did not
+        # stay canonical was retracted by the listener's chain.reorg.v1; it is not proven.
+        if not await self.until_final(event):
+            log.info("event of an orphaned block not proven", extra={
+                "event": event.event_id, "chain": event.chain_id})
             return
         try:
             book = await prove_event(fetcher, event)
