@@ -58,6 +58,10 @@ class ChainSettings(BaseModel):
     price_feeds: dict[str, Address] = {}
     oracle: Address
     submitter: KeystoreSettings
+    # A delivery not confirmed within this is re-sent with the same nonce and fees of
+    # max(1.1 × the last, a fresh estimate), never above the cap.
+    confirm_timeout_s: float = Field(default=60.0, gt=0)
+    max_fee_cap_gwei: float = Field(default=500.0, gt=0)
 
 
 class NodeSettings(BaseSettings):

@@ -73,3 +73,39 @@ async def with_retries(key: str, attempt: Callable[[], Awaitable[tuple[bool, str
         store.put(key, entry)
     store.put(key, RetryEntry(attempts, 0.0, reason, "dead_lettered"))
     return False, reason
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A transaction sent for a delivery and not yet confirmed: its nonce and fees, so a
+    replacement reuses the nonce (nothing queues behind a stuck transaction) and pays
+    enough more to be accepted."""
+
+    nonce: int
+    max_fee_wei: int
+    priority_fee_wei: int
+    tx_hash: str
+
+
+class InFlightStore:
+    """Written *before* a transaction is sent: a node killed between sending and
+    confirming finds the nonce again when it restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, InFlight] = {}
+        if path.exists():
+            self.entries = {k: InFlight(**v) for k, v in json.loads(path.read_text()).items()}
+
+    def get(self, key: str) -> InFlight | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, entry: InFlight | None) -> None:
+        if entry is None:
+            self.entries.pop(key, None)
+        else:
+            self.entries[key] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.entries.items()}, indent=1))
+        tmp.replace(self.path)

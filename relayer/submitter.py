@@ -22,7 +22,7 @@ from relayer.chain import ChainClient
 from relayer.contracts import compiled
 from relayer.errors import RpcError
 from relayer.kafka import Publisher
-from relayer.retries import RetryStore, with_retries
+from relayer.retries import InFlight, InFlightStore, RetryStore, with_retries
 from relayer.signing import sign_digest, threshold_signatures
 from streams import topics
 from streams.attestation import attestation_digest
@@ -71,7 +71,7 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
 class Submitter:
     def __init__(self, client: ChainClient, sender: LocalAccount, signers: list[LocalAccount],
                  threshold: int, publisher: Publisher, max_attempts: int,
-                 retries: RetryStore) -> None:
+                 retries: RetryStore, in_flight: InFlightStore | None = None) -> None:
         self.client = client
         self.chain_id = client.settings.chain_id
         self.sender = sender
@@ -80,6 +80,8 @@ class Submitter:
         self.publisher = publisher
         self.max_attempts = max_attempts
         self.retries = retries
+        self.in_flight = in_flight or InFlightStore(
+            retries.path.with_name(f"in-flight-{self.chain_id}.json"))
         self.oracle = client.w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(client.settings.oracle),
             abi=compiled("MarginOracle").abi,
@@ -117,12 +119,19 @@ class Submitter:
         ))
 
     async def deliver(self, attestation: Attestation, credit: ChainCredit) -> Result:
+        key = f"{attestation.trader}:{attestation.sequence}"
         try:
             prepared = await self.prepare(attestation, credit)
             if isinstance(prepared, Result):
+                # Nothing (more) to send: a transaction still in flight for it, if any,
+                # landed (the oracle holds the sequence) or no longer matters.
+                self.in_flight.put(key, None)
                 return prepared
-            tx_hash = await self.submit(prepared)
-            return await self.confirm(tx_hash)
+            tx_hash = await self.submit(key, prepared)
+            result = await self.confirm(tx_hash)
+            if result.outcome is not Outcome.RETRY:
+                self.in_flight.put(key, None)
+            return result
         except (RpcError, Web3Exception, OSError, TimeoutError) as e:
             return Result(Outcome.RETRY, f"{type(e).__name__}: {e}")
 
@@ -145,21 +154,50 @@ class Submitter:
             return Result(Outcome.DROPPED, f"simulation reverted: {e}")
         return call
 
-    async def submit(self, call: Any) -> str:
+    async def submit(self, key: str, call: Any) -> str:
+        """Send ``call``; a delivery already in flight is replaced with the same nonce
+        and fees of max(1.1 × the last, a fresh estimate), capped: a stuck transaction
+        is outbid, never queued behind."""
         w3 = self.client.w3
-        tx = await call.build_transaction({
-            "from": self.sender.address, "chainId": self.chain_id,
-            "nonce": await w3.eth.get_transaction_count(self.sender.address, "pending"),
-        })
+        tx = await call.build_transaction({"from": self.sender.address,
+                                           "chainId": self.chain_id})
+        cap = int(self.client.settings.max_fee_cap_gwei * 10**9)
+        previous = self.in_flight.get(key)
+        if previous is None:
+            nonce = int(await w3.eth.get_transaction_count(self.sender.address, "pending"))
+            max_fee, tip = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
+        else:
+            nonce = previous.nonce
+            max_fee = max(-(-previous.max_fee_wei * 11 // 10), int(tx["maxFeePerGas"]))
+            tip = max(-(-previous.priority_fee_wei * 11 // 10), int(tx["maxPriorityFeePerGas"]))
+        max_fee, tip = min(max_fee, cap), min(tip, cap)
+        if previous is not None and max_fee <= previous.max_fee_wei:
+            # At the cap: wait for the transaction already out rather than re-send it.
+            return previous.tx_hash
+        tx.update({"nonce": nonce, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
         signed = self.sender.sign_transaction(tx)
-        return "0x" + (await w3.eth.send_raw_transaction(signed.raw_transaction)).hex()
+        tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
+        self.in_flight.put(key, InFlight(nonce, max_fee, tip, tx_hash))
+        try:
+            await w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Web3Exception as e:
+            if "nonce too low" in str(e).lower():
+                # The nonce was used: by this delivery (the oracle says so next time) or
+                # by another; either way a fresh nonce next attempt.
+                self.in_flight.put(key, None)
+            raise
+        log.info("delivery sent", extra={"chain": self.chain_id, "tx": tx_hash,
+                                         "nonce": nonce, "replaces": previous is not None})
+        return tx_hash
 
     async def confirm(self, tx_hash: str) -> Result:
         try:
             receipt = await self.client.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=60, poll_latency=0.2)  # type: ignore[arg-type]
+                tx_hash, timeout=self.client.settings.confirm_timeout_s,  # type: ignore[arg-type]
+                poll_latency=0.2)
         except TimeExhausted:
-            return Result(Outcome.RETRY, "receipt not seen within 60 s", tx_hash)
+            return Result(Outcome.RETRY, "receipt not seen within "
+                          f"{self.client.settings.confirm_timeout_s:g} s", tx_hash)
         if receipt["status"] != 1:
             return Result(Outcome.DROPPED, "transaction reverted", tx_hash)
         return Result(Outcome.DELIVERED, "", tx_hash)
