@@ -161,18 +161,26 @@ def next_attestation(
     state: TraderState, result: MarginResult, row: int, settings: StreamSettings,
     prices: Mapping[str, OraclePrice] | None = None,
 ) -> Attestation | None:
-    """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough.
+    """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough
+    and the previous one is not near its expiry.
 
     ``issued_at`` is the newest timestamp among the source blocks and the prices used,
-    not the wall clock, so that replaying the log reproduces every digest byte for byte.
+    not the wall clock, so that replaying the log reproduces every digest byte for byte;
+    the same clock decides a renewal (``renew_before_s`` before ``valid_until``).
     On a degraded price nothing healthier than the previous attestation is emitted.
     """
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
-    if previous is not None and not moved(previous, mm, equity, settings.change_threshold):
-        return None
     held = [m for m in markets_of([state]) if prices and m in prices]
+    issued_at = max(b.block_timestamp for b in state.books.values())
+    if prices:
+        issued_at = max([issued_at, *(prices[m].observed_at for m in held)])
+    renewal = (previous is not None
+               and issued_at >= previous.valid_until - settings.renew_before_s)
+    if (previous is not None and not renewal
+            and not moved(previous, mm, equity, settings.change_threshold)):
+        return None
     degraded = prices is not None and any(prices[m].degraded for m in held)
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
@@ -180,9 +188,6 @@ def next_attestation(
                                                              for c in previous.chains)):
         return None
     blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
-    issued_at = max(b.block_timestamp for b in state.books.values())
-    if prices:
-        issued_at = max([issued_at, *(prices[m].observed_at for m in held)])
     valid_until = issued_at + settings.attestation_validity_s
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.records import Address
 
@@ -34,6 +34,9 @@ class StreamSettings(BaseModel):
     batch_max_records: int = Field(default=5000, ge=1)
     batch_window_s: float = Field(default=0.1, gt=0)
     attestation_validity_s: int = Field(default=3600, ge=60)
+    # An unchanged trader is re-attested once the data's clock (newest block or price
+    # seen for it) comes this close to the last attestation's expiry.
+    renew_before_s: int = Field(default=600, ge=0)
     change_threshold: float = Field(default=0.01, gt=0, lt=1)
     params_version: int = Field(default=1, ge=1)
     price_staleness_s: int = Field(default=3600, ge=1)
@@ -41,3 +44,9 @@ class StreamSettings(BaseModel):
     circuit_breaker_move: float = Field(default=0.10, gt=0)
     circuit_breaker_window_s: int = Field(default=900, ge=1)
     targets: tuple[AttestationTarget, ...] = ()
+
+    @model_validator(mode="after")
+    def _renewal_inside_validity(self) -> StreamSettings:
+        if self.renew_before_s >= self.attestation_validity_s:
+            raise ValueError("renew_before_s: must be shorter than attestation_validity_s")
+        return self

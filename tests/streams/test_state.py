@@ -119,3 +119,31 @@ def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
         mine = next_attestation(state, alone, 0, SETTINGS, prices)
         theirs = next_attestation(state, batched[0], batched[1], SETTINGS, prices)
         assert mine is not None and mine == theirs
+
+
+def test_an_unchanged_trader_is_re_attested_near_expiry_on_the_data_clock() -> None:
+    state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
+    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
+    assert result is not None
+    first = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
+    assert first is not None
+    state = apply_attestation(state, first)
+
+    def at(observed_at: int) -> dict[str, OraclePrice]:
+        return {"ETH": OraclePrice("ETH", 3000 * WAD, observed_at, False)}
+
+    early = first.valid_until - SETTINGS.renew_before_s - 1
+    late = first.valid_until - SETTINGS.renew_before_s
+    assert next_attestation(state, result, 0, SETTINGS, at(early)) is None  # nothing moved
+    renewed = next_attestation(state, result, 0, SETTINGS, at(late))
+    assert renewed is not None and renewed.sequence == first.sequence + 1
+    assert renewed.maintenance_margin_wad == first.maintenance_margin_wad
+    assert renewed.valid_until == late + SETTINGS.attestation_validity_s
+
+
+def test_renewal_must_fall_inside_the_validity() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="renew_before_s"):
+        StreamSettings(attestation_validity_s=600, renew_before_s=600)
