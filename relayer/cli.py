@@ -55,6 +55,23 @@ def node_run(config: ConfigOption = None,
         raise typer.Exit(2) from e
 
 
+@node_app.command("status")
+def node_status(config: ConfigOption = None,
+                as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                ) -> None:
+    """Per chain: heights, halts with their evidence, deliveries retried or dead-lettered,
+    transactions in flight (read from the state directory)."""
+    from relayer.status import node_status as read_status
+    from relayer.status import status_lines
+
+    status = read_status(settings_or_exit(config))
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+        return
+    for line in status_lines(status):
+        typer.echo(line)
+
+
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """Run one Faust stream-processing worker."""

@@ -1,0 +1,48 @@
+"""``xmargin node status`` reads a node's state directory: heights, halts with their
+evidence, deliveries retried or dead-lettered, and transactions in flight."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from relayer.cli import app
+from relayer.listener import Checkpoint
+from relayer.retries import InFlight, InFlightStore, RetryEntry, RetryStore
+
+
+def test_status_shows_what_the_state_directory_holds(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "node.toml"
+    config.write_text(f"""
+state_dir = "{state}"
+[[signers]]
+keystore = "k.json"
+password_file = "k.pw"
+[[chains]]
+name = "a"
+chain_id = 41001
+rpc_urls = ["http://127.0.0.1:1"]
+oracle = "0x{"aa" * 20}"
+submitter = {{ keystore = "k.json", password_file = "k.pw" }}
+""")
+    Checkpoint(120, ((119, "0x" + "11" * 32),), 118).save(state / "listener-41001.json")
+    (state / "incident-41001-117.json").write_text(json.dumps({
+        "block": 117, "reason": "reorg below finality", "published_hash": "0x" + "22" * 32,
+        "providers": {"http://a": "0x" + "33" * 32}}))
+    RetryStore(state / "deliveries-41001.json").put(
+        "0xab:7", RetryEntry(8, 0.0, "simulation reverted: stale", "dead_lettered"))
+    InFlightStore(state / "in-flight-41001.json").put(
+        "0xab:8", InFlight(5, 3 * 10**9, 10**9, "0x" + "44" * 32))
+    result = CliRunner().invoke(app, ["node", "status", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "a (41001): HALTED; published through block 119, final through 117" in out
+    assert "incident at block 117: reorg below finality" in out
+    assert "delivery 0xab:7: dead_lettered after 8 attempt(s): simulation reverted" in out
+    assert "in flight 0xab:8: nonce 5" in out and "max fee 3 gwei" in out
+    as_json = json.loads(CliRunner().invoke(
+        app, ["node", "status", "--config", str(config), "--json"]).output)
+    assert as_json["chains"]["a"]["deliveries"]["0xab:7"]["status"] == "dead_lettered"
