@@ -11,12 +11,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
 from eth_typing import Hash32
 
 from relayer.config import KeystoreSettings
 from relayer.errors import ConfigError
+from streams.attestation import domain_separator, word
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,16 @@ def threshold_signatures(signatures: list[Signature], threshold: int) -> list[by
     ordered = sorted({s.signer: s for s in signatures}.values(),
                      key=lambda s: int(s.signer, 16))
     return [s.signature for s in ordered[:threshold]]
+
+
+ROTATION_TYPEHASH = keccak(b"Rotation(bytes32 signersHash,uint256 threshold,uint256 nonce)")
+
+
+def rotation_digest(chain_id: int, oracle: bytes, signers: list[str], threshold: int,
+                    nonce: int) -> bytes:
+    """What the current signers sign to install ``signers`` on a MarginOracle: EIP-712 over
+    (keccak of the ABI-encoded signer list, threshold, the oracle's rotation nonce), in
+    the oracle's own domain (chain id, address)."""
+    signers_hash = keccak(abi_encode(["address[]"], [signers]))
+    struct_hash = keccak(ROTATION_TYPEHASH + signers_hash + word(threshold) + word(nonce))
+    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)

@@ -8,7 +8,9 @@
      an attestation for another chain or another oracle does not verify here. The
      per-trader sequence only rises, so a replayed or older attestation reverts.
      Signatures must come sorted by signer address, which makes duplicates impossible
-     without a per-call set.
+     without a per-call set. The signer set is replaced only by a rotation signed by a
+     threshold of the current set over (new signers, new threshold, rotation nonce);
+     the nonce rises with every rotation, so a rotation cannot be replayed.
 """
 
 struct Attestation:
@@ -21,6 +23,11 @@ struct Attestation:
     params_version: uint32
     source_blocks_hash: bytes32
     valid_until: uint64
+
+event SignersRotated:
+    nonce: uint256
+    threshold: uint256
+    signers: DynArray[address, 32]
 
 event AttestationAccepted:
     trader: indexed(address)
@@ -37,24 +44,78 @@ EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
 ATTESTATION_TYPEHASH: constant(bytes32) = keccak256(
     "Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,bytes32 sourceBlocksHash,uint64 validUntil)"
 )
+ROTATION_TYPEHASH: constant(bytes32) = keccak256(
+    "Rotation(bytes32 signersHash,uint256 threshold,uint256 nonce)"
+)
 NAME_HASH: constant(bytes32) = keccak256("xmargin MarginOracle")
 VERSION_HASH: constant(bytes32) = keccak256("1")
 
 DOMAIN_SEPARATOR: public(immutable(bytes32))
 is_signer: public(HashMap[address, bool])
+signers: public(DynArray[address, MAX_SIGNERS])
 threshold: public(uint256)
+rotation_nonce: public(uint256)
 latest: public(HashMap[address, Attestation])
 
 
 @deploy
 def __init__(signers: DynArray[address, MAX_SIGNERS], threshold: uint256):
+    self._install(signers, threshold)
+    DOMAIN_SEPARATOR = keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+
+
+@internal
+def _install(signers: DynArray[address, MAX_SIGNERS], threshold: uint256):
     assert threshold > 0 and threshold <= len(signers), "bad threshold"
+    for old: address in self.signers:
+        self.is_signer[old] = False
     for s: address in signers:
         assert s != empty(address), "zero signer"
         assert not self.is_signer[s], "duplicate signer"
         self.is_signer[s] = True
+    self.signers = signers
     self.threshold = threshold
-    DOMAIN_SEPARATOR = keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+
+
+@view
+@internal
+def _check_signatures(d: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
+    previous: address = empty(address)
+    for sig: Bytes[65] in signatures:
+        assert len(sig) == 65, "bad signature length"
+        r: uint256 = convert(extract32(sig, 0), uint256)
+        s: uint256 = convert(extract32(sig, 32), uint256)
+        v: uint256 = convert(slice(sig, 64, 1), uint256)
+        signer: address = ecrecover(d, v, r, s)
+        assert signer != empty(address), "bad signature"
+        assert convert(signer, uint160) > convert(previous, uint160), "signers unsorted or duplicate"
+        assert self.is_signer[signer], "unknown signer"
+        previous = signer
+    assert len(signatures) >= self.threshold, "below threshold"
+
+
+@view
+@internal
+def _rotation_digest(signers: DynArray[address, MAX_SIGNERS], threshold: uint256, nonce: uint256) -> bytes32:
+    struct_hash: bytes32 = keccak256(abi_encode(
+        ROTATION_TYPEHASH, keccak256(abi_encode(signers)), threshold, nonce))
+    return keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, struct_hash))
+
+
+@view
+@external
+def rotation_digest(signers: DynArray[address, MAX_SIGNERS], threshold: uint256) -> bytes32:
+    """The digest the current signers sign to install ``signers`` at the next nonce."""
+    return self._rotation_digest(signers, threshold, self.rotation_nonce)
+
+
+@external
+def rotate(signers: DynArray[address, MAX_SIGNERS], threshold: uint256,
+           signatures: DynArray[Bytes[65], MAX_SIGNERS]):
+    self._check_signatures(self._rotation_digest(signers, threshold, self.rotation_nonce), signatures)
+    self._install(signers, threshold)
+    self.rotation_nonce += 1
+    log SignersRotated(nonce=self.rotation_nonce, threshold=threshold, signers=signers)
 
 
 @view
@@ -77,19 +138,7 @@ def digest(a: Attestation) -> bytes32:
 def submit(a: Attestation, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
     assert a.sequence > self.latest[a.trader].sequence, "stale sequence"
     assert convert(a.valid_until, uint256) >= block.timestamp, "expired"
-    d: bytes32 = self._digest(a)
-    previous: address = empty(address)
-    for sig: Bytes[65] in signatures:
-        assert len(sig) == 65, "bad signature length"
-        r: uint256 = convert(extract32(sig, 0), uint256)
-        s: uint256 = convert(extract32(sig, 32), uint256)
-        v: uint256 = convert(slice(sig, 64, 1), uint256)
-        signer: address = ecrecover(d, v, r, s)
-        assert signer != empty(address), "bad signature"
-        assert convert(signer, uint160) > convert(previous, uint160), "signers unsorted or duplicate"
-        assert self.is_signer[signer], "unknown signer"
-        previous = signer
-    assert len(signatures) >= self.threshold, "below threshold"
+    self._check_signatures(self._digest(a), signatures)
     self.latest[a.trader] = a
     log AttestationAccepted(trader=a.trader, sequence=a.sequence, equity=a.equity,
                             maintenance_margin=a.maintenance_margin, free_collateral=a.free_collateral)

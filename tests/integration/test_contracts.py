@@ -16,11 +16,18 @@ from web3.exceptions import ContractLogicError
 from proofs import ProofError, vyper_mapping_slot
 from relayer.chain import ChainClient
 from relayer.config import ChainSettings, KeystoreSettings
-from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, transact
+from relayer.deploy import (
+    Deployment,
+    anvil_account,
+    contract,
+    deploy_chain,
+    deploy_contract,
+    transact,
+)
 from relayer.localnet import LocalNet
 from relayer.proof_fetcher import ProofFetcher
 from relayer.prover import prove_event
-from relayer.signing import sign_digest, threshold_signatures
+from relayer.signing import rotation_digest, sign_digest, threshold_signatures
 from relayer.venue import (
     POSITION_CHANGED_TOPIC,
     book_commitment,
@@ -170,3 +177,45 @@ def test_proof_service_proves_a_real_book_and_rejects_a_forged_one(
     })
     with pytest.raises(ProofError, match="commitment of"):
         asyncio.run(prove_event(ProofFetcher(_client(d)), lying))
+
+
+def test_signer_rotation_is_signed_by_the_current_set_and_cannot_be_replayed(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    old = sorted(SIGNERS, key=lambda a: int(a.address, 16))
+    new = sorted([Account.create() for _ in range(3)], key=lambda a: int(a.address, 16))
+    address = deploy_contract(w3, anvil_account(0), "MarginOracle",
+                              [Web3.to_checksum_address(a.address) for a in old], 2)
+    oracle = contract(w3, "MarginOracle", address)
+    mine = Deployment(d.chain_id, d.rpc_url, address, d.venue, d.feeds)
+
+    def rotation(to: list[Any], nonce: int) -> tuple[list[str], bytes]:
+        members = [Web3.to_checksum_address(a.address) for a in to]
+        digest = rotation_digest(d.chain_id, bytes.fromhex(address[2:]), members, 2, nonce)
+        assert oracle.functions.rotation_nonce().call() == nonce
+        assert digest == oracle.functions.rotation_digest(members, 2).call()  # same bytes
+        return members, digest
+
+    members, digest = rotation(new, 0)
+    with pytest.raises(ContractLogicError, match="below threshold"):
+        oracle.functions.rotate(members, 2, sigs(digest, old)[:1]).call()
+    with pytest.raises(ContractLogicError, match="unknown signer"):  # not the current set
+        oracle.functions.rotate(members, 2, sigs(digest, new)).call()
+    first_rotation = sigs(digest, old)
+    transact(w3, anvil_account(1), oracle.functions.rotate(members, 2, first_rotation))
+    assert oracle.functions.rotation_nonce().call() == 1
+    assert all(oracle.functions.is_signer(m).call() for m in members)
+    assert not any(oracle.functions.is_signer(a.address).call() for a in old)
+
+    trader = Account.create().address.lower()
+    f = fields(trader, 1, int(time.time()) + 3600)
+    with pytest.raises(ContractLogicError, match="unknown signer"):  # the old set is out
+        oracle.functions.submit(as_struct(f), sigs(digest_for(mine, f), old)).call()
+    submit(w3, mine, f, sigs(digest_for(mine, f), new))
+
+    # Back to the old set (signed by the new one), then the first rotation again: the old
+    # set is current once more, but the nonce has moved on, so its signatures are void.
+    back, back_digest = rotation(old, 1)
+    transact(w3, anvil_account(1), oracle.functions.rotate(back, 2, sigs(back_digest, new)))
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.rotate(members, 2, first_rotation).call()
