@@ -45,8 +45,10 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0) -> Path:
         net.start("node", [sys.executable, "-m", "relayer.cli", "node", "run", "--config",
                            str(network.config_path)])
         console.print("  node    started (listeners, proof service, submitters, Faust worker)")
-        console.print(f"  trader  long 10 ETH on {CHAIN_A}, short 10 ETH on {CHAIN_B}; "
-                      "waiting for the netted attestation on both chains…")
+        console.print(f"  trader  deposits $10,000 on each chain; once both oracles grant "
+                      f"credit, long 10 ETH on {CHAIN_A}, short 10 ETH on {CHAIN_B} (each "
+                      "venue draws the margin from the global credit); waiting for the "
+                      "netted attestation on both chains…")
         summary = run_hedge(network, timeout_s=timeout_s)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     out = run_dir / "summary.json"

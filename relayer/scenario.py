@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
-from relayer.deploy import Deployment, anvil_account, contract, deploy_chain, transact
+from relayer.deploy import (
+    VENUE_INITIAL_MARGIN_BPS,
+    Deployment,
+    anvil_account,
+    contract,
+    deploy_chain,
+    transact,
+)
 from relayer.signing import write_keystore
 from relayer.venue import market_bytes
 from streams import topics
@@ -70,14 +77,48 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
     return Network(bootstrap, deployments, config)
 
 
-def open_positions(deployment: Deployment, trader: LocalAccount, market: str,
-                   collateral_usd: int, size: float) -> int:
-    """Deposit and trade on the chain's venue; the block number of the trade."""
+def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -> int:
+    """Deposit on the chain's venue; the block number of the deposit."""
     w3 = Web3(HTTPProvider(deployment.rpc_url))
     venue = contract(w3, "PerpVenue", deployment.venue)
-    transact(w3, trader, venue.functions.deposit(collateral_usd * WAD))
+    return int(transact(w3, trader, venue.functions.deposit(collateral_usd * WAD))["blockNumber"])
+
+
+def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float) -> int:
+    """Trade on the chain's venue (checked against the oracle's credit); the block."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    venue = contract(w3, "PerpVenue", deployment.venue)
     receipt = transact(w3, trader, venue.functions.trade(market_bytes(market), int(size * WAD)))
     return int(receipt["blockNumber"])
+
+
+def wait_for_credit(deployments: Sequence[Deployment], trader: str, usd: float,
+                    timeout_s: float) -> None:
+    """Until every chain's oracle grants ``trader`` at least ``usd`` of free collateral:
+    the venues draw new risk from the globally attested credit."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(read_oracle(d, trader)["oracle_free_collateral_view_usd"] >= usd
+               for d in deployments):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{trader} not granted ${usd:,.0f} on every chain within {timeout_s} s")
+
+
+def open_positions(deployment: Deployment, trader: LocalAccount, market: str,
+                   collateral_usd: int, size: float, timeout_s: float = 120.0) -> int:
+    """Deposit, wait for the attested credit the trade needs, trade; the trade's block."""
+    deposit(deployment, trader, collateral_usd)
+    price = read_price(deployment, market)
+    needed = abs(size) * price * VENUE_INITIAL_MARGIN_BPS / 10_000
+    wait_for_credit([deployment], trader.address.lower(), needed, timeout_s)
+    return trade(deployment, trader, market, size)
+
+
+def read_price(deployment: Deployment, asset: str) -> float:
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    feed = contract(w3, "PriceFeed", deployment.feeds[asset])
+    return int(feed.functions.latestAnswer().call()) / 10 ** int(feed.functions.decimals().call())
 
 
 def set_price(deployment: Deployment, asset: str, price_usd: float) -> int:
@@ -158,9 +199,15 @@ def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
     trader = anvil_account(2)
     address = trader.address.lower()
     a, b = network.deployments[:2]
+    # Collateral first: each venue then draws the hedge's initial margin from the credit
+    # line the oracle on its chain holds for the trader.
+    deposit(a, trader, 10_000)
+    deposit(b, trader, 10_000)
+    wait_for_credit((a, b), address, 10.0 * read_price(a, "ETH") * VENUE_INITIAL_MARGIN_BPS
+                    / 10_000, timeout_s)
     trade_blocks = {
-        a.chain_id: open_positions(a, trader, "ETH", collateral_usd=10_000, size=10.0),
-        b.chain_id: open_positions(b, trader, "ETH", collateral_usd=10_000, size=-10.0),
+        a.chain_id: trade(a, trader, "ETH", 10.0),
+        b.chain_id: trade(b, trader, "ETH", -10.0),
     }
     att = asyncio.run(wait_for_netted_attestation(network.bootstrap, address, trade_blocks,
                                                   timeout_s))

@@ -6,6 +6,12 @@
         keccak256(abi_encode(trader, collateral, positions)). The relayer proves that word
         with an EIP-1186 storage proof and checks the event data against it, so one proof
         covers the trader's whole book on this venue.
+        Risk is checked against *global* margin: a trade that adds exposure needs
+        initial margin (`initial_margin_bps` of the added notional) out of the trader's
+        free collateral on this chain as the MarginOracle last attested it, less what
+        earlier trades since that attestation already drew; reducing exposure is always
+        allowed. Liquidation is open to anyone, only for a trader the oracle flags, and
+        closes only the leg named.
 @dev `commitment` is declared first so that its mapping base slot is 0.
 """
 
@@ -13,12 +19,23 @@ interface PriceFeed:
     def latestAnswer() -> int256: view
     def decimals() -> uint8: view
 
+interface MarginOracle:
+    def free_collateral(trader: address) -> uint256: view
+    def is_liquidatable(trader: address) -> bool: view
+    def latest(trader: address) -> (address, uint64, int256, uint256, uint256, uint256, uint32, bytes32, uint64): view
+
 struct Position:
     market: bytes32
     size: int256
     entry_price: uint256
 
 MAX_POSITIONS: constant(uint256) = 8
+
+event Liquidated:
+    trader: indexed(address)
+    liquidator: indexed(address)
+    market: bytes32
+    size: int256
 
 event PositionChanged:
     trader: indexed(address)
@@ -31,11 +48,20 @@ collateral: public(HashMap[address, uint256])
 books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
 feeds: public(HashMap[bytes32, address])
 owner: public(address)
+oracle: public(address)
+initial_margin_bps: public(uint256)
+# Credit drawn by risk-increasing trades since the attestation of `drawn_at_sequence`.
+drawn: public(HashMap[address, uint256])
+drawn_at_sequence: public(HashMap[address, uint64])
 
 
 @deploy
-def __init__():
+def __init__(oracle: address, initial_margin_bps: uint256):
+    assert oracle != empty(address), "no oracle"
+    assert initial_margin_bps > 0 and initial_margin_bps <= 10000, "bad margin rate"
     self.owner = msg.sender
+    self.oracle = oracle
+    self.initial_margin_bps = initial_margin_bps
 
 
 @external
@@ -66,19 +92,67 @@ def trade(market: bytes32, size_delta: int256):
     price: uint256 = self._price_wad(feed)
     book: DynArray[Position, MAX_POSITIONS] = self.books[msg.sender]
     updated: DynArray[Position, MAX_POSITIONS] = []
-    found: bool = False
+    old_size: int256 = 0
     for p: Position in book:
         if p.market == market:
-            found = True
-            new_size: int256 = p.size + size_delta
-            if new_size != 0:
-                updated.append(Position(market=market, size=new_size, entry_price=price))
+            old_size = p.size
         else:
             updated.append(p)
-    if not found:
-        updated.append(Position(market=market, size=size_delta, entry_price=price))
+    new_size: int256 = old_size + size_delta
+    if new_size != 0:
+        updated.append(Position(market=market, size=new_size, entry_price=price))
+    self._draw_credit(msg.sender, self._added_exposure(old_size, new_size) * price // 10**18)
     self.books[msg.sender] = updated
     self._commit(msg.sender)
+
+
+@external
+def liquidate(trader: address, market: bytes32):
+    """
+    @notice Close `trader`'s position in `market`, only while the MarginOracle flags the
+            trader (equity below maintenance margin on the global book).
+    """
+    assert staticcall MarginOracle(self.oracle).is_liquidatable(trader), "trader is healthy"
+    book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
+    updated: DynArray[Position, MAX_POSITIONS] = []
+    closed: int256 = 0
+    for p: Position in book:
+        if p.market == market:
+            closed = p.size
+        else:
+            updated.append(p)
+    assert closed != 0, "no such position"
+    self.books[trader] = updated
+    log Liquidated(trader=trader, liquidator=msg.sender, market=market, size=closed)
+    self._commit(trader)
+
+
+@view
+@internal
+def _added_exposure(old_size: int256, new_size: int256) -> uint256:
+    """Units of new exposure: growth on the same side, or the whole new side on a flip."""
+    if new_size == 0:
+        return 0
+    if old_size == 0 or (old_size > 0) != (new_size > 0):
+        return convert(abs(new_size), uint256)
+    if abs(new_size) > abs(old_size):
+        return convert(abs(new_size) - abs(old_size), uint256)
+    return 0
+
+
+@internal
+def _draw_credit(trader: address, notional: uint256):
+    if notional == 0:
+        return  # reducing risk needs no credit
+    required: uint256 = notional * self.initial_margin_bps // 10000
+    sequence: uint64 = (staticcall MarginOracle(self.oracle).latest(trader))[1]
+    if sequence != self.drawn_at_sequence[trader]:
+        # A newer attestation already counts the positions traded before it.
+        self.drawn[trader] = 0
+        self.drawn_at_sequence[trader] = sequence
+    free: uint256 = staticcall MarginOracle(self.oracle).free_collateral(trader)
+    assert self.drawn[trader] + required <= free, "insufficient free collateral"
+    self.drawn[trader] += required
 
 
 @view

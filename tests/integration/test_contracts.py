@@ -37,6 +37,7 @@ from relayer.venue import (
 )
 from streams.attestation import attestation_digest
 from streams.records import PositionEvent
+from tests.support.credit import attest
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -130,6 +131,7 @@ def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) 
 def _trade(w3: Web3, d: Deployment, trader: Any, size: float) -> PositionEvent:
     venue = contract(w3, "PerpVenue", d.venue)
     transact(w3, trader, venue.functions.deposit(5_000 * WAD))
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
     receipt = transact(w3, trader, venue.functions.trade(market_bytes("ETH"), int(size * WAD)))
     log = next(entry for entry in receipt["logs"]
                if "0x" + entry["topics"][0].hex().removeprefix("0x") == POSITION_CHANGED_TOPIC)
@@ -219,3 +221,59 @@ def test_signer_rotation_is_signed_by_the_current_set_and_cannot_be_replayed(
     transact(w3, anvil_account(1), oracle.functions.rotate(back, 2, sigs(back_digest, new)))
     with pytest.raises(ContractLogicError, match="unknown signer"):
         oracle.functions.rotate(members, 2, first_rotation).call()
+
+
+@pytest.fixture(scope="module")
+def two_markets(chain: tuple[Web3, Deployment]) -> Deployment:
+    _, d = chain
+    return deploy_chain(d.rpc_url, anvil_account(0), [s.address for s in SIGNERS], 2,
+                        {"ETH": 3000, "BTC": 60_000})
+
+
+def test_venue_draws_new_risk_from_the_attested_free_collateral(
+        chain: tuple[Web3, Deployment], two_markets: Deployment) -> None:
+    w3, _ = chain
+    d = two_markets
+    venue = contract(w3, "PerpVenue", d.venue)
+    trader = anvil_account(5)
+    transact(w3, trader, venue.functions.deposit(10_000 * WAD))
+    eth = market_bytes("ETH")
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        venue.functions.trade(eth, WAD).call({"from": trader.address})  # no attestation yet
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=1_000)
+    # 1 ETH at $3,000 needs 20% = $600 of the $1,000 line; a second one is $1,200 in all.
+    transact(w3, trader, venue.functions.trade(eth, WAD))
+    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        venue.functions.trade(eth, WAD).call({"from": trader.address})
+    transact(w3, trader, venue.functions.trade(eth, -WAD // 2))  # reducing needs nothing
+    # A newer attestation counts the open position: the window starts again.
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=700)
+    transact(w3, trader, venue.functions.trade(eth, WAD))  # +1 ETH: $600 of $700
+    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+    # Flipping sides is new risk on the whole new side.
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=0)
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        venue.functions.trade(eth, -3 * WAD).call({"from": trader.address})
+
+
+def test_liquidation_only_for_a_flagged_trader_and_only_the_named_leg(
+        chain: tuple[Web3, Deployment], two_markets: Deployment) -> None:
+    w3, _ = chain
+    d = two_markets
+    venue = contract(w3, "PerpVenue", d.venue)
+    trader, liquidator = anvil_account(6), anvil_account(7)
+    transact(w3, trader, venue.functions.deposit(10_000 * WAD))
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
+    transact(w3, trader, venue.functions.trade(market_bytes("ETH"), 2 * WAD))
+    transact(w3, trader, venue.functions.trade(market_bytes("BTC"), WAD // 10))
+    with pytest.raises(ContractLogicError, match="trader is healthy"):
+        venue.functions.liquidate(trader.address, market_bytes("ETH")).call(
+            {"from": liquidator.address})
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=0, equity_usd=900, mm_usd=1_000)
+    with pytest.raises(ContractLogicError, match="no such position"):
+        venue.functions.liquidate(trader.address, market_bytes("SOL")).call(
+            {"from": liquidator.address})
+    transact(w3, liquidator, venue.functions.liquidate(trader.address, market_bytes("ETH")))
+    left = venue.functions.positions(trader.address).call()
+    assert [(p[0], p[1]) for p in left] == [(market_bytes("BTC"), WAD // 10)]

@@ -119,10 +119,11 @@ def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subproc
     trader = anvil_account(3)
     address = trader.address.lower()
     chain_a = network.deployments[0]
-    block = open_positions(chain_a, trader, "ETH", collateral_usd=10_000, size=10.0)
+    # $20k: the venue draws 20% of the 10 ETH notional from this chain's half of the credit.
+    block = open_positions(chain_a, trader, "ETH", collateral_usd=20_000, size=10.0)
     first = asyncio.run(wait_for_netted_attestation(network.bootstrap, address,
                                                     {chain_a.chain_id: block}, 120.0))
-    assert first.equity_wad == 10_000 * WAD
+    assert first.equity_wad == 20_000 * WAD
     # −10% on both chains' feeds: no trade, no new proven book. (While only one feed has
     # moved, the two sources disagree: the median is degraded and only a less healthy
     # attestation may go out.)
@@ -131,11 +132,11 @@ def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subproc
     later = asyncio.run(wait_for_attestation(
         network.bootstrap,
         lambda a: a.trader == address and a.sequence > first.sequence
-        and a.equity_wad == 7_000 * WAD,
+        and a.equity_wad == 17_000 * WAD,
         120.0, "at the new price"))
     assert later.maintenance_margin_wad < first.maintenance_margin_wad  # smaller notional
     for reading in wait_for_oracles(network.deployments, address, later.sequence, 120.0):
-        assert reading["equity_usd"] == pytest.approx(7_000.0)
+        assert reading["equity_usd"] == pytest.approx(17_000.0)
 
 
 def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subprocess.Popen],

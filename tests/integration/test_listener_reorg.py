@@ -24,6 +24,7 @@ from relayer.venue import market_bytes
 from streams import topics
 from streams.admin import ensure_topics
 from streams.records import BlockHeaderRecord, ChainReorg, PositionEvent
+from tests.support.credit import attest
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -82,6 +83,8 @@ def test_three_block_reorg_is_retracted_and_the_new_branch_published(
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
         try:
+            # Credit on the oracle (the venue draws its trades' margin from it).
+            attest(w3, d, [anvil_account(1)], 1, trader.address, free_usd=50_000)
             nonce = w3.eth.get_transaction_count(trader.address)
             base = w3.eth.block_number
             # Three blocks: deposit, a 2 ETH trade, an empty one; all published at the head.

@@ -1,0 +1,36 @@
+"""Granting a trader credit on a MarginOracle with a real threshold-signed attestation,
+for tests of the venues that draw on it (the node does this through the whole pipeline)."""
+
+from __future__ import annotations
+
+import time
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from relayer.deploy import Deployment, anvil_account, contract, transact
+from relayer.signing import sign_digest, threshold_signatures
+from streams.attestation import attestation_digest
+
+WAD = 10**18
+
+
+def attest(w3: Web3, d: Deployment, signers: list[LocalAccount], threshold: int, trader: str,
+           free_usd: float, equity_usd: float = 100_000.0, mm_usd: float = 0.0) -> int:
+    """Submit the next attestation for ``trader``; its sequence."""
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    who = Web3.to_checksum_address(trader)
+    sequence = int(oracle.functions.latest(who).call()[1]) + 1
+    fields = dict(sequence=sequence, equity_wad=int(equity_usd * WAD),
+                  maintenance_margin_wad=int(mm_usd * WAD),
+                  initial_margin_wad=int(mm_usd * 1.25 * WAD),
+                  free_collateral_wad=int(free_usd * WAD), params_version=1,
+                  source_blocks_hash=b"\x42" * 32, valid_until=int(time.time()) + 3600)
+    digest = attestation_digest(chain_id=d.chain_id, oracle=bytes.fromhex(d.oracle[2:]),
+                                trader=bytes.fromhex(trader.lower()[2:]), **fields)
+    signatures = threshold_signatures([sign_digest(s, digest) for s in signers], threshold)
+    struct = (who, sequence, fields["equity_wad"], fields["maintenance_margin_wad"],
+              fields["initial_margin_wad"], fields["free_collateral_wad"], 1,
+              fields["source_blocks_hash"], fields["valid_until"])
+    transact(w3, anvil_account(1), oracle.functions.submit(struct, signatures))
+    return sequence
