@@ -54,7 +54,8 @@ class ChainSettings(BaseModel):
     finality_tag: Literal["safe", "finalized"] | None = None
     poll_interval_s: float = Field(default=0.5, gt=0)
     start_block: int = Field(default=0, ge=0)
-    venues: list[Address] = []
+    venues: list[Address] = []          # PerpVenue-like: positions are futures
+    lending_pools: list[Address] = []   # LendingPool-like: positions are supplies / debts
     price_feeds: dict[str, Address] = {}
     oracle: Address
     submitter: KeystoreSettings

@@ -15,6 +15,8 @@ from relayer.venue import market_bytes
 # Initial margin a venue asks of new exposure, out of the globally attested free
 # collateral: 20%, about what the engine's default scan gives a naked perp (16% × 1.25).
 VENUE_INITIAL_MARGIN_BPS = 2000
+# A borrow draws its value plus this share of it from the credit.
+POOL_BORROW_MARGIN_BPS = 2000
 
 # anvil's development accounts (its default mnemonic), funded on local chains only.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -32,6 +34,7 @@ class Deployment:
     oracle: str
     venue: str
     feeds: dict[str, str]
+    pool: str = ""
 
 
 def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
@@ -57,19 +60,22 @@ def contract(w3: Web3, name: str, address: str) -> Any:
 
 def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], threshold: int,
                  prices: dict[str, int]) -> Deployment:
-    """MarginOracle, PerpVenue (checking risk against the oracle), and a PriceFeed per
-    asset (8 decimals, first round = ``prices``)."""
+    """MarginOracle, PerpVenue and LendingPool (both checking risk against the oracle),
+    and a PriceFeed per asset (8 decimals, first round = ``prices``)."""
     w3 = Web3(HTTPProvider(rpc_url))
     feeds = {}
     sorted_signers = [Web3.to_checksum_address(s) for s in signers]
     oracle = deploy_contract(w3, deployer, "MarginOracle", sorted_signers, threshold)
     venue = deploy_contract(w3, deployer, "PerpVenue", Web3.to_checksum_address(oracle),
                             VENUE_INITIAL_MARGIN_BPS)
+    pool = deploy_contract(w3, deployer, "LendingPool", Web3.to_checksum_address(oracle),
+                           POOL_BORROW_MARGIN_BPS)
     for asset, price_usd in prices.items():
         feed = deploy_contract(w3, deployer, "PriceFeed", market_bytes(asset), 8)
         transact(w3, deployer, contract(w3, "PriceFeed", feed).functions.submit(price_usd * 10**8))
-        transact(w3, deployer, contract(w3, "PerpVenue", venue).functions.list_market(
-            market_bytes(asset), Web3.to_checksum_address(feed)))
+        for name, address in (("PerpVenue", venue), ("LendingPool", pool)):
+            transact(w3, deployer, contract(w3, name, address).functions.list_market(
+                market_bytes(asset), Web3.to_checksum_address(feed)))
         feeds[asset] = feed
     return Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
-                      feeds=feeds)
+                      feeds=feeds, pool=pool)

@@ -96,6 +96,7 @@ class Listener:
         self.state_dir = state_dir
         self.checkpoint_path = state_dir / f"listener-{self.settings.chain_id}.json"
         self.feeds = {addr.lower(): asset for asset, addr in self.settings.price_feeds.items()}
+        self.pools = {addr.lower() for addr in self.settings.lending_pools}
         self.feed_decimals = feed_decimals
         self.metrics = metrics or Metrics(state_dir / "metrics.prom")
         self.window = self.settings.finality_blocks + WINDOW_BEYOND_FINALITY
@@ -130,8 +131,9 @@ class Listener:
             parent_hash="0x" + header.parent_hash.hex(), state_root="0x" + header.state_root.hex(),
             timestamp=header.timestamp, header_rlp="0x" + header.rlp.hex(),
         ))
-        if self.settings.venues:
-            logs = await self.client.logs(block_hash, list(self.settings.venues))
+        books = [*self.settings.venues, *self.settings.lending_pools]
+        if books:
+            logs = await self.client.logs(block_hash, books)
             await self.publish_logs(header, logs)
         recent = (*checkpoint.recent, (header.number, block_hash))[-self.window:]
         return Checkpoint(header.number + 1, recent, checkpoint.next_final)
@@ -219,7 +221,7 @@ class Listener:
                            f"(evidence in {path})", evidence)
 
     async def publish_logs(self, header: BlockHeader, logs: list[dict[str, Any]]) -> None:
-        venues = {v.lower() for v in self.settings.venues}
+        venues = {v.lower() for v in (*self.settings.venues, *self.settings.lending_pools)}
         last_event: dict[tuple[str, str], int] = {}
         for entry in logs:
             if entry["address"].lower() in venues and entry["topics"][0] == POSITION_CHANGED_TOPIC:
@@ -241,6 +243,8 @@ class Listener:
         chain_id = self.settings.chain_id
         if entry["topics"][0] == POSITION_CHANGED_TOPIC:
             trader, collateral, positions, commitment = decode_position_changed(entry)
+            if address in self.pools:
+                positions = tuple(p.model_copy(update={"kind": "lending"}) for p in positions)
             record = PositionEvent(
                 event_id=f"{chain_id}:{block_hash}:{log_index}", chain_id=chain_id,
                 venue=address, trader=trader, block_number=header.number, block_hash=block_hash,

@@ -67,7 +67,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         lines += [
             "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
             f'rpc_urls = ["{d.rpc_url}"]', "finality_blocks = 2", f'oracle = "{d.oracle}"',
-            f'venues = ["{d.venue}"]',
+            f'venues = ["{d.venue}"]', f'lending_pools = ["{d.pool}"]',
             "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
             f'submitter = {{ keystore = "{submitter.keystore}", '
             f'password_file = "{submitter.password_file}" }}',
@@ -89,6 +89,14 @@ def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float
     w3 = Web3(HTTPProvider(deployment.rpc_url))
     venue = contract(w3, "PerpVenue", deployment.venue)
     receipt = transact(w3, trader, venue.functions.trade(market_bytes(market), int(size * WAD)))
+    return int(receipt["blockNumber"])
+
+
+def supply(deployment: Deployment, trader: LocalAccount, market: str, units: float) -> int:
+    """Supply ``units`` of ``market`` to the chain's lending pool; the block number."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    pool = contract(w3, "LendingPool", deployment.pool)
+    receipt = transact(w3, trader, pool.functions.supply(market_bytes(market), int(units * WAD)))
     return int(receipt["blockNumber"])
 
 

@@ -58,9 +58,14 @@ class BlockHeaderRecord(Record):
 
 
 class Position(Record):
+    """One leg as its venue committed it. ``perp``: a perpetual future, ``size_wad`` signed
+    contracts, valued by its P&L against ``entry_price_wad``. ``lending``: a balance in a
+    lending pool, supplied (> 0, an asset held) or borrowed (< 0, a debt), valued whole."""
+
     market: str = Field(min_length=1, max_length=32)
     size_wad: int
     entry_price_wad: NonNegative
+    kind: Literal["perp", "lending"] = "perp"
 
 
 class PositionEvent(Record):

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from engine import Book, MarginParams, MarginResult, Market, compute_margin
+from engine import Book, Kind, MarginParams, MarginResult, Market, compute_margin
 from engine.liquidation import plan_liquidation
 from streams.attestation import attestation_digest, source_blocks_hash
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
@@ -40,9 +40,11 @@ def legs_of(state: TraderState) -> list[tuple[str, HeldBook, Position]]:
 
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:
     """Engine arrays for ``states``: one row per position, one collateral row per book.
-    Accounts are numbered per trader (its books in key order), as they would be alone."""
+    Accounts are numbered per trader (its books in key order), as they would be alone.
+    A perp is a future valued by its P&L; a lending balance is an asset supplied or a
+    debt borrowed, valued whole."""
     index = {u: i for i, u in enumerate(underlyings)}
-    trader, account, underlying, size, entry = [], [], [], [], []
+    trader, account, underlying, kind, size, entry = [], [], [], [], [], []
     coll_trader, coll = [], []
     for t, state in enumerate(states):
         accounts = {key: a for a, key in enumerate(sorted(state.history))}
@@ -53,16 +55,25 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
             trader.append(t)
             account.append(accounts[key])
             underlying.append(index[p.market])
-            size.append(p.size_wad / WAD)
+            if p.kind == "lending":
+                kind.append(Kind.SUPPLY if p.size_wad > 0 else Kind.BORROW)
+                size.append(abs(p.size_wad) / WAD)
+            else:
+                kind.append(Kind.PERP)
+                size.append(p.size_wad / WAD)
             entry.append(p.entry_price_wad / WAD)
-    return Book.linear(
+    zeros = np.zeros(len(trader))
+    return Book(
         n_traders=len(states),
         underlyings=tuple(underlyings),
         trader=np.array(trader, dtype=np.int64),
         account=np.array(account, dtype=np.int64),
         underlying=np.array(underlying, dtype=np.int64),
+        kind=np.array(kind, dtype=np.int64),
         size=np.array(size, dtype=np.float64),
         entry_price_usd=np.array(entry, dtype=np.float64),
+        strike_usd=zeros,
+        expiry_years=zeros.copy(),
         collateral_trader=np.array(coll_trader, dtype=np.int64),
         collateral_usd=np.array(coll, dtype=np.float64),
     )

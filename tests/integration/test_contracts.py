@@ -277,3 +277,27 @@ def test_liquidation_only_for_a_flagged_trader_and_only_the_named_leg(
     transact(w3, liquidator, venue.functions.liquidate(trader.address, market_bytes("ETH")))
     left = venue.functions.positions(trader.address).call()
     assert [(p[0], p[1]) for p in left] == [(market_bytes("BTC"), WAD // 10)]
+
+
+def test_lending_pool_draws_borrows_and_withdrawals_from_the_attested_credit(
+        chain: tuple[Web3, Deployment], two_markets: Deployment) -> None:
+    w3, _ = chain
+    d = two_markets
+    pool = contract(w3, "LendingPool", d.pool)
+    trader = anvil_account(8)
+    eth = market_bytes("ETH")
+    transact(w3, trader, pool.functions.supply(eth, 2 * WAD))  # adding assets always passes
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        pool.functions.withdraw(eth, WAD).call({"from": trader.address})
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=3_000)
+    transact(w3, trader, pool.functions.withdraw(eth, WAD))  # $3,000 of value out
+    with pytest.raises(ContractLogicError, match="withdraw the supply first"):
+        pool.functions.borrow(eth, WAD).call({"from": trader.address})
+    btc = market_bytes("BTC")
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=7_000)
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        pool.functions.borrow(btc, WAD // 10).call({"from": trader.address})  # $6,000 + 20%
+    transact(w3, trader, pool.functions.borrow(btc, WAD // 20))  # $3,000 + 20% = $3,600
+    transact(w3, trader, pool.functions.repay(btc, WAD // 20))  # repaying always passes
+    book = {p[0]: p[1] for p in pool.functions.positions(trader.address).call()}
+    assert book == {eth: WAD}

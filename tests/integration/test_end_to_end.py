@@ -21,11 +21,16 @@ from relayer.deploy import anvil_account
 from relayer.localnet import LocalNet
 from relayer.scenario import (
     Network,
+    deposit,
     open_positions,
+    read_price,
     run_hedge,
     set_price,
     setup_network,
+    supply,
+    trade,
     wait_for_attestation,
+    wait_for_credit,
     wait_for_netted_attestation,
     wait_for_oracles,
 )
@@ -176,3 +181,23 @@ def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subproc
                               text=True, timeout=120)
     assert tampered.returncode == 1
     assert "recomputed differs in ['equity_wad'" in tampered.stdout
+
+
+def test_a_supply_on_one_chain_hedges_a_short_perp_on_another(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    # Cash and carry across protocols: 10 ETH supplied to the lending pool on chain B,
+    # 10 ETH short on the perp venue of chain A. Each alone is a full ETH exposure.
+    network, _ = node
+    trader = anvil_account(4)
+    address = trader.address.lower()
+    chain_a, chain_b = network.deployments[:2]
+    supplied = supply(chain_b, trader, "ETH", 10.0)
+    deposit(chain_a, trader, 5_000)
+    price = read_price(chain_a, "ETH")
+    wait_for_credit([chain_a], address, 10.0 * price * 0.2, 120.0)
+    shorted = trade(chain_a, trader, "ETH", -10.0)
+    att = asyncio.run(wait_for_netted_attestation(
+        network.bootstrap, address, {chain_a.chain_id: shorted, chain_b.chain_id: supplied},
+        120.0))
+    assert att.equity_wad == pytest.approx((5_000 + 10 * price) * WAD, rel=1e-9)
+    assert att.maintenance_margin_wad < 0.2 * att.isolated_margin_wad

@@ -147,3 +147,20 @@ def test_renewal_must_fall_inside_the_validity() -> None:
 
     with pytest.raises(ValidationError, match="renew_before_s"):
         StreamSettings(attestation_validity_s=600, renew_before_s=600)
+
+
+def test_a_lending_supply_is_an_asset_that_hedges_a_short_perp() -> None:
+    short = proven(1, 10, 0, -10.0, collateral=5_000)
+    supplied = proven(2, 11, 0, 10.0, collateral=0, venue="0x" + "22" * 20)
+    supplied = supplied.model_copy(update={"positions": tuple(
+        p.model_copy(update={"kind": "lending"}) for p in supplied.positions)})
+    state = apply_proven(apply_proven(TraderState(trader=TRADER), short), supplied)
+    alone = apply_proven(TraderState(trader=TRADER), short)
+    prices = {"ETH": eth(3000)}
+    both, short_only = margin_for([state], prices, SETTINGS_PARAMS), margin_for([alone], prices,
+                                                                               SETTINGS_PARAMS)
+    assert both is not None and short_only is not None
+    # The supply is worth 10 × $3,000 to equity (a perp only its P&L, here zero).
+    assert both.equity_usd[0] == 5_000 + 30_000
+    assert short_only.equity_usd[0] == 5_000
+    assert both.maintenance_margin_usd[0] < 0.2 * short_only.maintenance_margin_usd[0]
