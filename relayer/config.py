@@ -56,6 +56,7 @@ class ChainSettings(BaseModel):
     start_block: int = Field(default=0, ge=0)
     venues: list[Address] = []          # PerpVenue-like: positions are futures
     lending_pools: list[Address] = []   # LendingPool-like: positions are supplies / debts
+    option_venues: list[Address] = []   # OptionVenue-like: positions are European options
     price_feeds: dict[str, Address] = {}
     oracle: Address
     submitter: KeystoreSettings

@@ -35,6 +35,7 @@ class Deployment:
     venue: str
     feeds: dict[str, str]
     pool: str = ""
+    options: str = ""
 
 
 def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
@@ -60,8 +61,8 @@ def contract(w3: Web3, name: str, address: str) -> Any:
 
 def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], threshold: int,
                  prices: dict[str, int]) -> Deployment:
-    """MarginOracle, PerpVenue and LendingPool (both checking risk against the oracle),
-    and a PriceFeed per asset (8 decimals, first round = ``prices``)."""
+    """MarginOracle; PerpVenue, LendingPool and OptionVenue (each checking risk against
+    the oracle); a PriceFeed per asset (8 decimals, first round = ``prices``)."""
     w3 = Web3(HTTPProvider(rpc_url))
     feeds = {}
     sorted_signers = [Web3.to_checksum_address(s) for s in signers]
@@ -70,12 +71,15 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
                             VENUE_INITIAL_MARGIN_BPS)
     pool = deploy_contract(w3, deployer, "LendingPool", Web3.to_checksum_address(oracle),
                            POOL_BORROW_MARGIN_BPS)
+    options = deploy_contract(w3, deployer, "OptionVenue", Web3.to_checksum_address(oracle),
+                              VENUE_INITIAL_MARGIN_BPS)
     for asset, price_usd in prices.items():
         feed = deploy_contract(w3, deployer, "PriceFeed", market_bytes(asset), 8)
         transact(w3, deployer, contract(w3, "PriceFeed", feed).functions.submit(price_usd * 10**8))
-        for name, address in (("PerpVenue", venue), ("LendingPool", pool)):
+        for name, address in (("PerpVenue", venue), ("LendingPool", pool),
+                              ("OptionVenue", options)):
             transact(w3, deployer, contract(w3, name, address).functions.list_market(
                 market_bytes(asset), Web3.to_checksum_address(feed)))
         feeds[asset] = feed
     return Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
-                      feeds=feeds, pool=pool)
+                      feeds=feeds, pool=pool, options=options)

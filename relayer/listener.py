@@ -35,15 +35,19 @@ from relayer.kafka import Publisher
 from relayer.metrics import Metrics
 from relayer.venue import (
     ANSWER_UPDATED_TOPIC,
+    OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
     LogDecodeError,
     decode_answer_updated,
+    decode_option_position_changed,
     decode_position_changed,
 )
 from streams import topics
 from streams.records import BlockHeaderRecord, ChainReorg, PositionEvent, PriceUpdate, SourceBlock
 
 log = logging.getLogger(__name__)
+
+BOOK_TOPICS = (POSITION_CHANGED_TOPIC, OPTION_POSITION_CHANGED_TOPIC)
 
 # Recent block hashes kept beyond finality: a reorg is walked back within them.
 WINDOW_BEYOND_FINALITY = 128
@@ -131,7 +135,8 @@ class Listener:
             parent_hash="0x" + header.parent_hash.hex(), state_root="0x" + header.state_root.hex(),
             timestamp=header.timestamp, header_rlp="0x" + header.rlp.hex(),
         ))
-        books = [*self.settings.venues, *self.settings.lending_pools]
+        books = [*self.settings.venues, *self.settings.lending_pools,
+                 *self.settings.option_venues]
         if books:
             logs = await self.client.logs(block_hash, books)
             await self.publish_logs(header, logs)
@@ -221,17 +226,18 @@ class Listener:
                            f"(evidence in {path})", evidence)
 
     async def publish_logs(self, header: BlockHeader, logs: list[dict[str, Any]]) -> None:
-        venues = {v.lower() for v in (*self.settings.venues, *self.settings.lending_pools)}
+        venues = {v.lower() for v in (*self.settings.venues, *self.settings.lending_pools,
+                                       *self.settings.option_venues)}
         last_event: dict[tuple[str, str], int] = {}
         for entry in logs:
-            if entry["address"].lower() in venues and entry["topics"][0] == POSITION_CHANGED_TOPIC:
+            if entry["address"].lower() in venues and entry["topics"][0] in BOOK_TOPICS:
                 trader = "0x" + entry["topics"][1][-40:]
                 last_event[(entry["address"].lower(), trader.lower())] = int(entry["logIndex"], 16)
         for entry in logs:
             try:
                 await self.publish_log(header, entry, last_event)
             except LogDecodeError as e:
-                topic = (topics.POSITION_EVENT if entry["topics"][0] == POSITION_CHANGED_TOPIC
+                topic = (topics.POSITION_EVENT if entry["topics"][0] in BOOK_TOPICS
                          else topics.PRICE)
                 await self.publisher.refuse(topic, None, json.dumps(entry).encode(), str(e))
 
@@ -241,8 +247,11 @@ class Listener:
         block_hash = "0x" + header.hash.hex()
         log_index = int(entry["logIndex"], 16)
         chain_id = self.settings.chain_id
-        if entry["topics"][0] == POSITION_CHANGED_TOPIC:
-            trader, collateral, positions, commitment = decode_position_changed(entry)
+        if entry["topics"][0] in BOOK_TOPICS:
+            decode = (decode_option_position_changed
+                      if entry["topics"][0] == OPTION_POSITION_CHANGED_TOPIC
+                      else decode_position_changed)
+            trader, collateral, positions, commitment = decode(entry)
             if address in self.pools:
                 positions = tuple(p.model_copy(update={"kind": "lending"}) for p in positions)
             record = PositionEvent(

@@ -68,6 +68,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
             "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
             f'rpc_urls = ["{d.rpc_url}"]', "finality_blocks = 2", f'oracle = "{d.oracle}"',
             f'venues = ["{d.venue}"]', f'lending_pools = ["{d.pool}"]',
+            f'option_venues = ["{d.options}"]',
             "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
             f'submitter = {{ keystore = "{submitter.keystore}", '
             f'password_file = "{submitter.password_file}" }}',

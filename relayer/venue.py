@@ -1,8 +1,8 @@
 """What the venue and feed contracts say, decoded into records, and their commitments.
 
 ``commitment(trader)`` on a venue is keccak256(abi_encode(trader, collateral,
-positions)) (see PerpVenue.vy), so the event data can be checked against the proven
-storage word.
+positions)) (see PerpVenue.vy, LendingPool.vy, OptionVenue.vy), so the event data can be
+checked against the proven storage word.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from streams.records import Position
 POSITION_TUPLE = "(bytes32,int256,uint256)"
 POSITION_CHANGED_TOPIC = "0x" + keccak(
     f"PositionChanged(address,uint256,{POSITION_TUPLE}[],bytes32)".encode()
+).hex()
+OPTION_TUPLE = "(bytes32,int256,uint256,uint256,uint64,bool)"
+OPTION_POSITION_CHANGED_TOPIC = "0x" + keccak(
+    f"OptionPositionChanged(address,uint256,{OPTION_TUPLE}[],bytes32)".encode()
 ).hex()
 ANSWER_UPDATED_TOPIC = "0x" + keccak(b"AnswerUpdated(int256,uint256,uint256)").hex()
 
@@ -53,6 +57,23 @@ def decode_position_changed(log: dict[str, Any]) -> tuple[str, int, tuple[Positi
     return trader.lower(), collateral, positions, "0x" + commitment.hex()
 
 
+def decode_option_position_changed(log: dict[str, Any]
+                                   ) -> tuple[str, int, tuple[Position, ...], str]:
+    """(trader, collateral, positions, commitment) of an ``OptionPositionChanged`` log."""
+    try:
+        trader = "0x" + log["topics"][1][-40:]
+        collateral, raw_positions, commitment = abi_decode(
+            ["uint256", f"{OPTION_TUPLE}[]", "bytes32"], bytes.fromhex(log["data"][2:])
+        )
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise LogDecodeError(f"OptionPositionChanged: {type(e).__name__}: {e}") from e
+    positions = tuple(
+        Position(market=market_name(m), size_wad=s, entry_price_wad=p, strike_wad=k,
+                 expiry=x, kind="call" if c else "put")
+        for m, s, p, k, x, c in raw_positions)
+    return trader.lower(), collateral, positions, "0x" + commitment.hex()
+
+
 def decode_answer_updated(log: dict[str, Any]) -> tuple[int, int, int]:
     """(answer, round id, updated at) of a feed's ``AnswerUpdated`` log."""
     try:
@@ -68,6 +89,15 @@ def book_commitment(trader: str, collateral_wad: int, positions: tuple[Position,
     """The commitment a venue stores for this book (zero for an empty book)."""
     if collateral_wad == 0 and not positions:
         return "0x" + "00" * 32
+    if any(p.kind in ("call", "put") for p in positions):
+        encoded = abi_encode(
+            ["address", "uint256", f"{OPTION_TUPLE}[]"],
+            [trader, collateral_wad,
+             [(market_bytes(p.market), p.size_wad, p.entry_price_wad, p.strike_wad, p.expiry,
+               p.kind == "call") for p in positions]],
+        )
+        return "0x" + keccak(encoded).hex()
+    # An empty book encodes the same whatever the venue's position type.
     encoded = abi_encode(
         ["address", "uint256", f"{POSITION_TUPLE}[]"],
         [trader, collateral_wad,

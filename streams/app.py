@@ -78,7 +78,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         await app.producer.send(topics.ATTESTATION, key, attestation.to_bytes(), None, None,
                                 None)
         if attestation.health < 1.0:
-            order = liquidation_for(state, attestation, market, params)
+            order = liquidation_for(state, attestation, market, params, settings.implied_vol)
             await app.producer.send(topics.LIQUIDATION, key, order.to_bytes(), None, None,
                                     None)
 
@@ -217,7 +217,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         states = [s for s, _ in margined]
         assets = markets_of(states)
         market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
-        margins = (margins_for(states, market, params) if market is not None
+        margins = (margins_for(states, market, params, settings.implied_vol)
+                   if market is not None
                    else [None] * len(states))
         attested: set[str] = set()
         for (state, event), margin in zip(margined, margins, strict=True):

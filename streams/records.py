@@ -60,12 +60,16 @@ class BlockHeaderRecord(Record):
 class Position(Record):
     """One leg as its venue committed it. ``perp``: a perpetual future, ``size_wad`` signed
     contracts, valued by its P&L against ``entry_price_wad``. ``lending``: a balance in a
-    lending pool, supplied (> 0, an asset held) or borrowed (< 0, a debt), valued whole."""
+    lending pool, supplied (> 0, an asset held) or borrowed (< 0, a debt), valued whole.
+    ``call`` / ``put``: European options, ``size_wad`` signed contracts (< 0 written),
+    ``strike_wad`` and ``expiry`` (unix seconds), ``entry_price_wad`` the premium."""
 
     market: str = Field(min_length=1, max_length=32)
     size_wad: int
     entry_price_wad: NonNegative
-    kind: Literal["perp", "lending"] = "perp"
+    kind: Literal["perp", "lending", "call", "put"] = "perp"
+    strike_wad: NonNegative = 0
+    expiry: NonNegative = 0
 
 
 class PositionEvent(Record):

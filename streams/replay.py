@@ -156,7 +156,7 @@ class Auditor:
             state = apply_proven(state, self.books[event_id])
         prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
                                        breaker=p.breaker) for p in a.prices}
-        result = margin_for([state], prices, self.params)
+        result = margin_for([state], prices, self.params, self.settings.implied_vol)
         if result is None:
             return None
         return next_attestation(state, result, 0, self.settings, prices)

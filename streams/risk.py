@@ -25,6 +25,9 @@ from streams.settings import StreamSettings
 from streams.state import HeldBook, TraderState
 
 WAD = 10**18
+YEAR_S = 365 * 86_400
+# Implied volatility of an underlying without one configured (streams.implied_vol).
+DEFAULT_IMPLIED_VOL = 0.6
 
 
 def to_wad(x: float) -> int:
@@ -38,13 +41,16 @@ def legs_of(state: TraderState) -> list[tuple[str, HeldBook, Position]]:
     return [(key, book, p) for key, book in sorted(state.books.items()) for p in book.positions]
 
 
-def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Book:
+def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
+               clocks: Sequence[int]) -> Book:
     """Engine arrays for ``states``: one row per position, one collateral row per book.
     Accounts are numbered per trader (its books in key order), as they would be alone.
     A perp is a future valued by its P&L; a lending balance is an asset supplied or a
-    debt borrowed, valued whole."""
+    debt borrowed, valued whole; an option's time to expiry runs from the trader's data
+    clock (``clocks``, see ``data_clock``), so replay finds the same."""
     index = {u: i for i, u in enumerate(underlyings)}
     trader, account, underlying, kind, size, entry = [], [], [], [], [], []
+    strike, expiry = [], []
     coll_trader, coll = [], []
     for t, state in enumerate(states):
         accounts = {key: a for a, key in enumerate(sorted(state.history))}
@@ -59,10 +65,13 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
                 kind.append(Kind.SUPPLY if p.size_wad > 0 else Kind.BORROW)
                 size.append(abs(p.size_wad) / WAD)
             else:
-                kind.append(Kind.PERP)
+                kind.append({"perp": Kind.PERP, "call": Kind.CALL, "put": Kind.PUT}[p.kind])
                 size.append(p.size_wad / WAD)
             entry.append(p.entry_price_wad / WAD)
-    zeros = np.zeros(len(trader))
+            strike.append(p.strike_wad / WAD)
+            # An option at or past expiry (not settled here) is valued a second before it.
+            expiry.append(max(p.expiry - clocks[t], 1) / YEAR_S if p.kind in ("call", "put")
+                          else 0.0)
     return Book(
         n_traders=len(states),
         underlyings=tuple(underlyings),
@@ -72,26 +81,36 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str]) -> Boo
         kind=np.array(kind, dtype=np.int64),
         size=np.array(size, dtype=np.float64),
         entry_price_usd=np.array(entry, dtype=np.float64),
-        strike_usd=zeros,
-        expiry_years=zeros.copy(),
+        strike_usd=np.array(strike, dtype=np.float64),
+        expiry_years=np.array(expiry, dtype=np.float64),
         collateral_trader=np.array(coll_trader, dtype=np.int64),
         collateral_usd=np.array(coll, dtype=np.float64),
     )
 
 
 def market_for(markets: Sequence[str], prices: Mapping[str, OraclePrice],
-               params: MarginParams) -> Market:
+               params: MarginParams, vols: Mapping[str, float] | None = None) -> Market:
     spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
-    market = Market.flat(spot, correlation=params.default_correlation)
+    vol = np.array([(vols or {}).get(m, DEFAULT_IMPLIED_VOL) for m in markets])
+    market = Market.flat(spot, vol, correlation=params.default_correlation)
     return replace(market, stale=np.array([prices[m].degraded for m in markets]))
 
 
+def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None) -> int:
+    """The newest timestamp among the trader's books and the prices of its markets: the
+    clock of its attestation (``issued_at``), never the wall clock."""
+    clock = max(b.block_timestamp for b in state.books.values())
+    held = [m for m in markets_of([state]) if prices and m in prices]
+    return max([clock, *(prices[m].observed_at for m in held)]) if prices else clock
+
+
 def liquidation_for(state: TraderState, attestation: Attestation,
-                    prices: Mapping[str, OraclePrice], params: MarginParams) -> Liquidation:
+                    prices: Mapping[str, OraclePrice], params: MarginParams,
+                    vols: Mapping[str, float] | None = None) -> Liquidation:
     """The engine's plan for a trader whose attestation found health < 1."""
     markets = markets_of([state])
-    plan = plan_liquidation(build_book([state], markets), market_for(markets, prices, params),
-                            params)
+    plan = plan_liquidation(build_book([state], markets, [data_clock(state, prices)]),
+                            market_for(markets, prices, params, vols), params)
     legs = legs_of(state)
     return Liquidation(
         trader=state.trader, sequence=attestation.sequence, health=plan.health_before,
@@ -125,7 +144,8 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
 
 
 def margin_for(
-    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams
+    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
+    vols: Mapping[str, float] | None = None,
 ) -> MarginResult | None:
     """Margin of every state in one engine call over the union of their markets; ``None``
     while a needed price is unknown.
@@ -135,12 +155,14 @@ def margin_for(
     markets = markets_of(states)
     if any(m not in prices for m in markets):
         return None
-    return compute_margin(build_book(states, markets), market_for(markets, prices, params),
-                          params)
+    clocks = [data_clock(s, prices) for s in states]
+    return compute_margin(build_book(states, markets, clocks),
+                          market_for(markets, prices, params, vols), params)
 
 
 def margins_for(
-    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams
+    states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
+    vols: Mapping[str, float] | None = None,
 ) -> list[tuple[MarginResult, int] | None]:
     """(result, row) per state, one engine call per set of markets held.
 
@@ -153,7 +175,7 @@ def margins_for(
         groups.setdefault(tuple(markets_of([state])), []).append(i)
     out: list[tuple[MarginResult, int] | None] = [None] * len(states)
     for rows in groups.values():
-        result = margin_for([states[i] for i in rows], prices, params)
+        result = margin_for([states[i] for i in rows], prices, params, vols)
         if result is not None:
             for row, i in enumerate(rows):
                 out[i] = (result, row)
@@ -184,9 +206,7 @@ def next_attestation(
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
     held = [m for m in markets_of([state]) if prices and m in prices]
-    issued_at = max(b.block_timestamp for b in state.books.values())
-    if prices:
-        issued_at = max([issued_at, *(prices[m].observed_at for m in held)])
+    issued_at = data_clock(state, prices)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
     if (previous is not None and not renewal

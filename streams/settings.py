@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +44,8 @@ class StreamSettings(BaseModel):
     max_price_deviation: float = Field(default=0.02, gt=0, lt=1)
     circuit_breaker_move: float = Field(default=0.10, gt=0)
     circuit_breaker_window_s: int = Field(default=900, ge=1)
+    # Implied volatility per underlying for options (else streams.risk.DEFAULT_IMPLIED_VOL).
+    implied_vol: dict[str, Annotated[float, Field(gt=0, lt=5)]] = {}
     targets: tuple[AttestationTarget, ...] = ()
 
     @model_validator(mode="after")

@@ -29,9 +29,11 @@ from relayer.proof_fetcher import ProofFetcher
 from relayer.prover import prove_event
 from relayer.signing import rotation_digest, sign_digest, threshold_signatures
 from relayer.venue import (
+    OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
     book_commitment,
     commitment_base_slot,
+    decode_option_position_changed,
     decode_position_changed,
     market_bytes,
 )
@@ -301,3 +303,44 @@ def test_lending_pool_draws_borrows_and_withdrawals_from_the_attested_credit(
     transact(w3, trader, pool.functions.repay(btc, WAD // 20))  # repaying always passes
     book = {p[0]: p[1] for p in pool.functions.positions(trader.address).call()}
     assert book == {eth: WAD}
+
+
+def test_option_venue_books_are_proven_and_writing_draws_on_the_credit(
+        chain: tuple[Web3, Deployment], two_markets: Deployment) -> None:
+    w3, _ = chain
+    d = two_markets
+    venue = contract(w3, "OptionVenue", d.options)
+    eth = market_bytes("ETH")
+    expiry = w3.eth.get_block("latest")["timestamp"] + 30 * 86_400
+    call, put = (eth, 3300 * WAD, expiry, True), (eth, 2700 * WAD, expiry, False)
+    transact(w3, anvil_account(0), venue.functions.quote(*call, 120 * WAD))
+    transact(w3, anvil_account(0), venue.functions.quote(*put, 90 * WAD))
+    trader = anvil_account(9)
+    transact(w3, trader, venue.functions.deposit(1_000 * WAD))
+    transact(w3, trader, venue.functions.trade(*call, 2 * WAD))  # buying pays from cash
+    assert venue.functions.collateral(trader.address).call() == 760 * WAD
+    with pytest.raises(ContractLogicError, match="premium exceeds cash"):
+        venue.functions.trade(*call, 10 * WAD).call({"from": trader.address})
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        venue.functions.trade(*put, -WAD).call({"from": trader.address})  # writing is risk
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=1_000)
+    receipt = transact(w3, trader, venue.functions.trade(*put, -WAD))  # $3,000 × 20% = $600
+    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+
+    log = next(e for e in receipt["logs"]
+               if "0x" + e["topics"][0].hex().removeprefix("0x") == OPTION_POSITION_CHANGED_TOPIC)
+    raw = {"topics": ["0x" + t.hex().removeprefix("0x") for t in log["topics"]],
+           "data": "0x" + log["data"].hex().removeprefix("0x")}
+    who, collateral, positions, commitment = decode_option_position_changed(raw)
+    assert {(p.kind, p.size_wad, p.strike_wad) for p in positions} == {
+        ("call", 2 * WAD, 3300 * WAD), ("put", -WAD, 2700 * WAD)}
+    assert book_commitment(who, collateral, positions) == commitment
+    block = w3.eth.get_block(receipt["blockNumber"])
+    event = PositionEvent(
+        event_id=f"{d.chain_id}:0x{block['hash'].hex()}:{log['logIndex']}", chain_id=d.chain_id,
+        venue=d.options, trader=who, block_number=block["number"],
+        block_hash="0x" + block["hash"].hex().removeprefix("0x"),
+        block_timestamp=block["timestamp"], log_index=log["logIndex"],
+        collateral_wad=collateral, positions=positions, commitment=commitment)
+    proven = asyncio.run(prove_event(ProofFetcher(_client(d)), event))
+    assert proven.positions == positions

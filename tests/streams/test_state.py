@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine import MarginParams
 from streams.oracle import OraclePrice
 from streams.records import Position, ProvenBook
@@ -164,3 +166,33 @@ def test_a_lending_supply_is_an_asset_that_hedges_a_short_perp() -> None:
     assert both.equity_usd[0] == 5_000 + 30_000
     assert short_only.equity_usd[0] == 5_000
     assert both.maintenance_margin_usd[0] < 0.2 * short_only.maintenance_margin_usd[0]
+
+
+def test_an_option_is_valued_on_the_data_clock_and_a_written_one_needs_margin() -> None:
+    t0 = 1_700_000_000
+    expiry = t0 + 30 * 86_400
+
+    def book_with(size: float) -> ProvenBook:
+        b = proven(3, 10, 0, 1.0, collateral=10_000, venue="0x" + "33" * 20)
+        option = Position(market="ETH", size_wad=int(size * WAD), entry_price_wad=100 * WAD,
+                          kind="call", strike_wad=3300 * WAD, expiry=expiry)
+        return b.model_copy(update={"positions": (option,)})
+
+    prices = {"ETH": OraclePrice("ETH", 3000 * WAD, t0, False)}
+    long = apply_proven(TraderState(trader=TRADER), book_with(1.0))
+    written = apply_proven(TraderState(trader=TRADER), book_with(-1.0))
+    r_long = margin_for([long], prices, SETTINGS_PARAMS, {"ETH": 0.6})
+    r_written = margin_for([written], prices, SETTINGS_PARAMS, {"ETH": 0.6})
+    assert r_long is not None and r_written is not None
+    import numpy as np
+
+    from engine.pricing import black76
+
+    value = float(black76(np.array([True]), np.array([3000.0]), np.array([3300.0]),
+                          np.array([(expiry - (t0 + 10)) / (365 * 86_400)]),
+                          np.array([0.6]))[0])
+    # The clock is the newest of the book's block (t0 + 10) and the price (t0).
+    assert r_long.equity_usd[0] == pytest.approx(10_000 + value, rel=1e-9)
+    assert r_written.equity_usd[0] == pytest.approx(10_000 - value, rel=1e-9)
+    assert r_written.maintenance_margin_usd[0] > r_long.maintenance_margin_usd[0]
+    assert r_long.maintenance_margin_usd[0] <= value + 1e-9  # a long option risks its value
