@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WebsocketUrl, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,6 +49,9 @@ class ChainSettings(BaseModel):
     chain_id: int = Field(ge=1)
     rpc_urls: list[HttpUrl] = Field(min_length=1)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # New heads announced over WebSocket wake the listener at once (the blocks are still
+    # read and verified over the HTTP providers); polling remains the fallback.
+    ws_url: WebsocketUrl | None = None
     finality_blocks: int = Field(default=2, ge=0)
     # When set, the chain's own final block (``safe`` or ``finalized``) instead.
     finality_tag: Literal["safe", "finalized"] | None = None

@@ -22,12 +22,15 @@ restart neither skips nor repeats a block.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from web3 import AsyncWeb3, WebSocketProvider
 
 from proofs import BlockHeader
 from relayer.chain import ChainClient
@@ -109,6 +112,20 @@ class Listener:
         checkpoint = Checkpoint.load(self.checkpoint_path, self.settings.start_block)
         labels = {"chain": self.settings.name}
         self.metrics.set("xmargin_chain_halted", 0, labels)
+        wake = asyncio.Event()
+        heads = (asyncio.create_task(self.watch_heads(wake, stop))
+                 if self.settings.ws_url is not None else None)
+        try:
+            await self.follow_chain(checkpoint, wake, stop)
+        finally:
+            if heads is not None:
+                heads.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heads
+
+    async def follow_chain(self, checkpoint: Checkpoint, wake: asyncio.Event,
+                           stop: asyncio.Event) -> None:
+        labels = {"chain": self.settings.name}
         while not stop.is_set():
             head = await self.client.block_number()
             checkpoint = await self.check_tip(checkpoint, head)
@@ -121,7 +138,35 @@ class Listener:
                 checkpoint.save(self.checkpoint_path)
             self.metrics.set("xmargin_listener_head", checkpoint.next_block - 1, labels)
             self.metrics.set("xmargin_listener_final", checkpoint.next_final - 1, labels)
-            await asyncio.sleep(self.settings.poll_interval_s)
+            # Until the next poll, or sooner when a new head is announced (or on stop).
+            waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
+            _, pending = await asyncio.wait(waiters, timeout=self.settings.poll_interval_s,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+            wake.clear()
+
+    async def watch_heads(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        """Set ``wake`` on every head the WebSocket endpoint announces. What it says is
+        not trusted, only its timing; a broken connection is retried with backoff."""
+        labels = {"chain": self.settings.name}
+        backoff_s = 0.5
+        while not stop.is_set():
+            try:
+                async with AsyncWeb3(WebSocketProvider(str(self.settings.ws_url))) as w3:
+                    await w3.eth.subscribe("newHeads")
+                    self.metrics.set("xmargin_ws_connected", 1, labels)
+                    backoff_s = 0.5
+                    async for _ in w3.socket.process_subscriptions():
+                        wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # any failure of the feed: polling carries on
+                log.warning("websocket head feed failed", extra={
+                    "chain": self.settings.name, "error": f"{type(e).__name__}: {e}"})
+            self.metrics.set("xmargin_ws_connected", 0, labels)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
 
     async def follow(self, checkpoint: Checkpoint) -> Checkpoint:
         """Publish block ``next_block``, or the reorg that replaced the blocks before it."""

@@ -236,3 +236,43 @@ def test_providers_disagreeing_on_a_final_block_halt_the_chain(
     views = error.evidence["providers"]
     assert set(views) == {first, second} and len(set(views.values())) == 2
     assert all(v.startswith("0x") for v in views.values())
+
+
+def test_a_websocket_head_feed_wakes_the_listener_long_before_its_poll(
+        localnet: LocalNet, broker: str, tmp_path: Path) -> None:
+    url = localnet.chain(41053, block_time_s=None)
+    unused = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
+    settings = ChainSettings(name="ws", chain_id=41053, rpc_urls=[url], finality_blocks=2,
+                             poll_interval_s=60.0, ws_url=url.replace("http://", "ws://"),
+                             oracle="0x" + "aa" * 20, submitter=unused)
+    w3 = Web3(HTTPProvider(url))
+    path = tmp_path / "listener-41053.json"
+
+    async def scenario() -> list[float]:
+        await ensure_topics(broker, 4)
+        client = ChainClient(settings)
+        publisher = Publisher(broker)
+        await publisher.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(Listener(client, publisher, tmp_path, {}).run(stop))
+        delays = []
+        try:
+            await until(lambda: path.exists())  # caught up at start
+            await asyncio.sleep(1.0)  # the head subscription is in place
+            for _ in range(3):
+                w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+                head = w3.eth.block_number
+                started = asyncio.get_running_loop().time()
+                await until(lambda h=head: json.loads(path.read_text())["next_block"] > h,
+                            10.0)
+                delays.append(asyncio.get_running_loop().time() - started)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await publisher.stop()
+            await client.close()
+        return delays
+
+    delays = asyncio.run(scenario())
+    assert max(delays) < 5.0  # against a 60 s poll interval
+    assert 'xmargin_ws_connected{chain="ws"} 1' in (tmp_path / "metrics.prom").read_text()
