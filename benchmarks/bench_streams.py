@@ -37,17 +37,17 @@ from pathlib import Path
 import numpy as np
 import rlp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from eth_hash.auto import keccak
 from trie import HexaryTrie
 
 from engine import MarginParams
+from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
 from relayer.config import load_settings
 from relayer.localnet import LocalNet
 from relayer.venue import book_commitment, commitment_base_slot
 from streams import topics
 from streams.admin import ensure_topics
-from streams.log import read_topics
+from streams.log import export, read_topics
 from streams.records import Attestation, Position, PriceUpdate, ProvenBook
 from streams.replay import Auditor
 
@@ -359,6 +359,8 @@ def main() -> None:
 
         # Replay: the whole log, re-verified and recomputed.
         log = asyncio.run(read_topics(bootstrap))
+        if os.environ.get("XMARGIN_BENCH_EXPORT"):  # keep the log, e.g. to profile replay
+            export(log, Path(os.environ["XMARGIN_BENCH_EXPORT"]))
         settings = load_settings(config).stream_settings()
         auditor = Auditor(settings, MarginParams(version=settings.params_version))
         start = time.perf_counter()

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import rlp
-from eth_hash.auto import keccak
 
 from proofs import rpcdata
 from proofs.errors import InvalidNode, MalformedInput, ValueMismatch
+from proofs.keccak import keccak
 from proofs.mpt import BLANK_ROOT, NodeCache, verify_proof
 
 EMPTY_CODE_HASH = keccak(b"")

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import rlp
-from eth_hash.auto import keccak
 
 from proofs import rpcdata
 from proofs.errors import HeaderHashMismatch, MalformedInput
+from proofs.keccak import keccak
 
 # (JSON-RPC name, kind) in RLP order; kind "data" is bytes, "quantity" an integer.
 FRONTIER_FIELDS: tuple[tuple[str, str], ...] = (

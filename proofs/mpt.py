@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import rlp
-from eth_hash.auto import keccak
 
 from proofs.errors import (
     InvalidNode,
@@ -21,6 +20,7 @@ from proofs.errors import (
     ProofHasExtraNodes,
     ProofIncomplete,
 )
+from proofs.keccak import keccak
 from proofs.rlpnode import RLPError, decode_node
 
 BLANK_ROOT = keccak(rlp.encode(b""))
@@ -57,6 +57,9 @@ class NodeCache:
 
     def __init__(self) -> None:
         self._nodes: dict[bytes, tuple[bytes, Node | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
 
     def hash_of(self, encoded: bytes) -> bytes:
         hit = self._nodes.get(encoded)

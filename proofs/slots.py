@@ -6,7 +6,7 @@ Vyper:    ``keccak256(pad32(base_slot) ‖ pad32(key))`` (the slot comes first).
 
 from __future__ import annotations
 
-from eth_hash.auto import keccak
+from proofs.keccak import keccak
 
 
 def _word(value: bytes | int) -> bytes:

@@ -270,7 +270,7 @@ def replay(
     for record in track(records, description="replaying", console=console,
                         disable=as_json or not console.is_terminal):
         auditor.feed(record)
-    report = auditor.report
+    report = auditor.finish()
     summary = {
         "records": report.records, "refused": report.refused, "headers": report.headers,
         "books": report.books, "attestations": report.attestations, "matched": report.matched,

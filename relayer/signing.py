@@ -14,9 +14,9 @@ from pathlib import Path
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_hash.auto import keccak
 from eth_typing import Hash32
 
+from proofs.keccak import keccak
 from relayer.config import KeystoreSettings
 from relayer.errors import ConfigError
 from streams.attestation import domain_separator, word

@@ -11,8 +11,8 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_hash.auto import keccak
 
+from proofs.keccak import keccak
 from relayer.contracts import compiled
 from streams.records import Position
 

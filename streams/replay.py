@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
+from proofs.mpt import NodeCache
 from streams import topics
 from streams.oracle import OraclePrice
 from streams.records import Attestation, BlockHeaderRecord, ProvenBook, RecordError, decode
-from streams.risk import margin_for, next_attestation
+from streams.risk import margins_for, next_attestation
 from streams.settings import StreamSettings
 from streams.state import TraderState, apply_proven
 
@@ -63,7 +64,19 @@ class AuditReport:
         return not self.problems and all(not t.differences for t in self.traders.values())
 
 
+# Attestations recomputed per engine call, and proof nodes remembered (by content).
+BATCH = 512
+CACHED_NODES = 200_000
+
+
 class Auditor:
+    """Feed records in log order (``feed``), then ``finish``; or ``feed_all``.
+
+    Attestations are recomputed in batches (at most one per trader, so each batch sees
+    the previous attestation it follows): the engine gives a trader the same bits alone
+    or in a batch over the same markets, so batching changes nothing but the speed.
+    """
+
     def __init__(self, settings: StreamSettings, params: MarginParams) -> None:
         self.settings = settings
         self.params = params
@@ -71,10 +84,17 @@ class Auditor:
         self.state_roots: dict[tuple[int, str], str] = {}
         self.books: dict[str, ProvenBook] = {}
         self.previous: dict[str, Attestation] = {}
+        self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
+        self.nodes = NodeCache()
 
     def feed_all(self, records: Iterable[LogRecord]) -> AuditReport:
         for record in records:
             self.feed(record)
+        return self.finish()
+
+    def finish(self) -> AuditReport:
+        """Recompute what is still pending; the report is complete after this."""
+        self.flush()
         return self.report
 
     def feed(self, record: LogRecord) -> None:
@@ -110,12 +130,16 @@ class Auditor:
         known_root = self.state_roots.get((b.chain_id, b.block_hash))
         if known_root is not None and known_root != b.state_root:
             audit.differences.append(f"book {b.event_id}: state root is not its header's")
+        if len(self.nodes) > CACHED_NODES:
+            self.nodes = NodeCache()
         try:
             account = verify_account(bytes.fromhex(b.state_root[2:]),
                                      bytes.fromhex(b.venue[2:]),
-                                     [bytes.fromhex(n[2:]) for n in b.account_proof])
+                                     [bytes.fromhex(n[2:]) for n in b.account_proof],
+                                     cache=self.nodes)
             word = verify_storage(account.storage_root, int(b.storage_slot, 16),
-                                  [bytes.fromhex(n[2:]) for n in b.storage_proof])
+                                  [bytes.fromhex(n[2:]) for n in b.storage_proof],
+                                  cache=self.nodes)
         except ProofError as e:
             audit.differences.append(f"book {b.event_id}: {type(e).__name__}: {e}")
             return
@@ -138,7 +162,31 @@ class Auditor:
         if missing:
             audit.differences.append(f"sequence {a.sequence}: books not in the log: {missing}")
             return
-        recomputed = self.recompute(a, previous)
+        if a.trader in self.pending:
+            self.flush()
+        self.pending[a.trader] = (a, previous)
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Recompute the pending attestations, one engine call per set of prices and
+        markets, and compare each with what was emitted."""
+        groups: dict[tuple[object, ...], list[tuple[Attestation, Attestation | None]]] = {}
+        for a, previous in self.pending.values():
+            groups.setdefault(tuple(a.prices), []).append((a, previous))
+        self.pending = {}
+        for items in groups.values():
+            prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
+                                           breaker=p.breaker) for p in items[0][0].prices}
+            states = [self.state_before(a, previous) for a, previous in items]
+            margins = margins_for(states, prices, self.params, self.settings.implied_vol)
+            for (a, _), state, margin in zip(items, states, margins, strict=True):
+                recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
+                                               prices) if margin is not None else None)
+                self.compare(a, recomputed)
+
+    def compare(self, a: Attestation, recomputed: Attestation | None) -> None:
+        audit = self.trader(a.trader)
         if recomputed is None:
             audit.differences.append(f"sequence {a.sequence}: emitted although nothing moved")
             return
@@ -148,15 +196,10 @@ class Auditor:
         fields = [f for f in Attestation.model_fields if getattr(recomputed, f) != getattr(a, f)]
         audit.differences.append(f"sequence {a.sequence}: recomputed differs in {fields}")
 
-    def recompute(self, a: Attestation, previous: Attestation | None) -> Attestation | None:
-        """The attestation the worker's rules give from ``a``'s inputs, after ``previous``
-        (its credit rules depend on it); ``None`` if they would emit nothing."""
+    def state_before(self, a: Attestation, previous: Attestation | None) -> TraderState:
+        """The trader's state as the worker held it: ``a``'s books, after ``previous``
+        (the credit rules depend on it)."""
         state = TraderState(trader=a.trader, sequence=a.sequence - 1, last_attestation=previous)
         for event_id in a.book_events:
             state = apply_proven(state, self.books[event_id])
-        prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
-                                       breaker=p.breaker) for p in a.prices}
-        result = margin_for([state], prices, self.params, self.settings.implied_vol)
-        if result is None:
-            return None
-        return next_attestation(state, result, 0, self.settings, prices)
+        return state

@@ -152,3 +152,12 @@ def test_node_swapped_in_from_another_proof_is_rejected(data: st.DataObject) -> 
     except ProofError:
         return
     raise AssertionError(f"accepted a proof with a foreign node, value {value!r}")
+
+
+def test_the_fast_keccak_is_keccak() -> None:
+    from proofs.keccak import keccak as ours
+
+    assert ours(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    for n in (0, 1, 31, 32, 136, 137, 532, 4096):
+        data = bytes(range(256)) * (n // 256 + 1)
+        assert ours(data[:n]) == keccak(data[:n])  # eth_hash's default backend
