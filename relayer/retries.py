@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 180.0)  # then 180 s each (Hyperlane's shape)
 
@@ -26,25 +27,37 @@ class RetryEntry:
     status: str  # "retrying" | "dead_lettered"
 
 
-class RetryStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, RetryEntry] = {}
-        if path.exists():
-            self.entries = {k: RetryEntry(**v) for k, v in json.loads(path.read_text()).items()}
+E = TypeVar("E")
 
-    def get(self, key: str) -> RetryEntry | None:
+
+class JsonStore(Generic[E]):
+    """Entries of one dataclass type by key, in one JSON file rewritten atomically on
+    every change (a crash leaves the old or the new state, never half of one)."""
+
+    def __init__(self, path: Path, entry: Callable[..., E]) -> None:
+        self.path = path
+        self.entries: dict[str, E] = {}
+        if path.exists():
+            self.entries = {k: entry(**v) for k, v in json.loads(path.read_text()).items()}
+
+    def get(self, key: str) -> E | None:
         return self.entries.get(key)
 
-    def put(self, key: str, entry: RetryEntry | None) -> None:
+    def put(self, key: str, entry: E | None) -> None:
         if entry is None:
             self.entries.pop(key, None)
         else:
             self.entries[key] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.entries.items()}, indent=1))
-        tmp.replace(self.path)  # atomic: a crash leaves the old or the new state
+        as_dicts = {k: asdict(v) for k, v in self.entries.items()}  # type: ignore[call-overload]
+        tmp.write_text(json.dumps(as_dicts, indent=1))
+        tmp.replace(self.path)
+
+
+class RetryStore(JsonStore[RetryEntry]):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, RetryEntry)
 
 
 async def with_retries(key: str, attempt: Callable[[], Awaitable[tuple[bool, str]]],
@@ -87,25 +100,9 @@ class InFlight:
     tx_hash: str
 
 
-class InFlightStore:
+class InFlightStore(JsonStore[InFlight]):
     """Written *before* a transaction is sent: a node killed between sending and
     confirming finds the nonce again when it restarts."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, InFlight] = {}
-        if path.exists():
-            self.entries = {k: InFlight(**v) for k, v in json.loads(path.read_text()).items()}
-
-    def get(self, key: str) -> InFlight | None:
-        return self.entries.get(key)
-
-    def put(self, key: str, entry: InFlight | None) -> None:
-        if entry is None:
-            self.entries.pop(key, None)
-        else:
-            self.entries[key] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.entries.items()}, indent=1))
-        tmp.replace(self.path)
+        super().__init__(path, InFlight)

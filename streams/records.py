@@ -89,8 +89,9 @@ class PositionEvent(Record):
     superseded_in_block: bool = False
 
 
-class ProvenBook(Record):
-    """A trader's whole book on one venue at one block, with the proof that was verified."""
+class BookHead(Record):
+    """A trader's whole book on one venue at one block: what margining needs of it (and
+    all a trader's state keeps)."""
 
     event_id: str
     chain_id: NonNegative
@@ -99,13 +100,24 @@ class ProvenBook(Record):
     block_number: NonNegative
     block_hash: Hash32
     block_timestamp: NonNegative
-    state_root: Hash32
-    commitment: Hash32
     collateral_wad: NonNegative
     positions: tuple[Position, ...]
+
+
+class ProvenBook(BookHead):
+    """The book with the proof that was verified: the storage word ``commitment`` at
+    ``storage_slot`` of the venue, under ``state_root``."""
+
+    state_root: Hash32
+    commitment: Hash32
     account_proof: tuple[HexStr, ...]
     storage_slot: Hash32
     storage_proof: tuple[HexStr, ...]
+
+    def head(self) -> BookHead:
+        # Validated when it was decoded: copy the fields as they are.
+        return BookHead.model_construct(
+            **{name: getattr(self, name) for name in BookHead.model_fields})
 
 
 class PriceUpdate(Record):

@@ -11,32 +11,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.records import Address, Attestation, Hash32, NonNegative, Position, ProvenBook
+from streams.records import Attestation, BookHead, ProvenBook
 
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
 
 
-class HeldBook(BaseModel):
-    """A proven book as the state keeps it: all but the proof, which the proof service
-    verified and the log keeps for auditors (a trader's state stays small, and so does
-    every changelog write)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_id: str
-    chain_id: NonNegative
-    venue: Address
-    trader: Address
-    block_number: NonNegative
-    block_hash: Hash32
-    block_timestamp: NonNegative
-    collateral_wad: NonNegative
-    positions: tuple[Position, ...]
-
-    @classmethod
-    def of(cls, record: ProvenBook) -> HeldBook:
-        # The record was validated when it was decoded: copy its fields as they are.
-        return cls.model_construct(**{name: getattr(record, name) for name in cls.model_fields})
+# A book as the state keeps it: all but the proof, which the proof service verified and
+# the log keeps for auditors (a trader's state stays small, and so does every changelog
+# write).
+HeldBook = BookHead
 
 
 class TraderState(BaseModel):
@@ -64,7 +47,7 @@ def apply_proven(state: TraderState, record: ProvenBook) -> TraderState:
     held = state.history.get(key, ())
     if any(b.event_id == record.event_id for b in held):
         return state
-    history = tuple(sorted((*held, HeldBook.of(record)), key=_order))[-HISTORY:]
+    history = tuple(sorted((*held, record.head()), key=_order))[-HISTORY:]
     return state.model_copy(update={"history": {**state.history, key: history}})
 
 

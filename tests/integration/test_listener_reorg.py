@@ -5,7 +5,9 @@ chain with every provider's view as evidence."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,28 @@ async def until(check: Any, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+@contextlib.asynccontextmanager
+async def running(settings: ChainSettings, broker: str, state_dir: Path
+                  ) -> AsyncIterator[tuple[ChainClient, Publisher, asyncio.Task[None]]]:
+    """A listener on ``settings``' chain publishing to ``broker``, stopped on exit (its
+    task is left for the test to inspect, not awaited for its result)."""
+    await ensure_topics(broker, 4)
+    client = ChainClient(settings)
+    publisher = Publisher(broker)
+    await publisher.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(Listener(client, publisher, state_dir, {}).run(stop))
+    try:
+        yield client, publisher, task
+    finally:
+        stop.set()
+        _, pending = await asyncio.wait({task}, timeout=10)
+        for t in pending:
+            t.cancel()
+        await publisher.stop()
+        await client.close()
+
+
 def test_three_block_reorg_is_retracted_and_the_new_branch_published(
         localnet: LocalNet, broker: str, tmp_path: Path) -> None:
     url = localnet.chain(41050, block_time_s=None)
@@ -75,14 +99,8 @@ def test_three_block_reorg_is_retracted_and_the_new_branch_published(
     trader = anvil_account(2)
 
     async def scenario() -> dict[str, Any]:
-        await ensure_topics(broker, 4)
-        client = ChainClient(settings_for(url, 41050, d))
-        publisher = Publisher(broker)
-        await publisher.start()
-        listener = Listener(client, publisher, tmp_path, {})
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        try:
+        async with running(settings_for(url, 41050, d), broker, tmp_path) as (
+                client, publisher, _):
             # Credit on the oracle (the venue draws its trades' margin from it).
             attest(w3, d, [anvil_account(1)], 1, trader.address, free_usd=50_000)
             nonce = w3.eth.get_transaction_count(trader.address)
@@ -122,11 +140,6 @@ def test_three_block_reorg_is_retracted_and_the_new_branch_published(
                     "events": [e for e in events if e.chain_id == 41050],
                     "canonical": canonical,
                     "metrics": (tmp_path / "metrics.prom").read_text()}
-        finally:
-            stop.set()
-            await task
-            await publisher.stop()
-            await client.close()
 
     seen = asyncio.run(scenario())
     reorgs = [ChainReorg.model_validate_json(v)
@@ -156,14 +169,7 @@ def test_reorg_below_finality_halts_the_chain_with_evidence(
     w3 = Web3(HTTPProvider(url))
 
     async def scenario() -> BaseException | None:
-        await ensure_topics(broker, 4)
-        client = ChainClient(settings_for(url, 41051, d))
-        publisher = Publisher(broker)
-        await publisher.start()
-        listener = Listener(client, publisher, tmp_path, {})
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        try:
+        async with running(settings_for(url, 41051, d), broker, tmp_path) as (_, _, task):
             for _ in range(FINALITY + 5):
                 w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
             head = w3.eth.block_number
@@ -176,12 +182,6 @@ def test_reorg_below_finality_halts_the_chain_with_evidence(
             done, _ = await asyncio.wait({task}, timeout=30)
             assert done, "the listener kept going after a reorg below finality"
             return task.exception()
-        finally:
-            stop.set()
-            if not task.done():
-                await task
-            await publisher.stop()
-            await client.close()
 
     error = asyncio.run(scenario())
     assert isinstance(error, ChainHalted)
@@ -215,20 +215,10 @@ def test_providers_disagreeing_on_a_final_block_halt_the_chain(
                              oracle="0x" + "aa" * 20, submitter=unused)
 
     async def scenario() -> BaseException | None:
-        await ensure_topics(broker, 4)
-        client = ChainClient(settings)
-        publisher = Publisher(broker)
-        await publisher.start()
-        task = asyncio.create_task(Listener(client, publisher, tmp_path, {}).run(
-            asyncio.Event()))
-        try:
+        async with running(settings, broker, tmp_path) as (_, _, task):
             done, _ = await asyncio.wait({task}, timeout=30)
             assert done, "the listener kept going while its providers disagree"
             return task.exception()
-        finally:
-            task.cancel()
-            await publisher.stop()
-            await client.close()
 
     error = asyncio.run(scenario())
     assert isinstance(error, ChainHalted)
@@ -249,14 +239,8 @@ def test_a_websocket_head_feed_wakes_the_listener_long_before_its_poll(
     path = tmp_path / "listener-41053.json"
 
     async def scenario() -> list[float]:
-        await ensure_topics(broker, 4)
-        client = ChainClient(settings)
-        publisher = Publisher(broker)
-        await publisher.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(Listener(client, publisher, tmp_path, {}).run(stop))
         delays = []
-        try:
+        async with running(settings, broker, tmp_path):
             await until(lambda: path.exists())  # caught up at start
             await asyncio.sleep(1.0)  # the head subscription is in place
             for _ in range(3):
@@ -266,11 +250,6 @@ def test_a_websocket_head_feed_wakes_the_listener_long_before_its_poll(
                 await until(lambda h=head: json.loads(path.read_text())["next_block"] > h,
                             10.0)
                 delays.append(asyncio.get_running_loop().time() - started)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            await publisher.stop()
-            await client.close()
         return delays
 
     delays = asyncio.run(scenario())

@@ -9,7 +9,7 @@ from streams.oracle import OraclePrice
 from streams.records import Position, ProvenBook
 from streams.risk import margin_for, margins_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
-from streams.state import HeldBook, TraderState, apply_attestation, apply_proven, apply_reorg
+from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
 
 TRADER = "0x" + "ab" * 20
 WAD = 10**18
@@ -94,9 +94,9 @@ def test_reorg_retraction_restores_the_pre_reorg_state() -> None:
 def test_out_of_order_older_book_is_kept_for_a_later_retraction() -> None:
     newer, older = proven(1, 12, 0, 3.0), proven(1, 10, 0, 1.0)
     state = apply_proven(apply_proven(TraderState(trader=TRADER), newer), older)
-    assert list(state.books.values()) == [HeldBook.of(newer)]
+    assert list(state.books.values()) == [newer.head()]
     assert list(apply_reorg(state, 1, frozenset({newer.block_hash})).books.values()) == [
-        HeldBook.of(older)]
+        older.head()]
 
 
 def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
