@@ -255,3 +255,53 @@ def test_a_websocket_head_feed_wakes_the_listener_long_before_its_poll(
     delays = asyncio.run(scenario())
     assert max(delays) < 5.0  # against a 60 s poll interval
     assert 'xmargin_ws_connected{chain="ws"} 1' in (tmp_path / "metrics.prom").read_text()
+
+
+def test_a_restarted_listener_neither_skips_nor_repeats_a_block(
+        localnet: LocalNet, broker: str, tmp_path: Path) -> None:
+    url = localnet.chain(41054, block_time_s=None)
+    unused = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
+    settings = ChainSettings(name="restart", chain_id=41054, rpc_urls=[url], finality_blocks=2,
+                             poll_interval_s=0.1, oracle="0x" + "aa" * 20, submitter=unused)
+    w3 = Web3(HTTPProvider(url))
+    path = tmp_path / "listener-41054.json"
+
+    async def run_until_caught_up() -> None:
+        async with running(settings, broker, tmp_path):
+            head = w3.eth.block_number
+            await until(lambda: path.exists()
+                        and json.loads(path.read_text())["next_block"] > head)
+
+    for _ in range(2):  # two lives of the listener, blocks mined while it was down
+        for _ in range(5):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        asyncio.run(run_until_caught_up())
+    headers = [BlockHeaderRecord.model_validate_json(v)
+               for v in asyncio.run(read_all(broker, topics.BLOCK_HEADER))]
+    numbers = sorted(h.number for h in headers if h.chain_id == 41054)
+    assert numbers == list(range(w3.eth.block_number + 1))
+
+
+def test_finality_by_the_chains_own_safe_tag(localnet: LocalNet, broker: str,
+                                             tmp_path: Path) -> None:
+    url = localnet.chain(41055, block_time_s=None)
+    unused = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
+    settings = ChainSettings(name="tagged", chain_id=41055, rpc_urls=[url],
+                             finality_blocks=2, finality_tag="safe", poll_interval_s=0.1,
+                             oracle="0x" + "aa" * 20, submitter=unused)
+    w3 = Web3(HTTPProvider(url))
+    for _ in range(40):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    safe = w3.eth.get_block("safe")["number"]
+    assert 0 < safe < 40 - 2  # anvil's safe block lags further than finality_blocks would
+    path = tmp_path / "listener-41055.json"
+
+    async def scenario() -> int:
+        async with running(settings, broker, tmp_path) as (client, _, _):
+            await until(lambda: path.exists()
+                        and json.loads(path.read_text())["next_block"] > 40)
+            await asyncio.sleep(0.5)
+            return await client.finalized_height()
+
+    assert asyncio.run(scenario()) == safe
+    assert json.loads(path.read_text())["next_final"] == safe + 1  # rounds published to it
