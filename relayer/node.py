@@ -70,7 +70,8 @@ def load_keys(settings: NodeSettings) -> tuple[list[LocalAccount], dict[int, Loc
     return signers, senders
 
 
-async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                    halted: dict[int, str] | None = None) -> None:
     """Run ``task`` until ``stop``; restart it after a failure, halt it on an incident.
 
     The one place that catches every exception: a task must not take the node down.
@@ -82,6 +83,8 @@ async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asynci
             return
         except ChainHalted as e:
             log.critical("chain halted", extra={"task": name, "reason": str(e)})
+            if halted is not None:
+                halted[int(e.evidence["chain_id"])] = str(e)
             return
         except Exception as e:
             log.error("task failed, restarting", extra={"task": name, "error": repr(e)})
@@ -121,6 +124,8 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
     publisher = Publisher(bootstrap)
     await publisher.start()
     prover = ProofService(clients, publisher)
+    # Chains whose listener halted (chain id → why): their submitters stop delivering.
+    halted: dict[int, str] = {}
     metrics = Metrics(settings.state_dir / "metrics.prom")
     tasks: dict[str, Callable[[], Awaitable[None]]] = {
         "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
@@ -132,7 +137,7 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
                             metrics)
         retries = RetryStore(settings.state_dir / f"deliveries-{chain_id}.json")
         submitter = Submitter(client, senders[chain_id], signers, settings.signer_threshold,
-                              publisher, settings.submit_max_attempts, retries)
+                              publisher, settings.submit_max_attempts, retries, halted=halted)
         tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
         tasks[f"submitter-{chain_id}"] = partial(
             consume, bootstrap=bootstrap, topic=topics.ATTESTATION,
@@ -142,7 +147,7 @@ async def run_node(settings: NodeSettings, config_path: Path | None, stop: async
         tasks["worker"] = partial(watch_worker, config_path, stop)
     log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid()})
     try:
-        await asyncio.gather(*(supervise(n, t, stop) for n, t in tasks.items()))
+        await asyncio.gather(*(supervise(n, t, stop, halted) for n, t in tasks.items()))
     finally:
         await publisher.stop()
         await asyncio.gather(*(c.close() for c in clients.values()))

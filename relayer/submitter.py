@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,8 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
 class Submitter:
     def __init__(self, client: ChainClient, sender: LocalAccount, signers: list[LocalAccount],
                  threshold: int, publisher: Publisher, max_attempts: int,
-                 retries: RetryStore, in_flight: InFlightStore | None = None) -> None:
+                 retries: RetryStore, in_flight: InFlightStore | None = None,
+                 halted: Mapping[int, str] | None = None) -> None:
         self.client = client
         self.chain_id = client.settings.chain_id
         self.sender = sender
@@ -80,6 +82,7 @@ class Submitter:
         self.publisher = publisher
         self.max_attempts = max_attempts
         self.retries = retries
+        self.halted = halted if halted is not None else {}
         self.in_flight = in_flight or InFlightStore(
             retries.path.with_name(f"in-flight-{self.chain_id}.json"))
         self.oracle = client.w3.eth.contract(
@@ -120,6 +123,10 @@ class Submitter:
 
     async def deliver(self, attestation: Attestation, credit: ChainCredit) -> Result:
         key = f"{attestation.trader}:{attestation.sequence}"
+        if self.chain_id in self.halted:
+            # This chain's history changed below finality: nothing more is attested on it
+            # until an operator has looked (the delivery waits, visibly, in its retries).
+            return Result(Outcome.RETRY, f"chain halted: {self.halted[self.chain_id]}")
         try:
             prepared = await self.prepare(attestation, credit)
             if isinstance(prepared, Result):
