@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,11 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
     signer_stores = [write_keystore(s, keys, f"signer-{i}", f"pw-signer-{i}")
                      for i, s in enumerate(signers)]
     submitter = write_keystore(anvil_account(1), keys, "submitter", "pw-submitter")
-    deployments = tuple(deploy_chain(url, deployer, [s.address for s in signers], threshold, prices)
-                        for url in rpc_urls)
+    # Chains are independent, and each transaction waits for its block: deploy in parallel.
+    with ThreadPoolExecutor(max_workers=len(rpc_urls)) as pool:
+        deployments = tuple(pool.map(
+            lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
+                                     prices), rpc_urls))
     lines = [
         f'state_dir = "{run_dir / "state"}"',
         f"signer_threshold = {threshold}",

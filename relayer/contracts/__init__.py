@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,11 +25,16 @@ class Compiled:
         return int(self.storage_layout[variable]["slot"])
 
 
+# The vyper compiler keeps global settings while it compiles: one compilation at a time.
+_compiling = threading.Lock()
+
+
 @cache
 def compiled(name: str) -> Compiled:
-    """Compile ``relayer/contracts/<name>.vy`` (cached per process)."""
+    """Compile ``relayer/contracts/<name>.vy`` (cached per process; thread-safe)."""
     source = (SOURCES / f"{name}.vy").read_text()
-    out = vyper.compile_code(source, output_formats=["abi", "bytecode", "layout"])
+    with _compiling:
+        out = vyper.compile_code(source, output_formats=["abi", "bytecode", "layout"])
     layout = out["layout"]
     return Compiled(
         name=name,
