@@ -20,6 +20,9 @@ Phases, all in one run:
    (headers are not in this log; books are re-verified, attestations recomputed).
 
 Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_streams``.
+``XMARGIN_BENCH_WORKERS=N`` runs N workers in one consumer group instead of one (the
+figure is then the group's), ``XMARGIN_BENCH_PROFILE=FILE`` runs the worker under
+cProfile, ``XMARGIN_BENCH_EXPORT=DIR`` keeps the log as replay files.
 """
 
 from __future__ import annotations
@@ -321,8 +324,13 @@ def main() -> None:
         # XMARGIN_BENCH_PROFILE=FILE runs the worker under cProfile, written at its exit.
         profile = os.environ.get("XMARGIN_BENCH_PROFILE")
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
-        worker = net.start("worker", [sys.executable, *prefix, "-m", "relayer.cli", "worker",
-                                      "--config", str(config)])
+        # XMARGIN_BENCH_WORKERS=N starts N workers in one group (scale-out; default one).
+        workers = [
+            net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "relayer.cli", "worker",
+                                      "--config", str(config)],
+                      env={**os.environ,
+                           "XMARGIN__STREAMS__DATA_DIR": str(Path(tmp) / f"worker-{i}")})
+            for i in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
         watch = AttestationWatch(bootstrap)
         last_ms = asyncio.run(watch.until(finished, timeout_s=1800))
         assert watch.first_ms is not None
@@ -354,8 +362,9 @@ def main() -> None:
         produced_ms = {ProvenBook.model_validate_json(r.value).event_id: r.timestamp_ms
                        for r in stamps[-LATENCY_RECORDS * 2:] if r.value is not None}
         latencies = np.array([watch.by_event[e] - produced_ms[e] for e in wanted])
-        net.stop("worker")
-        assert worker.poll() is not None
+        for i, worker in enumerate(workers):
+            net.stop(f"worker-{i}")
+            assert worker.poll() is not None
 
         # Replay: the whole log, re-verified and recomputed.
         log = asyncio.run(read_topics(bootstrap))
@@ -372,7 +381,7 @@ def main() -> None:
             print(f"replay: {d}", file=sys.stderr)
 
     print(json.dumps({
-        "traders": N_TRADERS, "records": n_events,
+        "traders": N_TRADERS, "records": n_events, "workers": len(workers),
         "proven_books": sum(len(b) for b in proven[:BLOCKS]), "price_records": BLOCKS * len(ASSETS),
         "attestations": phase1_attestations,
         "worker_events_per_s": round(n_events / worker_s),
