@@ -42,36 +42,35 @@ def market_bytes(name: str) -> bytes:
     return name.encode("ascii").ljust(32, b"\x00")
 
 
-def decode_position_changed(log: dict[str, Any]) -> tuple[str, int, tuple[Position, ...], str]:
+Book = tuple[str, int, tuple[Position, ...], str]  # trader, collateral, positions, commitment
+
+
+def _decode_book(log: dict[str, Any], event: str, row_type: str) -> tuple[str, int, Any, str]:
+    try:
+        trader = "0x" + log["topics"][1][-40:]
+        collateral, rows, commitment = abi_decode(
+            ["uint256", f"{row_type}[]", "bytes32"], bytes.fromhex(log["data"][2:]))
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise LogDecodeError(f"{event}: {type(e).__name__}: {e}") from e
+    return trader.lower(), collateral, rows, "0x" + commitment.hex()
+
+
+def decode_position_changed(log: dict[str, Any]) -> Book:
     """(trader, collateral, positions, commitment) of a ``PositionChanged`` log."""
-    try:
-        trader = "0x" + log["topics"][1][-40:]
-        collateral, raw_positions, commitment = abi_decode(
-            ["uint256", f"{POSITION_TUPLE}[]", "bytes32"], bytes.fromhex(log["data"][2:])
-        )
-    except (KeyError, IndexError, ValueError, TypeError) as e:
-        raise LogDecodeError(f"PositionChanged: {type(e).__name__}: {e}") from e
-    positions = tuple(
-        Position(market=market_name(m), size_wad=s, entry_price_wad=p) for m, s, p in raw_positions
-    )
-    return trader.lower(), collateral, positions, "0x" + commitment.hex()
+    trader, collateral, rows, commitment = _decode_book(log, "PositionChanged", POSITION_TUPLE)
+    return trader, collateral, tuple(
+        Position(market=market_name(m), size_wad=s, entry_price_wad=p) for m, s, p in rows
+    ), commitment
 
 
-def decode_option_position_changed(log: dict[str, Any]
-                                   ) -> tuple[str, int, tuple[Position, ...], str]:
+def decode_option_position_changed(log: dict[str, Any]) -> Book:
     """(trader, collateral, positions, commitment) of an ``OptionPositionChanged`` log."""
-    try:
-        trader = "0x" + log["topics"][1][-40:]
-        collateral, raw_positions, commitment = abi_decode(
-            ["uint256", f"{OPTION_TUPLE}[]", "bytes32"], bytes.fromhex(log["data"][2:])
-        )
-    except (KeyError, IndexError, ValueError, TypeError) as e:
-        raise LogDecodeError(f"OptionPositionChanged: {type(e).__name__}: {e}") from e
-    positions = tuple(
+    trader, collateral, rows, commitment = _decode_book(log, "OptionPositionChanged",
+                                                        OPTION_TUPLE)
+    return trader, collateral, tuple(
         Position(market=market_name(m), size_wad=s, entry_price_wad=p, strike_wad=k,
                  expiry=x, kind="call" if c else "put")
-        for m, s, p, k, x, c in raw_positions)
-    return trader.lower(), collateral, positions, "0x" + commitment.hex()
+        for m, s, p, k, x, c in rows), commitment
 
 
 def decode_answer_updated(log: dict[str, Any]) -> tuple[int, int, int]:
