@@ -62,10 +62,6 @@ def scenarios_for(underlyings: tuple[str, ...], stale: BoolArray | None,
 
 def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
     """Scenarios for underlyings whose scan ranges are ``ranges``."""
-    return _build(ranges, params)
-
-
-def _build(ranges: FloatArray, params: MarginParams) -> Scenarios:
     unit = np.linspace(-1.0, 1.0, params.scan_steps)
     grid = np.tile(unit, 3)
     shocks = np.repeat(np.array([VOL_UP, VOL_FLAT, VOL_DOWN]), params.scan_steps)
@@ -94,25 +90,27 @@ def scan_ranges(underlyings: tuple[str, ...], stale: BoolArray | None,
     return ranges
 
 
+def vol_shock_scale(expiry_years: FloatArray, params: MarginParams) -> FloatArray:
+    """How much of a volatility shock applies at each expiry: (30 / days)^p, p by tenor."""
+    days = np.maximum(expiry_years * 365.0, 1.0)
+    power = np.where(days < params.vol_scale_days, params.vol_power_short,
+                     params.vol_power_long)
+    scale: FloatArray = (params.vol_scale_days / days) ** power
+    return scale
+
+
 def shocked_vol(vol: FloatArray, expiry_years: FloatArray, shock: int,
                 params: MarginParams) -> FloatArray:
     """Volatility after a shock, scaled by (30 / days to expiry)^p (p by tenor)."""
     if shock == VOL_FLAT:
         return vol
-    days = np.maximum(expiry_years * 365.0, 1.0)
-    power = np.where(days < params.vol_scale_days, params.vol_power_short,
-                     params.vol_power_long)
-    scale = (params.vol_scale_days / days) ** power
     size = params.vol_up if shock == VOL_UP else -params.vol_down
-    return np.maximum(vol * (1.0 + size * scale), 0.01)
+    return np.maximum(vol * (1.0 + size * vol_shock_scale(expiry_years, params)), 0.01)
 
 
 def shocked_vols(vol: FloatArray, expiry_years: FloatArray, params: MarginParams) -> FloatArray:
     """``shocked_vol`` for every option at once: options × (up, flat, down)."""
-    days = np.maximum(expiry_years * 365.0, 1.0)
-    power = np.where(days < params.vol_scale_days, params.vol_power_short,
-                     params.vol_power_long)
-    scale = (params.vol_scale_days / days) ** power
+    scale = vol_shock_scale(expiry_years, params)
     out = np.empty((vol.shape[0], 3))
     np.maximum(vol * (1.0 + params.vol_up * scale), 0.01, out=out[:, 0])
     out[:, 1] = vol
