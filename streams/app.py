@@ -216,13 +216,11 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         margined = [(s, e) for s, e in work if s.books]
         states = [s for s, _ in margined]
         assets = markets_of(states)
-        market = oracle_prices(assets, quotes, as_of, settings, recent) if states else None
-        margins = (margins_for(states, market, params, settings.implied_vol)
-                   if market is not None
-                   else [None] * len(states))
+        market = oracle_prices(assets, quotes, as_of, settings, recent)
+        margins = margins_for(states, market, params, settings.implied_vol)
         attested: set[str] = set()
         for (state, event), margin in zip(margined, margins, strict=True):
-            if margin is None or market is None:
+            if margin is None:
                 continue
             attestation = next_attestation(state, margin[0], margin[1], settings, market)
             if attestation is not None:

@@ -129,12 +129,13 @@ def markets_of(states: Sequence[TraderState]) -> list[str]:
 
 def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
                   settings: StreamSettings,
-                  windows: Mapping[str, Window] | None = None) -> dict[str, OraclePrice] | None:
-    """One price per market at ``as_of``; ``None`` while a market has no quote at all."""
-    if any(not quotes.get(m) for m in markets):
-        return None
+                  windows: Mapping[str, Window] | None = None) -> dict[str, OraclePrice]:
+    """One price at ``as_of`` per market that has any quote. A market without one is left
+    out, so only the traders holding it wait (``margin_for`` gives them nothing yet)."""
     prices = {}
     for m in markets:
+        if not quotes.get(m):
+            continue
         price = aggregate(m, quotes[m], as_of, settings.price_staleness_s,
                           settings.max_price_deviation)
         tripped = breaker_open((windows or {}).get(m, ()), as_of,

@@ -6,7 +6,13 @@ from __future__ import annotations
 from engine import MarginParams
 from streams.oracle import OraclePrice, aggregate, apply_quote, apply_window, breaker_open
 from streams.records import Position, PriceUpdate, ProvenBook
-from streams.risk import liquidation_for, margin_for, next_attestation
+from streams.risk import (
+    liquidation_for,
+    margin_for,
+    margins_for,
+    next_attestation,
+    oracle_prices,
+)
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven
 
@@ -146,3 +152,15 @@ def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
     free = next_attestation(state, result, 0, SETTINGS, rise)
     assert free is not None
     assert free.chains[0].free_collateral_wad > previous.chains[0].free_collateral_wad
+
+
+def test_an_unquoted_market_holds_back_only_its_holders() -> None:
+    quotes = apply_quote({}, quote(3000, "a", T0))
+    prices = oracle_prices(["ETH", "SOL"], quotes, T0, SETTINGS)
+    assert set(prices) == {"ETH"}  # SOL has no quote yet
+    eth_only = apply_proven(TraderState(trader=TRADER), book(1.0))
+    with_sol = apply_proven(TraderState(trader="0x" + "ce" * 20), book(1.0).model_copy(update={
+        "trader": "0x" + "ce" * 20,
+        "positions": (Position(market="SOL", size_wad=10 * WAD, entry_price_wad=150 * WAD),)}))
+    margins = margins_for([eth_only, with_sol], prices, PARAMS)
+    assert margins[0] is not None and margins[1] is None
