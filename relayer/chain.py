@@ -45,6 +45,11 @@ class Provider:
     demoted_until: float = 0.0  # monotonic time
 
 
+def hash_views(headers: dict[str, BlockHeader | str]) -> dict[str, str]:
+    """Provider → block hash (or its error), as evidence is written."""
+    return {url: h if isinstance(h, str) else "0x" + h.hash.hex() for url, h in headers.items()}
+
+
 class ChainClient:
     """Providers are tried in priority order; one that fails ``DEMOTE_AFTER`` times in a
     row (timeouts, transport errors, error bodies, HTTP 429, or an answer that does not
@@ -132,10 +137,9 @@ class ChainClient:
             return header.number
         return await self.block_number() - self.settings.finality_blocks
 
-    async def views(self, number: int) -> dict[str, str]:
-        """Every provider's hash of block ``number`` (its header verified), or what went
-        wrong asking it: the evidence when providers or history disagree."""
-        async def ask(provider: Provider) -> str:
+    async def headers_everywhere(self, number: int) -> dict[str, BlockHeader | str]:
+        """Every provider's header ``number`` (verified), or what went wrong asking it."""
+        async def ask(provider: Provider) -> BlockHeader | str:
             try:
                 response = await asyncio.wait_for(
                     provider.w3.provider.make_request(  # type: ignore[arg-type]
@@ -143,11 +147,16 @@ class ChainClient:
                     timeout=self.settings.rpc_timeout_s)
                 if "error" in response:
                     return f"error: {response['error']}"
-                return "0x" + verified_block(response.get("result")).hash.hex()
+                return verified_block(response.get("result"))
             except Exception as e:  # evidence: every failure is an answer here
                 return f"error: {type(e).__name__}: {e}"
         answers = await asyncio.gather(*(ask(p) for p in self.providers))
         return {p.url: a for p, a in zip(self.providers, answers, strict=True)}
+
+    async def views(self, number: int) -> dict[str, str]:
+        """Every provider's hash of block ``number`` (its header verified), or what went
+        wrong asking it: the evidence when providers or history disagree."""
+        return hash_views(await self.headers_everywhere(number))
 
     async def header_by_hash(self, block_hash: str) -> BlockHeader:
         def parse(block: Any) -> BlockHeader:

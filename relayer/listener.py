@@ -33,7 +33,7 @@ from typing import Any
 from web3 import AsyncWeb3, WebSocketProvider
 
 from proofs import BlockHeader
-from relayer.chain import ChainClient
+from relayer.chain import ChainClient, hash_views
 from relayer.kafka import Publisher
 from relayer.metrics import Metrics
 from relayer.venue import (
@@ -238,11 +238,16 @@ class Listener:
         the block we published, then publish its price rounds."""
         number = checkpoint.next_final
         ours = dict(checkpoint.recent).get(number)
-        views = await self.client.views(number)
+        headers = await self.client.headers_everywhere(number)
+        views = hash_views(headers)
         answered = {v for v in views.values() if v.startswith("0x")}
         if len(answered) > 1:
             raise await self.halt(number, ours, "providers disagree on a final block", views)
-        canonical = await self.client.header(number)
+        # The best-ranked provider's answer; asked again (and failed over) if none came.
+        canonical = next((h for p in self.client.ranked()
+                          if not isinstance(h := headers[p.url], str)), None)
+        if canonical is None:
+            canonical = await self.client.header(number)
         block_hash = "0x" + canonical.hash.hex()
         if ours is not None and block_hash != ours:
             raise await self.halt(number, ours, "reorg below finality", views)
