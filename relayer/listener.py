@@ -36,6 +36,7 @@ from proofs import BlockHeader
 from relayer.chain import ChainClient, hash_views
 from relayer.kafka import Publisher
 from relayer.metrics import Metrics
+from relayer.statedir import write_atomically
 from relayer.venue import (
     ANSWER_UPDATED_TOPIC,
     OPTION_POSITION_CHANGED_TOPIC,
@@ -87,11 +88,9 @@ class Checkpoint:
                           int(data.get("next_final", data["next_block"])))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"next_block": self.next_block, "recent": self.recent,
-                                   "next_final": self.next_final}))
-        tmp.replace(path)  # atomic: a crash leaves the old or the new checkpoint
+        write_atomically(path, json.dumps({"next_block": self.next_block,
+                                           "recent": self.recent,
+                                           "next_final": self.next_final}))
 
 
 class Listener:
@@ -267,8 +266,7 @@ class Listener:
             "detected_at": int(time.time()),
         }
         path = self.state_dir / f"incident-{self.settings.chain_id}-{number}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(evidence, indent=2))
+        write_atomically(path, json.dumps(evidence, indent=2))
         labels = {"chain": self.settings.name}
         self.metrics.inc("xmargin_chain_halts_total", labels)
         self.metrics.set("xmargin_chain_halted", 1, labels)

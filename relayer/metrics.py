@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relayer.statedir import write_atomically
+
 Labels = dict[str, str]
 
 
@@ -37,7 +39,4 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.text())
-        tmp.replace(self.path)
+        write_atomically(self.path, self.text())

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from relayer.statedir import write_atomically
+
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 180.0)  # then 180 s each (Hyperlane's shape)
 
 
@@ -48,11 +50,8 @@ class JsonStore(Generic[E]):
             self.entries.pop(key, None)
         else:
             self.entries[key] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         as_dicts = {k: asdict(v) for k, v in self.entries.items()}  # type: ignore[call-overload]
-        tmp.write_text(json.dumps(as_dicts, indent=1))
-        tmp.replace(self.path)
+        write_atomically(self.path, json.dumps(as_dicts, indent=1))
 
 
 class RetryStore(JsonStore[RetryEntry]):
