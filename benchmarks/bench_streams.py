@@ -53,6 +53,7 @@ from streams.admin import ensure_topics
 from streams.log import export, read_topics
 from streams.records import Attestation, Position, PriceUpdate, ProvenBook
 from streams.replay import Auditor
+from tests.support.configs import node_config
 
 N_TRADERS = 50_000
 BLOCKS = 200
@@ -242,34 +243,6 @@ class AttestationWatch:
         return last_ms
 
 
-def worker_config(directory: Path, bootstrap: str) -> Path:
-    config = directory / "node.toml"
-    config.write_text(f"""
-[kafka]
-bootstrap = "{bootstrap}"
-[streams]
-app_id = "bench"
-partitions = {PARTITIONS}
-data_dir = "{directory / 'worker'}"
-[[signers]]
-keystore = "unused.json"
-password_file = "unused"
-[[chains]]
-name = "a"
-chain_id = 41001
-rpc_urls = ["http://127.0.0.1:1"]
-oracle = "0x{"aa" * 20}"
-submitter = {{ keystore = "unused.json", password_file = "unused" }}
-[[chains]]
-name = "b"
-chain_id = 41002
-rpc_urls = ["http://127.0.0.1:1"]
-oracle = "0x{"bb" * 20}"
-submitter = {{ keystore = "unused.json", password_file = "unused" }}
-""")
-    return config
-
-
 def main() -> None:
     rng = np.random.default_rng(21)
     started = time.perf_counter()
@@ -279,7 +252,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalNet(Path(tmp) / "logs") as net:
         bootstrap = net.broker()
         asyncio.run(ensure_topics(bootstrap, PARTITIONS))
-        config = worker_config(Path(tmp), bootstrap)
+        config = node_config(Path(tmp) / "node.toml", bootstrap=bootstrap, app_id="bench",
+                             partitions=PARTITIONS,
+                             chains=((41001, "0x" + "aa" * 20), (41002, "0x" + "bb" * 20)))
         # Markers first: their assets' prices, and their books.
         head: list[tuple[str, str, bytes]] = [
             (topics.PRICE, a, price(a, PRICES.get(a, 100.0), 0, 0).to_bytes())

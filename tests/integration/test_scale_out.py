@@ -18,6 +18,7 @@ from relayer.localnet import LocalNet
 from streams import topics
 from streams.admin import ensure_topics
 from streams.records import Attestation, Position, PriceUpdate, ProvenBook
+from tests.support.configs import node_config
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -63,24 +64,8 @@ async def attestations(bootstrap: str, wanted: int, timeout_s: float) -> list[At
 
 def worker_config(tmp_path: Path, broker: str, app_id: str) -> Path:
     """A node config for workers only (no chain is contacted by ``xmargin worker``)."""
-    config = tmp_path / "node.toml"
-    config.write_text(f"""
-[kafka]
-bootstrap = "{broker}"
-[streams]
-app_id = "{app_id}"
-partitions = 4
-[[signers]]
-keystore = "unused.json"
-password_file = "unused"
-[[chains]]
-name = "a"
-chain_id = 1
-rpc_urls = ["http://127.0.0.1:1"]
-oracle = "0x{"aa" * 20}"
-submitter = {{ keystore = "unused.json", password_file = "unused" }}
-""")
-    return config
+    return node_config(tmp_path / "node.toml", bootstrap=broker, app_id=app_id,
+                       chains=((1, "0x" + "aa" * 20),))
 
 
 def worker(localnet: LocalNet, name: str, config: Path, data_dir: Path) -> subprocess.Popen:

@@ -11,23 +11,12 @@ from typer.testing import CliRunner
 from relayer.cli import app
 from relayer.listener import Checkpoint
 from relayer.retries import InFlight, InFlightStore, RetryEntry, RetryStore
+from tests.support.configs import node_config
 
 
 def test_status_shows_what_the_state_directory_holds(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    config = tmp_path / "node.toml"
-    config.write_text(f"""
-state_dir = "{state}"
-[[signers]]
-keystore = "k.json"
-password_file = "k.pw"
-[[chains]]
-name = "a"
-chain_id = 41001
-rpc_urls = ["http://127.0.0.1:1"]
-oracle = "0x{"aa" * 20}"
-submitter = {{ keystore = "k.json", password_file = "k.pw" }}
-""")
+    config = node_config(tmp_path / "node.toml", state_dir=state)
     Checkpoint(120, ((119, "0x" + "11" * 32),), 118).save(state / "listener-41001.json")
     (state / "incident-41001-117.json").write_text(json.dumps({
         "block": 117, "reason": "reorg below finality", "published_hash": "0x" + "22" * 32,
