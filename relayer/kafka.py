@@ -49,9 +49,6 @@ class Publisher:
                                           value=letter.to_bytes())
 
 
-FETCH_MAX_WAIT_MS = 100
-
-
 async def consume(
     *, bootstrap: str, topic: str, group: str, model: type[R], publisher: Publisher,
     handle: Callable[[R, ConsumerRecord], Awaitable[None]], stop: asyncio.Event,
@@ -66,8 +63,7 @@ async def consume(
         topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
         auto_offset_reset="earliest", session_timeout_ms=int(session_timeout_s * 1000),
         heartbeat_interval_ms=1000,
-        # The local broker holds a fetch for its whole wait even when records arrive.
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:

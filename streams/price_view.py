@@ -19,7 +19,6 @@ from streams import topics
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
 from streams.records import PriceUpdate, RecordError, decode
 from streams.settings import StreamSettings
-from streams.tansu import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class PriceView:
         """Fold every price record, from the beginning, until cancelled."""
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False,
-                                    fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+                                    fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS)
         await consumer.start()
         try:
             await consumer.topics()

@@ -21,6 +21,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams import topics
+
 SCHEME = "tansu"
 
 
@@ -53,17 +55,11 @@ async def fetched_end_offsets(bootstrap: str, reported: Mapping[Any, int | None]
     return result
 
 
-# How long a fetch may wait for data. Faust fixes it at 1.5 s, and the local broker holds
-# a fetch that long even when records arrive meanwhile: record to attestation took p50
-# 0.5–0.7 s, p99 0.9–1.7 s at 500 records/s (benchmarks/bench_streams.py); with 100 ms,
-# p50 0.1 s and p99 0.18 s at the same rate and the same throughput.
-FETCH_MAX_WAIT_MS = 100
-
-
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        # Faust fixes it at 1.5 s; see topics.FETCH_MAX_WAIT_MS. Read when it starts.
+        consumer._fetch_max_wait_ms = topics.FETCH_MAX_WAIT_MS
         return consumer
 
     async def _highwaters(self, partitions: Iterable[TP]) -> Mapping[TP, int]:
