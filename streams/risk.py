@@ -15,6 +15,7 @@ from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.records import (
     Attestation,
     AttestedPrice,
+    BookHead,
     ChainCredit,
     Liquidation,
     LiquidationLeg,
@@ -22,7 +23,7 @@ from streams.records import (
     SourceBlock,
 )
 from streams.settings import StreamSettings
-from streams.state import HeldBook, TraderState
+from streams.state import TraderState
 
 WAD = 10**18
 YEAR_S = 365 * 86_400
@@ -36,7 +37,7 @@ def to_wad(x: float) -> int:
     return int((Decimal(repr(float(x))) * WAD).to_integral_value())
 
 
-def legs_of(state: TraderState) -> list[tuple[str, HeldBook, Position]]:
+def legs_of(state: TraderState) -> list[tuple[str, BookHead, Position]]:
     """Every position of ``state`` in engine row order: books by key, then as held."""
     return [(key, book, p) for key, book in sorted(state.books.items()) for p in book.positions]
 

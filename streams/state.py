@@ -16,22 +16,19 @@ from streams.records import Attestation, BookHead, ProvenBook
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
 
 
-# A book as the state keeps it: all but the proof, which the proof service verified and
-# the log keeps for auditors (a trader's state stays small, and so does every changelog
-# write).
-HeldBook = BookHead
-
-
 class TraderState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trader: str
-    history: dict[str, tuple[HeldBook, ...]] = {}  # oldest first, current last
+    # Oldest first, current last. Books without their proofs (``ProvenBook.head``): the
+    # proof service verified them and the log keeps them for auditors, so a trader's
+    # state stays small, and so does every changelog write.
+    history: dict[str, tuple[BookHead, ...]] = {}
     sequence: int = 0
     last_attestation: Attestation | None = None
 
     @property
-    def books(self) -> dict[str, HeldBook]:
+    def books(self) -> dict[str, BookHead]:
         """The current book per (chain, venue): the newest of its history."""
         return {key: held[-1] for key, held in self.history.items()}
 
@@ -71,5 +68,5 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
     )
 
 
-def _order(book: HeldBook) -> tuple[int, int]:
+def _order(book: BookHead) -> tuple[int, int]:
     return book.block_number, int(book.event_id.rsplit(":", 1)[-1])
