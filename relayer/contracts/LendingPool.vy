@@ -15,13 +15,7 @@
 @dev Token custody is left out: balances are accounting entries, like PerpVenue's cash.
 """
 
-interface PriceFeed:
-    def latestAnswer() -> int256: view
-    def decimals() -> uint8: view
-
-interface MarginOracle:
-    def free_collateral(trader: address) -> uint256: view
-    def latest(trader: address) -> (address, uint64, int256, uint256, uint256, uint256, uint32, bytes32, uint64): view
+import credit
 
 struct Position:
     market: bytes32
@@ -41,18 +35,16 @@ collateral: public(HashMap[address, uint256])
 books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
 feeds: public(HashMap[bytes32, address])
 owner: public(address)
-oracle: public(address)
 borrow_margin_bps: public(uint256)
-drawn: public(HashMap[address, uint256])
-drawn_at_sequence: public(HashMap[address, uint64])
+initializes: credit
+exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
 
 
 @deploy
 def __init__(oracle: address, borrow_margin_bps: uint256):
-    assert oracle != empty(address), "no oracle"
     assert borrow_margin_bps <= 10000, "bad margin rate"
+    credit.__init__(oracle)
     self.owner = msg.sender
-    self.oracle = oracle
     self.borrow_margin_bps = borrow_margin_bps
 
 
@@ -112,13 +104,11 @@ def _balance(trader: address, market: bytes32) -> int256:
 def _move(market: bytes32, delta: int256, credit_bps: uint256):
     """Add `delta` units to the trader's balance in `market`; when `credit_bps` > 0, draw
     that share of the moved value from the attested free collateral."""
-    feed: address = self.feeds[market]
-    assert feed != empty(address), "unknown market"
+    price: uint256 = credit.price_wad(self.feeds[market])  # reverts on an unknown market
     assert delta != 0, "zero amount"
-    price: uint256 = self._price_wad(feed)
     if credit_bps > 0:
         value: uint256 = convert(abs(delta), uint256) * price // 10**18
-        self._draw_credit(msg.sender, value * credit_bps // 10000)
+        credit.draw(msg.sender, value * credit_bps // 10000)
     updated: DynArray[Position, MAX_POSITIONS] = []
     old: int256 = 0
     for p: Position in self.books[msg.sender]:
@@ -130,26 +120,6 @@ def _move(market: bytes32, delta: int256, credit_bps: uint256):
         updated.append(Position(market=market, size=old + delta, entry_price=price))
     self.books[msg.sender] = updated
     self._commit(msg.sender)
-
-
-@internal
-def _draw_credit(trader: address, required: uint256):
-    sequence: uint64 = (staticcall MarginOracle(self.oracle).latest(trader))[1]
-    if sequence != self.drawn_at_sequence[trader]:
-        self.drawn[trader] = 0
-        self.drawn_at_sequence[trader] = sequence
-    free: uint256 = staticcall MarginOracle(self.oracle).free_collateral(trader)
-    assert self.drawn[trader] + required <= free, "insufficient free collateral"
-    self.drawn[trader] += required
-
-
-@view
-@internal
-def _price_wad(feed: address) -> uint256:
-    answer: int256 = staticcall PriceFeed(feed).latestAnswer()
-    assert answer > 0, "bad price"
-    decimals: uint8 = staticcall PriceFeed(feed).decimals()
-    return convert(answer, uint256) * 10 ** (18 - convert(decimals, uint256))
 
 
 @internal

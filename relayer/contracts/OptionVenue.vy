@@ -13,13 +13,7 @@
 @dev Exercise and settlement at expiry are out of scope: an expired series cannot trade.
 """
 
-interface PriceFeed:
-    def latestAnswer() -> int256: view
-    def decimals() -> uint8: view
-
-interface MarginOracle:
-    def free_collateral(trader: address) -> uint256: view
-    def latest(trader: address) -> (address, uint64, int256, uint256, uint256, uint256, uint32, bytes32, uint64): view
+import credit
 
 struct OptionPosition:
     market: bytes32
@@ -43,18 +37,16 @@ books: HashMap[address, DynArray[OptionPosition, MAX_POSITIONS]]
 feeds: public(HashMap[bytes32, address])
 premiums: public(HashMap[bytes32, uint256])  # series id → quoted premium per contract
 owner: public(address)
-oracle: public(address)
 initial_margin_bps: public(uint256)
-drawn: public(HashMap[address, uint256])
-drawn_at_sequence: public(HashMap[address, uint64])
+initializes: credit
+exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
 
 
 @deploy
 def __init__(oracle: address, initial_margin_bps: uint256):
-    assert oracle != empty(address), "no oracle"
     assert initial_margin_bps > 0 and initial_margin_bps <= 10000, "bad margin rate"
+    credit.__init__(oracle)
     self.owner = msg.sender
-    self.oracle = oracle
     self.initial_margin_bps = initial_margin_bps
 
 
@@ -112,9 +104,9 @@ def trade(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, size_
                                       expiry=expiry, is_call=is_call))
     written: int256 = max(-new, 0) - max(-old, 0)
     if written > 0:
-        spot: uint256 = self._price_wad(self.feeds[market])
+        spot: uint256 = credit.price_wad(self.feeds[market])
         notional: uint256 = convert(written, uint256) * spot // 10**18
-        self._draw_credit(msg.sender, notional * self.initial_margin_bps // 10000)
+        credit.draw(msg.sender, notional * self.initial_margin_bps // 10000)
     self.books[msg.sender] = updated
     self._commit(msg.sender)
 
@@ -123,27 +115,6 @@ def trade(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, size_
 @external
 def positions(trader: address) -> DynArray[OptionPosition, MAX_POSITIONS]:
     return self.books[trader]
-
-
-@internal
-def _draw_credit(trader: address, required: uint256):
-    sequence: uint64 = (staticcall MarginOracle(self.oracle).latest(trader))[1]
-    if sequence != self.drawn_at_sequence[trader]:
-        self.drawn[trader] = 0
-        self.drawn_at_sequence[trader] = sequence
-    free: uint256 = staticcall MarginOracle(self.oracle).free_collateral(trader)
-    assert self.drawn[trader] + required <= free, "insufficient free collateral"
-    self.drawn[trader] += required
-
-
-@view
-@internal
-def _price_wad(feed: address) -> uint256:
-    assert feed != empty(address), "unknown market"
-    answer: int256 = staticcall PriceFeed(feed).latestAnswer()
-    assert answer > 0, "bad price"
-    decimals: uint8 = staticcall PriceFeed(feed).decimals()
-    return convert(answer, uint256) * 10 ** (18 - convert(decimals, uint256))
 
 
 @internal

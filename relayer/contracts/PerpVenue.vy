@@ -15,14 +15,7 @@
 @dev `commitment` is declared first so that its mapping base slot is 0.
 """
 
-interface PriceFeed:
-    def latestAnswer() -> int256: view
-    def decimals() -> uint8: view
-
-interface MarginOracle:
-    def free_collateral(trader: address) -> uint256: view
-    def is_liquidatable(trader: address) -> bool: view
-    def latest(trader: address) -> (address, uint64, int256, uint256, uint256, uint256, uint32, bytes32, uint64): view
+import credit
 
 struct Position:
     market: bytes32
@@ -48,19 +41,16 @@ collateral: public(HashMap[address, uint256])
 books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
 feeds: public(HashMap[bytes32, address])
 owner: public(address)
-oracle: public(address)
 initial_margin_bps: public(uint256)
-# Credit drawn by risk-increasing trades since the attestation of `drawn_at_sequence`.
-drawn: public(HashMap[address, uint256])
-drawn_at_sequence: public(HashMap[address, uint64])
+initializes: credit
+exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
 
 
 @deploy
 def __init__(oracle: address, initial_margin_bps: uint256):
-    assert oracle != empty(address), "no oracle"
     assert initial_margin_bps > 0 and initial_margin_bps <= 10000, "bad margin rate"
+    credit.__init__(oracle)
     self.owner = msg.sender
-    self.oracle = oracle
     self.initial_margin_bps = initial_margin_bps
 
 
@@ -89,7 +79,7 @@ def trade(market: bytes32, size_delta: int256):
     feed: address = self.feeds[market]
     assert feed != empty(address), "unknown market"
     assert size_delta != 0, "zero size"
-    price: uint256 = self._price_wad(feed)
+    price: uint256 = credit.price_wad(feed)
     book: DynArray[Position, MAX_POSITIONS] = self.books[msg.sender]
     updated: DynArray[Position, MAX_POSITIONS] = []
     old_size: int256 = 0
@@ -112,7 +102,7 @@ def liquidate(trader: address, market: bytes32):
     @notice Close `trader`'s position in `market`, only while the MarginOracle flags the
             trader (equity below maintenance margin on the global book).
     """
-    assert staticcall MarginOracle(self.oracle).is_liquidatable(trader), "trader is healthy"
+    assert credit.flagged(trader), "trader is healthy"
     book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
     updated: DynArray[Position, MAX_POSITIONS] = []
     closed: int256 = 0
@@ -144,30 +134,13 @@ def _added_exposure(old_size: int256, new_size: int256) -> uint256:
 def _draw_credit(trader: address, notional: uint256):
     if notional == 0:
         return  # reducing risk needs no credit
-    required: uint256 = notional * self.initial_margin_bps // 10000
-    sequence: uint64 = (staticcall MarginOracle(self.oracle).latest(trader))[1]
-    if sequence != self.drawn_at_sequence[trader]:
-        # A newer attestation already counts the positions traded before it.
-        self.drawn[trader] = 0
-        self.drawn_at_sequence[trader] = sequence
-    free: uint256 = staticcall MarginOracle(self.oracle).free_collateral(trader)
-    assert self.drawn[trader] + required <= free, "insufficient free collateral"
-    self.drawn[trader] += required
+    credit.draw(trader, notional * self.initial_margin_bps // 10000)
 
 
 @view
 @external
 def positions(trader: address) -> DynArray[Position, MAX_POSITIONS]:
     return self.books[trader]
-
-
-@view
-@internal
-def _price_wad(feed: address) -> uint256:
-    answer: int256 = staticcall PriceFeed(feed).latestAnswer()
-    assert answer > 0, "bad price"
-    decimals: uint8 = staticcall PriceFeed(feed).decimals()
-    return convert(answer, uint256) * 10 ** (18 - convert(decimals, uint256))
 
 
 @internal

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import vyper
+from vyper.compiler.input_bundle import FilesystemInputBundle
 
 SOURCES = Path(__file__).parent
 
@@ -34,7 +35,10 @@ def compiled(name: str) -> Compiled:
     """Compile ``relayer/contracts/<name>.vy`` (cached per process; thread-safe)."""
     source = (SOURCES / f"{name}.vy").read_text()
     with _compiling:
-        out = vyper.compile_code(source, output_formats=["abi", "bytecode", "layout"])
+        # Venues import the shared `credit` module from this folder.
+        out = vyper.compile_code(source, contract_path=SOURCES / f"{name}.vy",
+                                 input_bundle=FilesystemInputBundle([SOURCES]),
+                                 output_formats=["abi", "bytecode", "layout"])
     layout = out["layout"]
     return Compiled(
         name=name,
