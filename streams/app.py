@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from typing import cast
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event
 
 from engine import MarginParams
-from streams import tansu, topics
+from streams import bundles, tansu, topics
 from streams.oracle import OraclePrice, Quotes, Window
 from streams.price_view import PriceView
 from streams.records import (
@@ -58,6 +58,11 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         broker_rebalance_timeout=settings.session_timeout_s,
         consumer_auto_offset_reset="earliest",
         producer_max_batch_size=settings.producer_max_batch_bytes,
+        # The agents get bundles (streams.bundles) of up to a fetch's worth of a
+        # partition: ~1,000 proven books at 4 MB. Flow control counts bundles, so few
+        # are buffered per stream (Faust's default of 4,096 would be millions of records).
+        consumer_max_fetch_size=4 << 20,
+        stream_buffer_maxsize=16,
     )
     params = MarginParams(version=settings.params_version)
 
@@ -82,10 +87,19 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             await app.producer.send(topics.LIQUIDATION, key, order.to_bytes(), None, None,
                                     None)
 
-    # Keys are str, values a state's JSON bytes: pydantic, not Faust, owns the schema. The
-    # decoded states are kept beside the table, reused while the stored bytes are the same.
-    traders = app.Table("traders", partitions=settings.partitions, value_type=bytes)
+    # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
+    # not Faust, owns the schema. The states this worker wrote or read since its last
+    # rebalance are kept decoded beside the table (nobody else writes a partition while
+    # it is assigned here); a rebalance empties them, as the partition may have moved.
+    traders = app.Table("traders", partitions=settings.partitions, key_type=bytes,
+                        value_type=bytes)
     decoded: dict[str, tuple[bytes, TraderState]] = {}
+
+    def forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        decoded.clear()
+
+    app.on_partitions_revoked.connect(forget)
+    app.on_partitions_assigned.connect(forget)
     # The proven-book and recompute agents touch the same traders. Each holds this from
     # reading a state to saving it and publishing its attestation, so neither works from
     # a state the other has replaced (a lost book, or one sequence number twice).
@@ -93,11 +107,14 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
     def load(trader: str, raw: bytes | None = None) -> TraderState | None:
-        raw = traders.get(trader) if raw is None else raw
-        if raw is None:
-            return None
         hit = decoded.get(trader)
-        if hit is not None and hit[0] == raw:
+        if raw is None:
+            if hit is not None:
+                return hit[1]
+            raw = traders.get(trader.encode())
+            if raw is None:
+                return None
+        elif hit is not None and hit[0] == raw:
             return hit[1]
         state = TraderState.model_validate_json(raw)
         decoded[trader] = (raw, state)
@@ -108,33 +125,44 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         # event; a batch spans partitions, so each write names the event it comes from.
         acting_for(event)
         raw = state.model_dump_json().encode()
-        traders[state.trader] = raw
+        traders[state.trader.encode()] = raw
         decoded[state.trader] = (raw, state)
 
     @app.task
     async def follow_prices() -> None:
         await view.follow(bootstrap)
 
-    async def refuse(event: faust.EventT, error: RecordError) -> None:
+    async def refuse(event: faust.EventT, key: bytes | None, value: bytes | None,
+                     offset: int, reason: str) -> None:
         message = event.message
-        letter = DeadLetter.refused(message.topic, message.key, message.value, error.reason,
-                                    message.partition, message.offset)
-        await raw_topic(topics.dead_letter(message.topic)).send(
-            key=message.key, value=letter.to_bytes()
-        )
+        letter = DeadLetter.refused(message.topic, key, value, reason, message.partition,
+                                    offset)
+        await raw_topic(topics.dead_letter(message.topic)).send(key=key,
+                                                                value=letter.to_bytes())
 
     async def batches(stream: faust.StreamT, model: type[R]
                       ) -> AsyncIterator[list[tuple[faust.EventT, R]]]:
-        """The stream in batches of (event, record); invalid records are dead-lettered."""
+        """The stream in batches of (event, record), a bundle's records sharing its event;
+        invalid records are dead-lettered."""
         # take_events is on faust.Stream, not on the StreamT protocol.
         take = cast(faust.Stream[bytes], stream).take_events
         async for events in take(settings.batch_max_records, within=settings.batch_window_s):
             batch = []
             for event in events:
-                try:
-                    batch.append((event, decode(model, event.value)))
-                except RecordError as e:
-                    await refuse(event, e)
+                message = event.message
+                if not bundles.is_bundle(message.headers):
+                    entries = [bundles.Entry(message.offset, 0, message.key, message.value)]
+                else:
+                    try:
+                        entries = bundles.unpack(message.value or b"")
+                    except bundles.BundleError as e:
+                        await refuse(event, message.key, message.value, message.offset, str(e))
+                        continue
+                for entry in entries:
+                    try:
+                        batch.append((event, decode(model, entry.value)))
+                    except RecordError as e:
+                        await refuse(event, entry.key, entry.value, entry.offset, e.reason)
             yield batch
 
     @app.agent(price_topic)
@@ -162,9 +190,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         partitions: Faust writes a table's changelog to the current event's partition)."""
         held: dict[int, list[TraderState]] = {p: [] for p in partitions}
         for key, raw in list(traders.items()):
-            partition = topics.partition_of(key.encode(), settings.partitions)
+            partition = topics.partition_of(key, settings.partitions)
             if partition in held:
-                state = load(key, raw)
+                state = load(key.decode(), raw)
                 if state is not None:
                     held[partition].append(state)
         return held

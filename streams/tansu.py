@@ -7,6 +7,9 @@ watermark 8). Faust reads a table's changelog up to ListOffsets' answer when it
 recovers a partition, so with multi-record batches it would stop early and lose state
 (or fail its consistency check). This transport asks a fetch instead; on Kafka the two
 answers agree and it only costs one small fetch per changelog partition at recovery.
+
+It also hands the agents' topics (``BUNDLED``) to Faust in bundles (``streams.bundles``):
+each partition's run of records from one fetch becomes one message.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
+from aiokafka.structs import ConsumerRecord
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams import topics
+from streams import bundles, topics
 
 SCHEME = "tansu"
+# The topics the stream processor's agents read; never a table's changelog, which Faust
+# reads record by record when it recovers a partition.
+BUNDLED = frozenset({topics.POSITION_PROVEN, topics.PRICE, topics.REORG, topics.RECOMPUTE})
 
 
 async def fetched_end_offsets(bootstrap: str, reported: Mapping[Any, int | None],
@@ -70,9 +77,27 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await fetched_end_offsets(bootstrap, reported)  # type: ignore[return-value]
 
 
+def bundle(records: list[Any]) -> Any:
+    """One record standing for ``records`` (one partition's, in offset order): at the last
+    one's offset, so that acknowledging it commits them all."""
+    last = records[-1]
+    value = bundles.pack([bundles.Entry(r.offset, r.timestamp, r.key, r.value)
+                          for r in records])
+    return ConsumerRecord(
+        topic=last.topic, partition=last.partition, offset=last.offset,
+        timestamp=last.timestamp, timestamp_type=last.timestamp_type, key=None, value=value,
+        checksum=None, serialized_key_size=-1, serialized_value_size=len(value),
+        headers=((bundles.HEADER, str(len(records)).encode()),))
+
+
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        fetched = await super()._getmany(active_partitions, timeout)
+        return {tp: [bundle(records)] if tp.topic in BUNDLED and records else records
+                for tp, records in fetched.items()}
 
 
 class Transport(faust_aiokafka.Transport):
