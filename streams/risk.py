@@ -207,38 +207,46 @@ def next_attestation(
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
-    held = [m for m in markets_of([state]) if prices and m in prices]
-    issued_at = data_clock(state, prices)
+    books = sorted(state.books.items())  # once: this runs for every trader margined
+    held = ([m for m in sorted({p.market for _, b in books for p in b.positions})
+             if m in prices] if prices else [])
+    # data_clock, from what is already at hand
+    issued_at = max([*(b.block_timestamp for _, b in books),
+                     *(prices[m].observed_at for m in held)] if prices else
+                    [b.block_timestamp for _, b in books])
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
     if (previous is not None and not renewal
             and not moved(previous, mm, equity, settings.change_threshold)):
         return None
-    degraded = prices is not None and any(prices[m].degraded for m in held)
+    quoted = [prices[m] for m in held] if prices else []
+    degraded = any(q.degraded for q in quoted)
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > sum(c.free_collateral_wad
                                                              for c in previous.chains)):
         return None
-    blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for b in state.books.values()})
+    blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for _, b in books})
     valid_until = issued_at + settings.attestation_validity_s
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
-    frozen = prices is not None and any(prices[m].breaker for m in held)
+    frozen = any(q.breaker for q in quoted)
     if frozen and previous is not None:
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
     sequence = state.sequence + 1
+    params_version = result.params_version
+    trader = bytes.fromhex(state.trader[2:])
     chains = []
     for target in settings.targets:
         # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
         free = free_total // len(settings.targets)
         digest = attestation_digest(
             chain_id=target.chain_id, oracle=bytes.fromhex(target.oracle[2:]),
-            trader=bytes.fromhex(state.trader[2:]), sequence=sequence, equity_wad=equity,
+            trader=trader, sequence=sequence, equity_wad=equity,
             maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
-            params_version=result.params_version, source_blocks_hash=sources_hash,
+            params_version=params_version, source_blocks_hash=sources_hash,
             valid_until=valid_until,
         )
         chains.append(ChainCredit(chain_id=target.chain_id, oracle=target.oracle,
@@ -247,13 +255,13 @@ def next_attestation(
         trader=state.trader, sequence=sequence, equity_wad=equity, maintenance_margin_wad=mm,
         initial_margin_wad=im, health=float(min(result.health[row], 1e9)),
         isolated_margin_wad=to_wad(result.isolated_mm_usd[row]),
-        params_version=result.params_version,
+        params_version=params_version,
         source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
         source_blocks_hash="0x" + sources_hash.hex(), issued_at=issued_at,
         valid_until=valid_until, chains=tuple(chains),
-        book_events=tuple(b.event_id for _, b in sorted(state.books.items())),
-        prices=tuple(AttestedPrice(asset=m, price_wad=prices[m].price_wad,
-                                   observed_at=prices[m].observed_at,
-                                   degraded=prices[m].degraded, breaker=prices[m].breaker)
-                     for m in held if prices),
+        book_events=tuple(b.event_id for _, b in books),
+        prices=tuple(AttestedPrice(asset=q.asset, price_wad=q.price_wad,
+                                   observed_at=q.observed_at, degraded=q.degraded,
+                                   breaker=q.breaker)
+                     for q in quoted),
     )
