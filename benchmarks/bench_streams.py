@@ -17,8 +17,9 @@ Phases, all in one run:
 3. ``record_to_attestation_ms``: 2,000 more book updates at a steady 500 per second;
    latency from each record's timestamp to that of the attestation naming it (the last
    book of each trader among them: an older one may be superseded before it is margined).
-4. ``replay_events_per_s``: ``streams.replay.Auditor`` over the whole log read back
-   (headers are not in this log; books are re-verified, attestations recomputed).
+4. ``replay_events_per_s``: ``streams.replay.audit`` over the whole log read back, on
+   one process per core as ``xmargin replay`` does (headers are not in this log; books
+   are re-verified, attestations recomputed).
 
 Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_streams``.
 ``XMARGIN_BENCH_WORKERS=N`` runs N workers in one consumer group instead of one (the
@@ -53,7 +54,7 @@ from streams import topics
 from streams.admin import ensure_topics
 from streams.log import export, read_topics
 from streams.records import Attestation, Position, PriceUpdate, ProvenBook
-from streams.replay import Auditor
+from streams.replay import audit
 from tests.support.configs import node_config
 
 N_TRADERS = 50_000
@@ -350,9 +351,9 @@ def main() -> None:
         if os.environ.get("XMARGIN_BENCH_EXPORT"):  # keep the log, e.g. to profile replay
             export(log, Path(os.environ["XMARGIN_BENCH_EXPORT"]))
         settings = load_settings(config).stream_settings()
-        auditor = Auditor(settings, MarginParams(version=settings.params_version))
+        processes = os.cpu_count() or 1
         start = time.perf_counter()
-        report = auditor.feed_all(log)
+        report = audit(log, settings, MarginParams(version=settings.params_version), processes)
         replay_s = time.perf_counter() - start
         differences = report.problems + [d for t in report.traders.values()
                                          for d in t.differences]
@@ -367,6 +368,7 @@ def main() -> None:
         "raw_consume_events_per_s": round(raw),
         "ratio": round(n_events / worker_s / raw, 3),
         "replay_events_per_s": round(report.records / replay_s),
+        "replay_processes": processes,
         "replay_records": report.records, "replay_books_verified": report.books,
         "replay_attestations_matched": f"{report.matched}/{report.attestations}",
         "replay_ok": report.ok,

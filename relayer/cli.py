@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -240,6 +242,9 @@ def replay(
     export_dir: Annotated[Path | None, typer.Option("--export", help="write the log here")] = None,
     from_dir: Annotated[Path | None, typer.Option("--from", help="replay an exported log")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    processes: Annotated[int, typer.Option(
+        min=1, help="audit on this many processes, a share of the traders each "
+                    "(default: one per core)")] = os.cpu_count() or 1,
 ) -> None:
     """Audit: recompute every attestation from the log and compare it byte for byte."""
     from datetime import datetime
@@ -249,7 +254,7 @@ def replay(
 
     from engine import MarginParams
     from streams.log import export, load, read_topics
-    from streams.replay import Auditor
+    from streams.replay import Auditor, audit
 
     settings = settings_or_exit(config)
     if from_dir is None and not from_beginning:
@@ -265,12 +270,19 @@ def replay(
         typer.echo(f"exported {sum(counts.values())} records to {export_dir}: {counts}")
         return
     streams_settings = settings.stream_settings()
-    auditor = Auditor(streams_settings, MarginParams(version=streams_settings.params_version))
+    params = MarginParams(version=streams_settings.params_version)
     console = Console(stderr=True)
-    for record in track(records, description="replaying", console=console,
-                        disable=as_json or not console.is_terminal):
-        auditor.feed(record)
-    report = auditor.finish()
+    quiet = as_json or not console.is_terminal
+    if processes == 1:
+        auditor = Auditor(streams_settings, params)
+        for record in track(records, description="replaying", console=console,
+                            disable=quiet):
+            auditor.feed(record)
+        report = auditor.finish()
+    else:
+        with console.status(f"replaying {len(records)} records on {processes} processes"
+                            ) if not quiet else contextlib.nullcontext():
+            report = audit(records, streams_settings, params, processes)
     summary = {
         "records": report.records, "refused": report.refused, "headers": report.headers,
         "books": report.books, "attestations": report.attestations, "matched": report.matched,

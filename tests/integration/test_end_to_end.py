@@ -162,6 +162,14 @@ def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subproc
                              capture_output=True, text=True, timeout=120)
     assert offline.returncode == 0, offline.stdout + offline.stderr
     assert json.loads(offline.stdout)["matched"] == report["matched"]
+    # The same log audited on one process, or shared by trader over two or three: the
+    # same report.
+    for processes in (1, 2, 3):
+        shared = subprocess.run([*base, "--from", str(tmp_path / "log"), "--json",
+                                 "--processes", str(processes)],
+                                capture_output=True, text=True, timeout=120)
+        assert shared.returncode == 0, shared.stdout + shared.stderr
+        assert json.loads(shared.stdout) == json.loads(offline.stdout)
     # An auditor's copy with one attested figure changed: replay names it.
     attestations = tmp_path / "log" / "risk.attestation.v1.jsonl"
     lines = attestations.read_text().splitlines()
