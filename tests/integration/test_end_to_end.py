@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from relayer.deploy import anvil_account
 from relayer.localnet import LocalNet
@@ -86,6 +86,20 @@ async def dead_letters(bootstrap: str, topic: str, timeout_s: float) -> list[Dea
     return found
 
 
+async def record_at(bootstrap: str, topic: str, partition: int, offset: int) -> bytes | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        message = await asyncio.wait_for(consumer.getone(), 30.0)
+        return message.value if message.offset == offset else None
+    finally:
+        await consumer.stop()
+
+
 def test_garbage_is_dead_lettered_with_its_reason(node: tuple[Network, subprocess.Popen]) -> None:
     network, proc = node
     asyncio.run(produce(network.bootstrap, GARBAGE))
@@ -95,6 +109,11 @@ def test_garbage_is_dead_lettered_with_its_reason(node: tuple[Network, subproces
         assert letters[0].source_topic == topic
         assert bytes.fromhex(letters[0].value_hex) == value
         assert letters[0].reason
+        # Where it was on its topic (the agents read bundles of records: this is the
+        # garbage record's own offset, not its bundle's).
+        assert letters[0].partition is not None and letters[0].offset is not None
+        assert asyncio.run(record_at(network.bootstrap, topic, letters[0].partition,
+                                     letters[0].offset)) == value
     assert proc.poll() is None, "the node stopped after bad input"
 
 
