@@ -30,8 +30,9 @@ class StreamSettings(BaseModel):
     # Records per producer batch are bounded by bytes (Faust's producer_max_batch_size).
     # Tansu's ListOffsets miscounts multi-record batches; streams.tansu corrects for it.
     producer_max_batch_bytes: int = Field(default=16384, ge=1)
-    # An agent takes up to this many records at once (or what arrived within the window)
-    # and margins every trader they touch in one engine call.
+    # An agent takes up to this many events at once (or what arrived within the window)
+    # and margins every trader they touch in one engine call per set of markets. On the
+    # tansu:// transport an event is a bundle: one partition's records from one fetch.
     batch_max_records: int = Field(default=5000, ge=1)
     batch_window_s: float = Field(default=0.1, gt=0)
     attestation_validity_s: int = Field(default=3600, ge=60)
