@@ -29,7 +29,9 @@ class StreamSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     # Records per producer batch are bounded by bytes (Faust's producer_max_batch_size).
     # Tansu's ListOffsets miscounts multi-record batches; streams.tansu corrects for it.
-    producer_max_batch_bytes: int = Field(default=16384, ge=1)
+    # Table writes and attestations leave in batches of up to this many bytes: with
+    # Faust's 16 KB, a burst of state writes queued behind round trips to the broker.
+    producer_max_batch_bytes: int = Field(default=512 * 1024, ge=1)
     # An agent takes up to this many events at once (or what arrived within the window)
     # and margins every trader they touch in one engine call per set of markets. On the
     # tansu:// transport an event is a bundle: one partition's records from one fetch.
