@@ -34,11 +34,11 @@ SCHEME = "tansu"
 # reads record by record when it recovers a partition.
 BUNDLED = frozenset({topics.POSITION_PROVEN, topics.PRICE, topics.REORG, topics.RECOMPUTE})
 # Table writes queue in Faust's producer buffer; past its bound (Faust's is 100) every
-# incoming message first waits for the buffer to drain, and that wait ends on a 0.1 s
-# timeout whenever the last send lands before the wait starts. One batch of ~100 books
-# writes ~100 states, so at 500 records/s this put p50 record-to-attestation at ~240 ms
-# instead of ~110 ms (benchmarks/bench_streams.py, 10,000 traders). The bound still holds
-# memory: ~2 KB per state.
+# incoming message first waits for the buffer to drain, waiting on each send with a 0.1 s
+# timeout. A bundle of ~100 books writes ~100 states, so the agents stalled often: p50
+# record-to-attestation at 500 records/s was 190-250 ms with bundles, 106-128 ms with
+# this bound (benchmarks/bench_streams.py cut to 10,000 traders; 108 ms at 50,000). The
+# bound still holds memory: ~2 KB per state.
 PRODUCER_BUFFER_MESSAGES = 20_000
 
 
