@@ -207,13 +207,9 @@ def next_attestation(
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
-    books = sorted(state.books.items())  # once: this runs for every trader margined
-    held = ([m for m in sorted({p.market for _, b in books for p in b.positions})
-             if m in prices] if prices else [])
-    # data_clock, from what is already at hand
-    issued_at = max([*(b.block_timestamp for _, b in books),
-                     *(prices[m].observed_at for m in held)] if prices else
-                    [b.block_timestamp for _, b in books])
+    books = sorted(state.books.items())
+    held = [m for m in markets_of([state]) if prices and m in prices]
+    issued_at = data_clock(state, prices)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
     if (previous is not None and not renewal
