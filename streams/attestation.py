@@ -23,13 +23,14 @@ ATTESTATION_TYPEHASH = keccak(
 )
 NAME_HASH = keccak(b"xmargin MarginOracle")
 VERSION_HASH = keccak(b"1")
+WORD_MODULUS = 1 << 256
 
 
 def word(value: int | bytes) -> bytes:
     """One ABI word: a two's-complement int or a left-padded address / bytes32."""
     if isinstance(value, bytes):
         return value.rjust(32, b"\x00")
-    return (value % (1 << 256)).to_bytes(32, "big")
+    return (value % WORD_MODULUS).to_bytes(32, "big")
 
 
 @lru_cache(maxsize=64)  # one per satellite chain: the same few, on every attestation
@@ -47,9 +48,8 @@ def attestation_digest(
     maintenance_margin_wad: int, initial_margin_wad: int, free_collateral_wad: int,
     params_version: int, source_blocks_hash: bytes, valid_until: int,
 ) -> bytes:
-    struct_hash = keccak(
-        ATTESTATION_TYPEHASH + word(trader) + word(sequence) + word(equity_wad)
-        + word(maintenance_margin_wad) + word(initial_margin_wad) + word(free_collateral_wad)
-        + word(params_version) + word(source_blocks_hash) + word(valid_until)
-    )
+    struct_hash = keccak(b"".join((
+        ATTESTATION_TYPEHASH, word(trader), word(sequence), word(equity_wad),
+        word(maintenance_margin_wad), word(initial_margin_wad), word(free_collateral_wad),
+        word(params_version), word(source_blocks_hash), word(valid_until))))
     return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)

@@ -14,13 +14,10 @@ from streams.attestation import attestation_digest, source_blocks_hash
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.records import (
     Attestation,
-    AttestedPrice,
     BookHead,
-    ChainCredit,
     Liquidation,
     LiquidationLeg,
     Position,
-    SourceBlock,
 )
 from streams.settings import StreamSettings
 from streams.state import TraderState
@@ -208,14 +205,13 @@ def next_attestation(
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
     books = sorted(state.books.items())
-    held = [m for m in markets_of([state]) if prices and m in prices]
+    quoted = [prices[m] for m in markets_of([state]) if m in prices] if prices else []
     issued_at = data_clock(state, prices)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
     if (previous is not None and not renewal
             and not moved(previous, mm, equity, settings.change_threshold)):
         return None
-    quoted = [prices[m] for m in held] if prices else []
     degraded = any(q.degraded for q in quoted)
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
@@ -227,37 +223,34 @@ def next_attestation(
     sources_hash = source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks)
     im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
-    frozen = any(q.breaker for q in quoted)
-    if frozen and previous is not None:
+    if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
     sequence = state.sequence + 1
-    params_version = result.params_version
     trader = bytes.fromhex(state.trader[2:])
-    chains = []
-    for target in settings.targets:
-        # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
-        free = free_total // len(settings.targets)
-        digest = attestation_digest(
-            chain_id=target.chain_id, oracle=bytes.fromhex(target.oracle[2:]),
-            trader=trader, sequence=sequence, equity_wad=equity,
-            maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
-            params_version=params_version, source_blocks_hash=sources_hash,
-            valid_until=valid_until,
-        )
-        chains.append(ChainCredit(chain_id=target.chain_id, oracle=target.oracle,
-                                  free_collateral_wad=free, digest="0x" + digest.hex()))
-    return Attestation(
-        trader=state.trader, sequence=sequence, equity_wad=equity, maintenance_margin_wad=mm,
-        initial_margin_wad=im, health=float(min(result.health[row], 1e9)),
-        isolated_margin_wad=to_wad(result.isolated_mm_usd[row]),
-        params_version=params_version,
-        source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
-        source_blocks_hash="0x" + sources_hash.hex(), issued_at=issued_at,
-        valid_until=valid_until, chains=tuple(chains),
-        book_events=tuple(b.event_id for _, b in books),
-        prices=tuple(AttestedPrice(asset=q.asset, price_wad=q.price_wad,
-                                   observed_at=q.observed_at, degraded=q.degraded,
-                                   breaker=q.breaker)
-                     for q in quoted),
-    )
+    # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
+    free = free_total // max(len(settings.targets), 1)
+    chains = [
+        {"chain_id": target.chain_id, "oracle": target.oracle, "free_collateral_wad": free,
+         "digest": "0x" + attestation_digest(
+             chain_id=target.chain_id, oracle=bytes.fromhex(target.oracle[2:]),
+             trader=trader, sequence=sequence, equity_wad=equity,
+             maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
+             params_version=result.params_version, source_blocks_hash=sources_hash,
+             valid_until=valid_until).hex()}
+        for target in settings.targets]
+    # Validated from plain values in one call: cheaper than building the nested records
+    # one by one (or than model_construct, which is Python).
+    return Attestation.model_validate({
+        "trader": state.trader, "sequence": sequence, "equity_wad": equity,
+        "maintenance_margin_wad": mm, "initial_margin_wad": im,
+        "health": float(min(result.health[row], 1e9)),
+        "isolated_margin_wad": to_wad(result.isolated_mm_usd[row]),
+        "params_version": result.params_version,
+        "source_blocks": [{"chain_id": c, "number": n, "hash": h} for c, n, h in blocks],
+        "source_blocks_hash": "0x" + sources_hash.hex(), "issued_at": issued_at,
+        "valid_until": valid_until, "chains": chains,
+        "book_events": [b.event_id for _, b in books],
+        "prices": [{"asset": q.asset, "price_wad": q.price_wad, "observed_at": q.observed_at,
+                    "degraded": q.degraded, "breaker": q.breaker} for q in quoted],
+    })
