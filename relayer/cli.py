@@ -255,6 +255,7 @@ def replay(
     from engine import MarginParams
     from streams.log import export, load, read_topics
     from streams.replay import Auditor, audit
+    from streams.state import keep_long_lived
 
     settings = settings_or_exit(config)
     if from_dir is None and not from_beginning:
@@ -265,6 +266,7 @@ def replay(
                else asyncio.run(read_topics(settings.kafka.bootstrap, until_ms=until_ms)))
     if until_ms is not None:
         records = [r for r in records if r.timestamp_ms <= until_ms]
+    keep_long_lived()  # the log, and what is built from it, are held to the end
     if export_dir is not None:
         counts = export(records, export_dir)
         typer.echo(f"exported {sum(counts.values())} records to {export_dir}: {counts}")

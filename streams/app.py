@@ -9,7 +9,6 @@ price.
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -40,7 +39,13 @@ from streams.risk import (
     oracle_prices,
 )
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
+from streams.state import (
+    TraderState,
+    apply_attestation,
+    apply_proven,
+    apply_reorg,
+    keep_long_lived,
+)
 
 
 def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
@@ -315,12 +320,3 @@ def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info")
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
 
-
-def keep_long_lived() -> None:
-    """Collect garbage less often: a worker holds tens of thousands of trader states, and
-    every full collection walks them all. With CPython's default thresholds (700, 10, 10)
-    the collector took a third of a worker's time (benchmarks/bench_streams.py cut to
-    10,000 traders: 1,848 → 2,669 events/s with these). What exists at start-up (modules,
-    the app) is frozen out of collections for good."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)

@@ -103,6 +103,9 @@ class BookHead(Record):
     collateral_wad: NonNegative
     positions: tuple[Position, ...]
 
+    def head(self) -> BookHead:
+        return self
+
 
 class ProvenBook(BookHead):
     """The book with the proof that was verified: the storage word ``commitment`` at

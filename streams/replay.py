@@ -25,10 +25,17 @@ from proofs import ProofError, header_from_rlp, verify_account, verify_storage
 from proofs.mpt import NodeCache
 from streams import topics
 from streams.oracle import OraclePrice
-from streams.records import Attestation, BlockHeaderRecord, ProvenBook, RecordError, decode
+from streams.records import (
+    Attestation,
+    BlockHeaderRecord,
+    BookHead,
+    ProvenBook,
+    RecordError,
+    decode,
+)
 from streams.risk import margins_for, next_attestation
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_proven
+from streams.state import TraderState, apply_proven, keep_long_lived
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class Auditor:
         self.share = share
         self.report = AuditReport()
         self.state_roots: dict[tuple[int, str], str] = {}
-        self.books: dict[str, ProvenBook] = {}
+        self.books: dict[str, BookHead] = {}  # verified, kept without their proofs
         self.previous: dict[str, Attestation] = {}
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
         self.nodes = NodeCache()
@@ -179,7 +186,7 @@ class Auditor:
         if word != int(b.commitment, 16):
             audit.differences.append(f"book {b.event_id}: proven word is not the commitment")
             return
-        self.books[b.event_id] = b
+        self.books[b.event_id] = b.head()
         self.report.books += 1
 
     def attestation(self, raw: bytes | None) -> None:
@@ -274,6 +281,7 @@ def audit(records: Sequence[LogRecord], settings: StreamSettings, params: Margin
           processes: int = 1) -> AuditReport:
     """``Auditor.feed_all`` over ``processes`` forked processes, one share of the traders
     each; the same report as one auditor gives (up to the order of its traders)."""
+    keep_long_lived()  # the log itself is frozen out of collections (and shared on fork)
     if processes <= 1:
         return Auditor(settings, params).feed_all(records)
     global _LOG
