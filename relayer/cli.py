@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -250,7 +249,7 @@ def replay(
     from datetime import datetime
 
     from rich.console import Console
-    from rich.progress import track
+    from rich.progress import MofNCompleteColumn, Progress
 
     from engine import MarginParams
     from streams.log import export, load, read_topics
@@ -275,16 +274,20 @@ def replay(
     params = MarginParams(version=streams_settings.params_version)
     console = Console(stderr=True)
     quiet = as_json or not console.is_terminal
-    if processes == 1:
-        auditor = Auditor(streams_settings, params)
-        for record in track(records, description="replaying", console=console,
-                            disable=quiet):
-            auditor.feed(record)
-        report = auditor.finish()
-    else:
-        with console.status(f"replaying {len(records)} records on {processes} processes"
-                            ) if not quiet else contextlib.nullcontext():
-            report = audit(records, streams_settings, params, processes)
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
+                  disable=quiet) as bar:
+        task = bar.add_task(f"replaying on {processes} process(es)", total=len(records))
+        if processes == 1:
+            auditor = Auditor(streams_settings, params)
+            for i, record in enumerate(records, 1):
+                auditor.feed(record)
+                if i % 1000 == 0:
+                    bar.update(task, completed=i)
+            report = auditor.finish()
+        else:
+            report = audit(records, streams_settings, params, processes,
+                           progress=lambda n: bar.update(task, completed=n))
+        bar.update(task, completed=len(records))
     summary = {
         "records": report.records, "refused": report.refused, "headers": report.headers,
         "books": report.books, "attestations": report.attestations, "matched": report.matched,

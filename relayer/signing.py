@@ -19,7 +19,7 @@ from eth_typing import Hash32
 from proofs.keccak import keccak
 from relayer.config import KeystoreSettings
 from relayer.errors import ConfigError
-from streams.attestation import domain_separator, word
+from streams.attestation import typed_data_digest, word
 
 
 @dataclass(frozen=True)
@@ -79,4 +79,4 @@ def rotation_digest(chain_id: int, oracle: bytes, signers: list[str], threshold:
     the oracle's own domain (chain id, address)."""
     signers_hash = keccak(abi_encode(["address[]"], [signers]))
     struct_hash = keccak(ROTATION_TYPEHASH + signers_hash + word(threshold) + word(nonce))
-    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)
+    return typed_data_digest(chain_id, oracle, struct_hash)

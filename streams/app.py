@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -146,11 +146,12 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
             batch = []
             for event in events:
                 message = event.message
+                entries: Sequence[bundles.Entry]
                 if not bundles.is_bundle(message.headers):
                     entries = [bundles.Entry(message.offset, 0, message.key, message.value)]
                 else:
                     try:
-                        entries = bundles.unpack(message.value or b"")
+                        entries = bundles.entries_of(message.value or b"")
                     except bundles.BundleError as e:
                         await refuse(event, message.key, message.value, message.offset, str(e))
                         continue
@@ -227,7 +228,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                 if new is not state:
                     retracted.add(new.trader)
                     todo[new.trader] = (new, event)
-                elif assets & set(markets_of([state])):
+                elif assets & set(state.markets):
                     todo[state.trader] = (state, event)
             # The newest surviving block or price: deterministic, as replay needs.
             newest = max([as_of, *(b.block_timestamp for s, _ in todo.values()

@@ -43,13 +43,31 @@ def source_blocks_hash(blocks: Iterable[tuple[int, int, bytes]]) -> bytes:
     return keccak(b"".join(word(c) + word(n) + word(h) for c, n, h in sorted(blocks)))
 
 
+def attestation_struct_hash(
+    *, trader: bytes, sequence: int, equity_wad: int, maintenance_margin_wad: int,
+    initial_margin_wad: int, free_collateral_wad: int, params_version: int,
+    source_blocks_hash: bytes, valid_until: int,
+) -> bytes:
+    """hashStruct(attestation) (EIP-712): the same on every chain given the same credit."""
+    return keccak(b"".join((
+        ATTESTATION_TYPEHASH, word(trader), word(sequence), word(equity_wad),
+        word(maintenance_margin_wad), word(initial_margin_wad), word(free_collateral_wad),
+        word(params_version), word(source_blocks_hash), word(valid_until))))
+
+
+def typed_data_digest(chain_id: int, oracle: bytes, struct_hash: bytes) -> bytes:
+    """keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖ hashStruct) (EIP-712)."""
+    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)
+
+
 def attestation_digest(
     *, chain_id: int, oracle: bytes, trader: bytes, sequence: int, equity_wad: int,
     maintenance_margin_wad: int, initial_margin_wad: int, free_collateral_wad: int,
     params_version: int, source_blocks_hash: bytes, valid_until: int,
 ) -> bytes:
-    struct_hash = keccak(b"".join((
-        ATTESTATION_TYPEHASH, word(trader), word(sequence), word(equity_wad),
-        word(maintenance_margin_wad), word(initial_margin_wad), word(free_collateral_wad),
-        word(params_version), word(source_blocks_hash), word(valid_until))))
-    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)
+    """The digest one chain's MarginOracle checks."""
+    return typed_data_digest(chain_id, oracle, attestation_struct_hash(
+        trader=trader, sequence=sequence, equity_wad=equity_wad,
+        maintenance_margin_wad=maintenance_margin_wad, initial_margin_wad=initial_margin_wad,
+        free_collateral_wad=free_collateral_wad, params_version=params_version,
+        source_blocks_hash=source_blocks_hash, valid_until=valid_until))

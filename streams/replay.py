@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
@@ -267,27 +268,44 @@ def merge(reports: Sequence[AuditReport]) -> AuditReport:
     return out
 
 
-# The log the forked share processes read: inherited, not pickled to them.
-_LOG: tuple[Sequence[LogRecord], StreamSettings, MarginParams, int] | None = None
+# The log the forked share processes read, and their shared count of records read:
+# inherited, not pickled to them.
+_LOG: tuple[Sequence[LogRecord], StreamSettings, MarginParams, int, Any] | None = None
+PROGRESS_EVERY = 2_000  # records a share reads between two updates of the shared count
 
 
 def _audit_share(index: int) -> AuditReport:
     assert _LOG is not None
-    records, settings, params, count = _LOG
-    return Auditor(settings, params, share=(index, count)).feed_all(records)
+    records, settings, params, count, read = _LOG
+    auditor = Auditor(settings, params, share=(index, count))
+    for i, record in enumerate(records, 1):
+        auditor.feed(record)
+        if i % PROGRESS_EVERY == 0:
+            with read.get_lock():
+                read.value += PROGRESS_EVERY
+    return auditor.finish()
 
 
 def audit(records: Sequence[LogRecord], settings: StreamSettings, params: MarginParams,
-          processes: int = 1) -> AuditReport:
+          processes: int = 1, progress: Callable[[int], None] | None = None) -> AuditReport:
     """``Auditor.feed_all`` over ``processes`` forked processes, one share of the traders
-    each; the same report as one auditor gives (up to the order of its traders)."""
+    each; the same report as one auditor gives (up to the order of its traders).
+    ``progress`` is told, a few times a second, how many records the shares have read
+    on average (every share reads the whole log)."""
     keep_long_lived()  # the log itself is frozen out of collections (and shared on fork)
     if processes <= 1:
         return Auditor(settings, params).feed_all(records)
     global _LOG
-    _LOG = (records, settings, params, processes)
+    context = multiprocessing.get_context("fork")
+    read = context.Value("q", 0)
+    _LOG = (records, settings, params, processes, read)
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            return merge(pool.map(_audit_share, range(processes)))
+        with context.Pool(processes) as pool:
+            shares = pool.map_async(_audit_share, range(processes))
+            while not shares.ready():
+                shares.wait(0.25)
+                if progress is not None:
+                    progress(read.value // processes)
+            return merge(shares.get())
     finally:
         _LOG = None

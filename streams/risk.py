@@ -10,7 +10,7 @@ import numpy as np
 
 from engine import Book, Kind, MarginParams, MarginResult, Market, compute_margin
 from engine.liquidation import plan_liquidation
-from streams.attestation import attestation_digest, source_blocks_hash
+from streams.attestation import attestation_struct_hash, source_blocks_hash, typed_data_digest
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.records import (
     Attestation,
@@ -98,7 +98,7 @@ def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None) -> 
     """The newest timestamp among the trader's books and the prices of its markets: the
     clock of its attestation (``issued_at``), never the wall clock."""
     clock = max(b.block_timestamp for b in state.books.values())
-    held = [m for m in markets_of([state]) if prices and m in prices]
+    held = [m for m in state.markets if prices and m in prices]
     return max([clock, *(prices[m].observed_at for m in held)]) if prices else clock
 
 
@@ -106,7 +106,7 @@ def liquidation_for(state: TraderState, attestation: Attestation,
                     prices: Mapping[str, OraclePrice], params: MarginParams,
                     vols: Mapping[str, float] | None = None) -> Liquidation:
     """The engine's plan for a trader whose attestation found health < 1."""
-    markets = markets_of([state])
+    markets = state.markets
     plan = plan_liquidation(build_book([state], markets, [data_clock(state, prices)]),
                             market_for(markets, prices, params, vols), params)
     legs = legs_of(state)
@@ -122,7 +122,9 @@ def liquidation_for(state: TraderState, attestation: Attestation,
 
 
 def markets_of(states: Sequence[TraderState]) -> list[str]:
-    return sorted({p.market for s in states for b in s.books.values() for p in b.positions})
+    if len(states) == 1:
+        return list(states[0].markets)
+    return sorted({m for s in states for m in s.markets})
 
 
 def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
@@ -171,7 +173,7 @@ def margins_for(
     """
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, state in enumerate(states):
-        groups.setdefault(tuple(markets_of([state])), []).append(i)
+        groups.setdefault(state.markets, []).append(i)
     out: list[tuple[MarginResult, int] | None] = [None] * len(states)
     for rows in groups.values():
         result = margin_for([states[i] for i in rows], prices, params, vols)
@@ -205,7 +207,7 @@ def next_attestation(
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last_attestation
     books = sorted(state.books.items())
-    quoted = [prices[m] for m in markets_of([state]) if m in prices] if prices else []
+    quoted = [prices[m] for m in state.markets if m in prices] if prices else []
     issued_at = data_clock(state, prices)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
@@ -227,17 +229,18 @@ def next_attestation(
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
     sequence = state.sequence + 1
-    trader = bytes.fromhex(state.trader[2:])
     # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
     free = free_total // max(len(settings.targets), 1)
+    # Every chain gets the same credit line, so one struct hash serves all their digests.
+    struct_hash = attestation_struct_hash(
+        trader=bytes.fromhex(state.trader[2:]), sequence=sequence, equity_wad=equity,
+        maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
+        params_version=result.params_version, source_blocks_hash=sources_hash,
+        valid_until=valid_until)
     chains = [
         {"chain_id": target.chain_id, "oracle": target.oracle, "free_collateral_wad": free,
-         "digest": "0x" + attestation_digest(
-             chain_id=target.chain_id, oracle=bytes.fromhex(target.oracle[2:]),
-             trader=trader, sequence=sequence, equity_wad=equity,
-             maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
-             params_version=result.params_version, source_blocks_hash=sources_hash,
-             valid_until=valid_until).hex()}
+         "digest": "0x" + typed_data_digest(target.chain_id, bytes.fromhex(target.oracle[2:]),
+                                            struct_hash).hex()}
         for target in settings.targets]
     # Validated from plain values in one call: cheaper than building the nested records
     # one by one (or than model_construct, which is Python).

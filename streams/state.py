@@ -10,11 +10,14 @@ whatever order the records arrive in.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from streams.records import Attestation, BookHead
 
+_T = TypeVar("_T")
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
 
 
@@ -32,7 +35,24 @@ class TraderState(BaseModel):
     @property
     def books(self) -> dict[str, BookHead]:
         """The current book per (chain, venue): the newest of its history."""
-        return {key: held[-1] for key, held in self.history.items()}
+        return self._of_history("_books", lambda: {
+            key: held[-1] for key, held in self.history.items()})
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        """The markets held, sorted: the trader's underlyings in the engine."""
+        return self._of_history("_markets", lambda: tuple(sorted(
+            {p.market for b in self.books.values() for p in b.positions})))
+
+    def _of_history(self, name: str, derive: Callable[[], _T]) -> _T:
+        # Margining one state reads these a dozen times. They are kept beside the fields
+        # with the history they came from: ``model_copy`` copies them along, and a copy
+        # with another history (a reducer's) derives them again.
+        kept = self.__dict__.get(name)
+        if kept is None or kept[0] is not self.history:
+            kept = (self.history, derive())
+            self.__dict__[name] = kept
+        return kept[1]  # type: ignore[no-any-return]
 
     @staticmethod
     def book_key(chain_id: int, venue: str) -> str:
@@ -78,8 +98,9 @@ def _order(book: BookHead) -> tuple[int, int]:
 def keep_long_lived() -> None:
     """Collect garbage less often: a worker holds tens of thousands of trader states (an
     audit, of books), and every full collection walks them all. With CPython's default
-    thresholds (700, 10, 10) the collector took a third of a worker's time (benchmarks/bench_streams.py cut to
-    10,000 traders: 1,848 → 2,669 events/s with these). What exists at start-up (modules,
-    the app) is frozen out of collections for good."""
+    thresholds (700, 10, 10) the collector took a third of a worker's time
+    (benchmarks/bench_streams.py cut to 10,000 traders: 1,848 → 2,669 events/s with
+    these). What exists at start-up (modules, the app, a loaded log) is frozen out of
+    collections for good."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)

@@ -90,8 +90,8 @@ def bundle(records: list[Any]) -> Any:
     """One record standing for ``records`` (one partition's, in offset order): at the last
     one's offset, so that acknowledging it commits them all."""
     last = records[-1]
-    value = bundles.pack([bundles.Entry(r.offset, r.timestamp, r.key, r.value)
-                          for r in records])
+    value = bundles.Bundle.of([bundles.Entry(r.offset, r.timestamp, r.key, r.value)
+                               for r in records])
     return ConsumerRecord(
         topic=last.topic, partition=last.partition, offset=last.offset,
         timestamp=last.timestamp, timestamp_type=last.timestamp_type, key=None, value=value,
