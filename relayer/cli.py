@@ -253,8 +253,7 @@ def replay(
 
     from engine import MarginParams
     from streams.log import export, load, read_topics
-    from streams.replay import Auditor, audit
-    from streams.state import keep_long_lived
+    from streams.replay import audit
 
     settings = settings_or_exit(config)
     if from_dir is None and not from_beginning:
@@ -265,7 +264,6 @@ def replay(
                else asyncio.run(read_topics(settings.kafka.bootstrap, until_ms=until_ms)))
     if until_ms is not None:
         records = [r for r in records if r.timestamp_ms <= until_ms]
-    keep_long_lived()  # the log, and what is built from it, are held to the end
     if export_dir is not None:
         counts = export(records, export_dir)
         typer.echo(f"exported {sum(counts.values())} records to {export_dir}: {counts}")
@@ -277,16 +275,8 @@ def replay(
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
                   disable=quiet) as bar:
         task = bar.add_task(f"replaying on {processes} process(es)", total=len(records))
-        if processes == 1:
-            auditor = Auditor(streams_settings, params)
-            for i, record in enumerate(records, 1):
-                auditor.feed(record)
-                if i % 1000 == 0:
-                    bar.update(task, completed=i)
-            report = auditor.finish()
-        else:
-            report = audit(records, streams_settings, params, processes,
-                           progress=lambda n: bar.update(task, completed=n))
+        report = audit(records, streams_settings, params, processes,
+                       progress=lambda n: bar.update(task, completed=n))
         bar.update(task, completed=len(records))
     summary = {
         "records": report.records, "refused": report.refused, "headers": report.headers,

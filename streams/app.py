@@ -94,9 +94,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                                     None)
 
     # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
-    # not Faust, owns the schema. The states this worker wrote or read since its last
-    # rebalance are kept decoded beside the table (nobody else writes a partition while
-    # it is assigned here); a rebalance empties them, as the partition may have moved.
+    # not Faust, owns the schema. ``held`` keeps them decoded beside the table.
     traders = app.Table("traders", partitions=settings.partitions, key_type=bytes,
                         value_type=bytes)
     held = HeldStates()
@@ -109,7 +107,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
     def load(trader: str, partition: int) -> TraderState | None:
-        state = held.get(trader)
+        state = held.states.get(trader)
         if state is None:
             raw = traders.get(trader.encode())
             if raw is not None:
@@ -293,9 +291,6 @@ class HeldStates:
         self.members: dict[int, set[str]] = {}
         self.complete: set[int] = set()
 
-    def get(self, trader: str) -> TraderState | None:
-        return self.states.get(trader)
-
     def keep(self, state: TraderState, partition: int) -> None:
         self.states[state.trader] = state
         self.members.setdefault(partition, set()).add(state.trader)
@@ -320,4 +315,3 @@ def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info")
     keep_long_lived()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
-

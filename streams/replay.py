@@ -82,6 +82,7 @@ class AuditReport:
 # Attestations recomputed per engine call, and proof nodes remembered (by content).
 BATCH = 512
 CACHED_NODES = 200_000
+PROGRESS_EVERY = 2_000  # records read between two progress reports
 
 
 class Auditor:
@@ -105,9 +106,13 @@ class Auditor:
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
         self.nodes = NodeCache()
 
-    def feed_all(self, records: Iterable[LogRecord]) -> AuditReport:
-        for record in records:
+    def feed_all(self, records: Iterable[LogRecord],
+                 progress: Callable[[int], None] | None = None) -> AuditReport:
+        """``progress`` is told every ``PROGRESS_EVERY`` records that many more were read."""
+        for i, record in enumerate(records, 1):
             self.feed(record)
+            if progress is not None and i % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
         return self.finish()
 
     def finish(self) -> AuditReport:
@@ -271,30 +276,36 @@ def merge(reports: Sequence[AuditReport]) -> AuditReport:
 # The log the forked share processes read, and their shared count of records read:
 # inherited, not pickled to them.
 _LOG: tuple[Sequence[LogRecord], StreamSettings, MarginParams, int, Any] | None = None
-PROGRESS_EVERY = 2_000  # records a share reads between two updates of the shared count
 
 
 def _audit_share(index: int) -> AuditReport:
     assert _LOG is not None
     records, settings, params, count, read = _LOG
-    auditor = Auditor(settings, params, share=(index, count))
-    for i, record in enumerate(records, 1):
-        auditor.feed(record)
-        if i % PROGRESS_EVERY == 0:
-            with read.get_lock():
-                read.value += PROGRESS_EVERY
-    return auditor.finish()
+
+    def count_read(n: int) -> None:
+        with read.get_lock():
+            read.value += n
+
+    return Auditor(settings, params, share=(index, count)).feed_all(records, count_read)
 
 
 def audit(records: Sequence[LogRecord], settings: StreamSettings, params: MarginParams,
           processes: int = 1, progress: Callable[[int], None] | None = None) -> AuditReport:
     """``Auditor.feed_all`` over ``processes`` forked processes, one share of the traders
     each; the same report as one auditor gives (up to the order of its traders).
-    ``progress`` is told, a few times a second, how many records the shares have read
-    on average (every share reads the whole log)."""
+    ``progress`` is told, every so often, how many records have been read (on several
+    processes, their average: every share reads the whole log)."""
     keep_long_lived()  # the log itself is frozen out of collections (and shared on fork)
     if processes <= 1:
-        return Auditor(settings, params).feed_all(records)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done)
+
+        return Auditor(settings, params).feed_all(records, advance)
     global _LOG
     context = multiprocessing.get_context("fork")
     read = context.Value("q", 0)

@@ -122,8 +122,6 @@ def liquidation_for(state: TraderState, attestation: Attestation,
 
 
 def markets_of(states: Sequence[TraderState]) -> list[str]:
-    if len(states) == 1:
-        return list(states[0].markets)
     return sorted({m for s in states for m in s.markets})
 
 
