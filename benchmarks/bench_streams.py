@@ -49,9 +49,10 @@ from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
 from relayer.config import load_settings
 from relayer.localnet import LocalNet
-from relayer.venue import book_commitment, commitment_base_slot
+from relayer.venue import commitment_base_slot
 from streams import topics
 from streams.admin import ensure_topics
+from streams.commitment import book_commitment
 from streams.log import export, read_topics
 from streams.records import Attestation, Position, PriceUpdate, ProvenBook
 from streams.replay import audit

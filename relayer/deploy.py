@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from relayer.contracts import compiled
-from relayer.venue import market_bytes
+from streams.commitment import market_bytes
 
 # Initial margin a venue asks of new exposure, out of the globally attested free
 # collateral: 20%, about what the engine's default scan gives a naked perp (16% × 1.25).

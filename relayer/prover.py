@@ -21,8 +21,9 @@ from proofs.errors import ValueMismatch
 from relayer.chain import ChainClient
 from relayer.kafka import Publisher
 from relayer.proof_fetcher import ProofFetcher
-from relayer.venue import book_commitment, commitment_base_slot
+from relayer.venue import commitment_base_slot
 from streams import topics
+from streams.commitment import book_commitment
 from streams.records import PositionEvent, ProvenBook
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from relayer.deploy import (
     transact,
 )
 from relayer.signing import write_keystore
-from relayer.venue import market_bytes
 from streams import topics
+from streams.commitment import market_bytes
 from streams.records import Attestation, RecordError, decode
 
 WAD = 10**18

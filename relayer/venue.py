@@ -1,16 +1,11 @@
-"""What the venue and feed contracts say, decoded into records, and their commitments.
-
-``commitment(trader)`` on a venue is keccak256(abi_encode(trader, collateral,
-positions)) (see PerpVenue.vy, LendingPool.vy, OptionVenue.vy), so the event data can be
-checked against the proven storage word.
-"""
+"""What the venue and feed contracts say, decoded into records, and where a venue keeps
+its commitments (the commitment itself: ``streams.commitment``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 
 from proofs.keccak import keccak
 from relayer.contracts import compiled
@@ -36,10 +31,6 @@ def market_name(raw: bytes) -> str:
         return raw.rstrip(b"\x00").decode("ascii")
     except UnicodeDecodeError as e:
         raise LogDecodeError(f"market 0x{raw.hex()} is not ASCII") from e
-
-
-def market_bytes(name: str) -> bytes:
-    return name.encode("ascii").ljust(32, b"\x00")
 
 
 Book = tuple[str, int, tuple[Position, ...], str]  # trader, collateral, positions, commitment
@@ -82,27 +73,6 @@ def decode_answer_updated(log: dict[str, Any]) -> tuple[int, int, int]:
     except (KeyError, IndexError, ValueError, TypeError) as e:
         raise LogDecodeError(f"AnswerUpdated: {type(e).__name__}: {e}") from e
     return answer, round_id, updated_at
-
-
-def book_commitment(trader: str, collateral_wad: int, positions: tuple[Position, ...]) -> str:
-    """The commitment a venue stores for this book (zero for an empty book)."""
-    if collateral_wad == 0 and not positions:
-        return "0x" + "00" * 32
-    if any(p.kind in ("call", "put") for p in positions):
-        encoded = abi_encode(
-            ["address", "uint256", f"{OPTION_TUPLE}[]"],
-            [trader, collateral_wad,
-             [(market_bytes(p.market), p.size_wad, p.entry_price_wad, p.strike_wad, p.expiry,
-               p.kind == "call") for p in positions]],
-        )
-        return "0x" + keccak(encoded).hex()
-    # An empty book encodes the same whatever the venue's position type.
-    encoded = abi_encode(
-        ["address", "uint256", f"{POSITION_TUPLE}[]"],
-        [trader, collateral_wad,
-         [(market_bytes(p.market), p.size_wad, p.entry_price_wad) for p in positions]],
-    )
-    return "0x" + keccak(encoded).hex()
 
 
 def commitment_base_slot() -> int:

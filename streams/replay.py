@@ -3,7 +3,8 @@
 An auditor feeds the records of ``chain.block_header.v1``, ``venue.position_proven.v1``
 and ``risk.attestation.v1`` in log order. Headers are re-hashed from their RLP; every
 proven book's account and storage proofs are verified again against its block's state
-root; and every attestation is recomputed with the same reducers and engine from the
+root, and its positions and collateral are hashed again to that commitment; and every
+attestation is recomputed with the same reducers and engine from the
 books and prices it names (``book_events``, ``prices``). A match means the recomputed
 record, and so each chain's EIP-712 digest, is byte for byte the one emitted.
 
@@ -25,6 +26,7 @@ from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
 from proofs.mpt import NodeCache
 from streams import topics
+from streams.commitment import book_commitment
 from streams.oracle import OraclePrice
 from streams.records import (
     Attestation,
@@ -191,6 +193,11 @@ class Auditor:
             return
         if word != int(b.commitment, 16):
             audit.differences.append(f"book {b.event_id}: proven word is not the commitment")
+            return
+        # The proof holds for the word alone: the book margined must be what it commits to.
+        if book_commitment(b.trader, b.collateral_wad, b.positions) != b.commitment:
+            audit.differences.append(f"book {b.event_id}: positions and collateral do not "
+                                     f"hash to the proven commitment")
             return
         self.books[b.event_id] = b.head()
         self.report.books += 1

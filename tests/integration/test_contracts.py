@@ -31,13 +31,12 @@ from relayer.signing import rotation_digest, sign_digest, threshold_signatures
 from relayer.venue import (
     OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
-    book_commitment,
     commitment_base_slot,
     decode_option_position_changed,
     decode_position_changed,
-    market_bytes,
 )
 from streams.attestation import attestation_digest
+from streams.commitment import book_commitment, market_bytes
 from streams.records import PositionEvent
 from tests.support.credit import attest
 

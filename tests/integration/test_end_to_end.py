@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -189,6 +190,27 @@ def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subproc
                                 capture_output=True, text=True, timeout=120)
         assert shared.returncode == 0, shared.stdout + shared.stderr
         assert json.loads(shared.stdout) == json.loads(offline.stdout)
+    # A copy whose first valid proven book claims more collateral than its proven commitment:
+    # its proofs still verify, and replay names the book.
+    shutil.copytree(tmp_path / "log", tmp_path / "forged")
+    books = tmp_path / "forged" / "venue.position_proven.v1.jsonl"
+    lines = books.read_text().splitlines()
+    for i, line in enumerate(lines):
+        row = json.loads(line)
+        try:
+            record = json.loads(bytes.fromhex(row["value_hex"]))
+        except (ValueError, TypeError):
+            continue  # the garbage of the first test
+        record["collateral_wad"] += 1
+        row["value_hex"] = json.dumps(record).encode().hex()
+        lines[i] = json.dumps(row)
+        break
+    books.write_text("\n".join(lines) + "\n")
+    forged = subprocess.run([*base, "--from", str(tmp_path / "forged")], capture_output=True,
+                            text=True, timeout=120)
+    assert forged.returncode == 1
+    assert (f"book {record['event_id']}: positions and collateral do not hash to the proven "
+            "commitment") in forged.stdout
     # An auditor's copy with one attested figure changed: replay names it.
     attestations = tmp_path / "log" / "risk.attestation.v1.jsonl"
     lines = attestations.read_text().splitlines()

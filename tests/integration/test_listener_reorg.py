@@ -22,9 +22,9 @@ from relayer.kafka import Publisher
 from relayer.listener import ChainHalted, Listener
 from relayer.localnet import LocalNet
 from relayer.prover import ProofService
-from relayer.venue import market_bytes
 from streams import topics
 from streams.admin import ensure_topics
+from streams.commitment import market_bytes
 from streams.records import BlockHeaderRecord, ChainReorg, PositionEvent
 from tests.support.credit import attest
 
