@@ -38,7 +38,7 @@ from streams.records import (
 )
 from streams.risk import margins_for, next_attestation
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_proven, keep_long_lived
+from streams.state import Attested, TraderState, apply_proven, keep_long_lived
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,8 @@ class Auditor:
     def state_before(self, a: Attestation, previous: Attestation | None) -> TraderState:
         """The trader's state as the worker held it: ``a``'s books, after ``previous``
         (the credit rules depend on it)."""
-        state = TraderState(trader=a.trader, sequence=a.sequence - 1, last_attestation=previous)
+        state = TraderState(trader=a.trader, sequence=a.sequence - 1,
+                            last=Attested.of(previous) if previous is not None else None)
         for event_id in a.book_events:
             state = apply_proven(state, self.books[event_id])
         return state

@@ -20,7 +20,7 @@ from streams.records import (
     Position,
 )
 from streams.settings import StreamSettings
-from streams.state import TraderState
+from streams.state import Attested, TraderState
 
 WAD = 10**18
 YEAR_S = 365 * 86_400
@@ -181,7 +181,7 @@ def margins_for(
     return out
 
 
-def moved(previous: Attestation, mm_wad: int, equity_wad: int, threshold: float) -> bool:
+def moved(previous: Attested, mm_wad: int, equity_wad: int, threshold: float) -> bool:
     """Did MM or equity move by more than ``threshold`` (relative) since ``previous``?"""
     def rel(old: int, new: int) -> float:
         return abs(new - old) / max(abs(old), 1)
@@ -203,7 +203,7 @@ def next_attestation(
     """
     equity = to_wad(result.equity_usd[row])
     mm = to_wad(result.maintenance_margin_usd[row])
-    previous = state.last_attestation
+    previous = state.last
     books = sorted(state.books.items())
     quoted = [prices[m] for m in state.markets if m in prices] if prices else []
     issued_at = data_clock(state, prices)
@@ -215,8 +215,7 @@ def next_attestation(
     degraded = any(q.degraded for q in quoted)
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
-            or to_wad(result.free_collateral_usd[row]) > sum(c.free_collateral_wad
-                                                             for c in previous.chains)):
+            or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
     blocks = sorted({(b.chain_id, b.block_number, b.block_hash) for _, b in books})
     valid_until = issued_at + settings.attestation_validity_s
@@ -225,7 +224,7 @@ def next_attestation(
     free_total = to_wad(result.free_collateral_usd[row])
     if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
-        free_total = min(free_total, sum(c.free_collateral_wad for c in previous.chains))
+        free_total = min(free_total, previous.free_collateral_wad)
     sequence = state.sequence + 1
     # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
     free = free_total // max(len(settings.targets), 1)

@@ -11,14 +11,36 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from streams.records import Attestation, BookHead
 
 _T = TypeVar("_T")
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
+
+
+class Attested(BaseModel):
+    """What the next attestation depends on of the last one: the figures it must move
+    away from, the health and credit a degraded price or an open breaker may not exceed,
+    and the expiry that triggers a renewal. The attestation itself is in the log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    equity_wad: int
+    maintenance_margin_wad: int
+    health: float
+    free_collateral_wad: int  # every chain's credit line together
+    valid_until: int
+
+    @classmethod
+    def of(cls, attestation: Attestation) -> Attested:
+        return cls(equity_wad=attestation.equity_wad,
+                   maintenance_margin_wad=attestation.maintenance_margin_wad,
+                   health=attestation.health,
+                   free_collateral_wad=sum(c.free_collateral_wad for c in attestation.chains),
+                   valid_until=attestation.valid_until)
 
 
 class TraderState(BaseModel):
@@ -30,7 +52,18 @@ class TraderState(BaseModel):
     # state stays small, and so does every changelog write.
     history: dict[str, tuple[BookHead, ...]] = {}
     sequence: int = 0
-    last_attestation: Attestation | None = None
+    last: Attested | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_whole_attestation(cls, data: Any) -> Any:
+        # Changelogs written before ``last`` kept the whole attestation: read them too.
+        if isinstance(data, dict) and "last_attestation" in data:
+            data = dict(data)
+            whole = data.pop("last_attestation")
+            if whole is not None:
+                data["last"] = Attested.of(Attestation.model_validate(whole))
+        return data
 
     @property
     def books(self) -> dict[str, BookHead]:
@@ -87,8 +120,7 @@ def apply_reorg(state: TraderState, chain_id: int, orphaned: frozenset[str]) -> 
 
 def apply_attestation(state: TraderState, attestation: Attestation) -> TraderState:
     return state.model_copy(
-        update={"sequence": attestation.sequence, "last_attestation": attestation}
-    )
+        update={"sequence": attestation.sequence, "last": Attested.of(attestation)})
 
 
 def _order(book: BookHead) -> tuple[int, int]:

@@ -92,7 +92,7 @@ def test_degraded_price_widens_margin() -> None:
 
 def test_degraded_price_never_yields_a_healthier_attestation() -> None:
     state = first_attested()
-    previous = state.last_attestation
+    previous = state.last
     assert previous is not None
     for params in (PARAMS, MarginParams(stale_range_multiplier=1.0)):
         for usd in range(2000, 4600, 100):
@@ -102,12 +102,12 @@ def test_degraded_price_never_yields_a_healthier_attestation() -> None:
             att = next_attestation(state, result, 0, SETTINGS, price)
             if att is not None:
                 assert att.health <= previous.health
-                assert att.chains[0].free_collateral_wad <= previous.chains[0].free_collateral_wad
+                assert att.chains[0].free_collateral_wad <= previous.free_collateral_wad
     # Without widening, a stale rise would free collateral: it is held back.
     up = {"ETH": OraclePrice("ETH", 3600 * WAD, T0, True)}
     no_widening = margin_for([state], up, MarginParams(stale_range_multiplier=1.0))
     assert no_widening is not None
-    assert no_widening.free_collateral_usd[0] * WAD > previous.chains[0].free_collateral_wad
+    assert no_widening.free_collateral_usd[0] * WAD > previous.free_collateral_wad
     assert next_attestation(state, no_widening, 0, SETTINGS, up) is None
 
 
@@ -137,7 +137,7 @@ def test_circuit_breaker_opens_on_a_fast_move_and_closes_when_it_leaves_the_wind
 
 def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
     state = first_attested()
-    previous = state.last_attestation
+    previous = state.last
     assert previous is not None
     for usd in (2700, 3300):
         price = {"ETH": OraclePrice("ETH", usd * WAD, T0, False, breaker=True)}
@@ -145,13 +145,13 @@ def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
         assert result is not None
         att = next_attestation(state, result, 0, SETTINGS, price)
         assert att is not None and att.prices[0].breaker
-        assert att.chains[0].free_collateral_wad <= previous.chains[0].free_collateral_wad
+        assert att.chains[0].free_collateral_wad <= previous.free_collateral_wad
     rise = {"ETH": OraclePrice("ETH", 3300 * WAD, T0, False)}
     result = margin_for([state], rise, PARAMS)
     assert result is not None
     free = next_attestation(state, result, 0, SETTINGS, rise)
     assert free is not None
-    assert free.chains[0].free_collateral_wad > previous.chains[0].free_collateral_wad
+    assert free.chains[0].free_collateral_wad > previous.free_collateral_wad
 
 
 def test_an_unquoted_market_holds_back_only_its_holders() -> None:

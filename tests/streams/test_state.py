@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine import MarginParams
@@ -196,3 +198,20 @@ def test_an_option_is_valued_on_the_data_clock_and_a_written_one_needs_margin() 
     assert r_written.equity_usd[0] == pytest.approx(10_000 - value, rel=1e-9)
     assert r_written.maintenance_margin_usd[0] > r_long.maintenance_margin_usd[0]
     assert r_long.maintenance_margin_usd[0] <= value + 1e-9  # a long option risks its value
+
+
+def test_a_state_keeps_what_the_next_attestation_needs_and_reads_the_older_form() -> None:
+    state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
+    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
+    assert result is not None
+    first = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
+    assert first is not None
+    after = apply_attestation(state, first)
+    assert after.last is not None and after.sequence == first.sequence
+    assert after.last.free_collateral_wad == sum(c.free_collateral_wad for c in first.chains)
+    assert (after.last.equity_wad, after.last.health, after.last.valid_until) == (
+        first.equity_wad, first.health, first.valid_until)
+    # A changelog written when the state held the whole attestation reads the same.
+    older = after.model_dump(mode="json", exclude={"last"})
+    older["last_attestation"] = first.model_dump(mode="json")
+    assert TraderState.model_validate_json(json.dumps(older)) == after
