@@ -68,19 +68,21 @@ class TraderState(BaseModel):
     @property
     def books(self) -> dict[str, BookHead]:
         """The current book per (chain, venue): the newest of its history."""
-        return self._of_history("_books", lambda: {
+        return self.derived("_books", lambda: {
             key: held[-1] for key, held in self.history.items()})
 
     @property
     def markets(self) -> tuple[str, ...]:
         """The markets held, sorted: the trader's underlyings in the engine."""
-        return self._of_history("_markets", lambda: tuple(sorted(
+        return self.derived("_markets", lambda: tuple(sorted(
             {p.market for b in self.books.values() for p in b.positions})))
 
-    def _of_history(self, name: str, derive: Callable[[], _T]) -> _T:
-        # Margining one state reads these a dozen times. They are kept beside the fields
-        # with the history they came from: ``model_copy`` copies them along, and a copy
-        # with another history (a reducer's) derives them again.
+    def derived(self, name: str, derive: Callable[[], _T]) -> _T:
+        """``derive()``, once per history: margining one state reads what is derived from
+        its books a dozen times. Kept beside the fields (as ``name``, which starts with an
+        underscore so that it is never taken for a field) with the history it came from:
+        ``model_copy`` copies it along, and a copy with another history (a reducer's)
+        derives it again."""
         kept = self.__dict__.get(name)
         if kept is None or kept[0] is not self.history:
             kept = (self.history, derive())
