@@ -17,7 +17,7 @@ its streams back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -113,6 +113,26 @@ class Producer(faust_aiokafka.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+
+    async def send_keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Queue ``records`` (key, value) on ``topic``, each on the partition the default
+        partitioner gives its key, in as few record batches as fit. Sending them one by
+        one cost ~15 µs of Python each (benchmarks/bench_streams.py: one attestation
+        per proven book); delivery is awaited by the producer's flush, as for ``send``."""
+        producer = self._ensure_producer()
+        count = len(await producer.partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in records:
+            by_partition.setdefault(topics.partition_of(key, count), []).append((key, value))
+        for partition, rows in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in rows:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    await producer.send_batch(batch, topic, partition=partition)
+                    batch = producer.create_batch()
+                    # An empty batch takes any record (one larger than the batch size alone).
+                    batch.append(key=key, value=value, timestamp=None)
+            await producer.send_batch(batch, topic, partition=partition)
 
 
 class Transport(faust_aiokafka.Transport):
