@@ -59,11 +59,12 @@ class Holdings:
     ordered: tuple[tuple[str, BookHead], ...]  # the current books by key
     # One row per position in engine order: its account (the book's rank by key), its
     # underlying (index into the state's markets), engine kind, size, entry price and
-    # strike in USD, expiry in unix seconds (0 for a future).
-    legs: np.ndarray
-    collateral_usd: np.ndarray  # per book, by key
+    # strike in USD, expiry in unix seconds (0 for a future). Plain tuples: a batch
+    # makes one array of all its traders' rows.
+    legs: tuple[tuple[float, ...], ...]
+    collateral_usd: tuple[float, ...]  # per book, by key
     clock: int  # the newest block timestamp among the books
-    source_blocks: tuple[tuple[int, int, str], ...]  # (chain, number, hash), sorted
+    source_blocks: tuple[dict[str, int | str], ...]  # as an attestation lists them
     source_blocks_hash: bytes
     book_events: tuple[str, ...]
 
@@ -71,7 +72,7 @@ class Holdings:
     def of(cls, state: TraderState) -> Holdings:
         ordered = tuple(sorted(state.books.items()))
         index = {m: i for i, m in enumerate(state.markets)}
-        rows = []
+        rows: list[tuple[float, ...]] = []
         for account, (_, book) in enumerate(ordered):
             for p in book.positions:
                 if p.kind == "lending":
@@ -84,11 +85,10 @@ class Holdings:
         blocks = tuple(sorted({(b.chain_id, b.block_number, b.block_hash) for _, b in ordered}))
         return cls(
             ordered=ordered,
-            legs=np.array(rows, dtype=np.float64).reshape(len(rows), 7),
-            collateral_usd=np.array([b.collateral_wad / WAD for _, b in ordered],
-                                    dtype=np.float64),
+            legs=tuple(rows),
+            collateral_usd=tuple(b.collateral_wad / WAD for _, b in ordered),
             clock=max(b.block_timestamp for _, b in ordered),
-            source_blocks=blocks,
+            source_blocks=tuple({"chain_id": c, "number": n, "hash": h} for c, n, h in blocks),
             source_blocks_hash=source_blocks_hash(
                 (c, n, bytes.fromhex(h[2:])) for c, n, h in blocks),
             book_events=tuple(b.event_id for _, b in ordered))
@@ -107,18 +107,21 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
     clock (``clocks``, see ``data_clock``), so replay finds the same."""
     wanted = tuple(underlyings)
     index = {u: i for i, u in enumerate(wanted)}
-    parts, collateral = [], []
+    rows: list[tuple[float, ...]] = []
+    collateral: list[float] = []
+    n_legs, n_books = [], []
     for state in states:
         held = holdings(state)
-        legs = held.legs
-        if state.markets != wanted:  # a batch over more markets than this trader's
-            legs = legs.copy()
-            to_batch = np.array([index[m] for m in state.markets], dtype=np.float64)
-            legs[:, UNDERLYING] = to_batch[legs[:, UNDERLYING].astype(np.int64)]
-        parts.append(legs)
-        collateral.append(held.collateral_usd)
-    legs = np.concatenate(parts) if parts else np.empty((0, 7))
-    trader = np.repeat(np.arange(len(states), dtype=np.int64), [len(p) for p in parts])
+        if state.markets == wanted:
+            rows += held.legs
+        else:  # a batch over more markets than this trader's: renumber its underlyings
+            to_batch = [index[m] for m in state.markets]
+            rows += ((a, to_batch[int(u)], *rest) for a, u, *rest in held.legs)
+        collateral += held.collateral_usd
+        n_legs.append(len(held.legs))
+        n_books.append(len(held.collateral_usd))
+    legs = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
+    trader = np.repeat(np.arange(len(states), dtype=np.int64), n_legs)
     kind = legs[:, KIND].astype(np.int64)
     option = (kind == Kind.CALL) | (kind == Kind.PUT)
     # An option at or past expiry (not settled here) is valued a second before it.
@@ -134,10 +137,8 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
         entry_price_usd=legs[:, ENTRY].copy(),
         strike_usd=legs[:, STRIKE].copy(),
         expiry_years=np.where(option, to_expiry / YEAR_S, 0.0),
-        collateral_trader=np.repeat(np.arange(len(states), dtype=np.int64),
-                                    [len(c) for c in collateral]),
-        collateral_usd=(np.concatenate(collateral) if collateral
-                        else np.empty(0, dtype=np.float64)),
+        collateral_trader=np.repeat(np.arange(len(states), dtype=np.int64), n_books),
+        collateral_usd=np.array(collateral, dtype=np.float64),
     )
 
 
@@ -287,11 +288,11 @@ def next_attestation(
         maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
         params_version=result.params_version, source_blocks_hash=held.source_blocks_hash,
         valid_until=valid_until)
-    chains = [
+    chains = tuple(
         {"chain_id": target.chain_id, "oracle": target.oracle, "free_collateral_wad": free,
          "digest": "0x" + typed_data_digest(target.chain_id, bytes.fromhex(target.oracle[2:]),
                                             struct_hash).hex()}
-        for target in settings.targets]
+        for target in settings.targets)
     # Validated from plain values in one call: cheaper than building the nested records
     # one by one (or than model_construct, which is Python).
     return Attestation.model_validate({
@@ -300,11 +301,11 @@ def next_attestation(
         "health": float(min(result.health[row], 1e9)),
         "isolated_margin_wad": to_wad(result.isolated_mm_usd[row]),
         "params_version": result.params_version,
-        "source_blocks": [{"chain_id": c, "number": n, "hash": h}
-                          for c, n, h in held.source_blocks],
+        "source_blocks": held.source_blocks,
         "source_blocks_hash": "0x" + held.source_blocks_hash.hex(), "issued_at": issued_at,
         "valid_until": valid_until, "chains": chains,
         "book_events": held.book_events,
-        "prices": [{"asset": q.asset, "price_wad": q.price_wad, "observed_at": q.observed_at,
-                    "degraded": q.degraded, "breaker": q.breaker} for q in quoted],
+        "prices": tuple({"asset": q.asset, "price_wad": q.price_wad,
+                         "observed_at": q.observed_at, "degraded": q.degraded,
+                         "breaker": q.breaker} for q in quoted),
     })
