@@ -112,15 +112,6 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     state_lock = asyncio.Lock()
     view = PriceView(settings, on_new_asset=lambda update: fan_out(Recompute(price=update)))
 
-    def load(trader: str, partition: int) -> TraderState | None:
-        state = held.states.get(trader)
-        if state is None:
-            raw = traders.get(trader.encode())
-            if raw is not None:
-                state = TraderState.model_validate_json(raw)
-                held.keep(state, partition)
-        return state
-
     def save(state: TraderState, event: faust.EventT) -> None:
         # Faust stores a key, and writes its changelog, in the partition of the current
         # event; a batch spans partitions, so each write names the event it comes from.
@@ -186,11 +177,11 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         for partition in range(settings.partitions):
             await recompute_topic.send(value=work.to_bytes(), partition=partition)
 
-    def local_states(partitions: set[int]) -> dict[int, list[TraderState]]:
-        """The states held for ``partitions`` (only those of the recompute events' own
-        partitions: Faust writes a table's changelog to the current event's partition).
-        A partition's table is read once after it is assigned; then the held states are
-        the whole partition, as every write since went through ``save``."""
+    def hold(partitions: set[int]) -> None:
+        """Hold every state of ``partitions`` (those of the current events: Faust writes a
+        table's changelog to the current event's partition). A partition's table is read
+        once after it is assigned; then the held states are the whole partition, as every
+        write since went through ``save``, and a trader not held is a new one."""
         unread = partitions - held.complete
         if unread:
             for key, raw in list(traders.items()):
@@ -198,7 +189,6 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
                 if partition in unread and key.decode() not in held.states:
                     held.keep(TraderState.model_validate_json(raw), partition)
             held.complete |= unread
-        return {p: held.of_partition(p) for p in partitions}
 
     @app.agent(recompute_topic)
     async def on_recompute(stream: faust.StreamT) -> None:
@@ -210,7 +200,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         # All the work of one batch for one partition is done in one pass: price
         # updates coalesce (the newest view holds them all), reorgs retract in order.
         last_event = {event.message.partition: event for event, _ in batch}
-        local = local_states(set(last_event))
+        hold(set(last_event))
         quotes, recent = view.quotes, view.windows
         assets: set[str] = set()
         orphaned: dict[int, set[str]] = {}
@@ -225,7 +215,7 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         for partition, event in last_event.items():
             todo: dict[str, tuple[TraderState, faust.EventT]] = {}
             retracted: set[str] = set()
-            for state in local[partition]:
+            for state in held.of_partition(partition):
                 new = state
                 for chain_id, hashes in sorted(orphaned.items()):
                     new = apply_reorg(new, chain_id, frozenset(hashes))
@@ -271,10 +261,12 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
 
     async def prove(batch: list[tuple[faust.EventT, ProvenBook]]) -> None:
         changed: dict[str, tuple[TraderState, faust.EventT]] = {}
+        # No table read per record: a lookup that misses (every new trader) cost more
+        # than the book (benchmarks/bench_streams.py).
+        hold({event.message.partition for event, _ in batch})
         for event, book in batch:
-            acting_for(event)  # the table reads from the event's partition
             known = changed.get(book.trader)
-            state = (known[0] if known else load(book.trader, event.message.partition)
+            state = (known[0] if known else held.states.get(book.trader)
                      ) or TraderState(trader=book.trader)
             new = apply_proven(state, book)
             if new is not state:

@@ -38,7 +38,7 @@ from streams.records import (
 )
 from streams.risk import margins_for, next_attestation
 from streams.settings import StreamSettings
-from streams.state import Attested, TraderState, apply_proven, keep_long_lived
+from streams.state import Attested, TraderState, keep_long_lived
 
 
 @dataclass(frozen=True)
@@ -254,11 +254,13 @@ class Auditor:
     def state_before(self, a: Attestation, previous: Attestation | None) -> TraderState:
         """The trader's state as the worker held it: ``a``'s books, after ``previous``
         (the credit rules depend on it)."""
-        state = TraderState(trader=a.trader, sequence=a.sequence - 1,
-                            last=Attested.of(previous) if previous is not None else None)
-        for event_id in a.book_events:
-            state = apply_proven(state, self.books[event_id])
-        return state
+        # Margining reads a history's newest book per (chain, venue) only: the books
+        # named are those, one per key.
+        books = [self.books[event_id] for event_id in a.book_events]
+        return TraderState(
+            trader=a.trader, sequence=a.sequence - 1,
+            history={TraderState.book_key(b.chain_id, b.venue): (b,) for b in books},
+            last=Attested.of(previous) if previous is not None else None)
 
 
 BY_TRADER = frozenset({topics.POSITION_PROVEN, topics.ATTESTATION})
