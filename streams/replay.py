@@ -24,6 +24,7 @@ from typing import Any
 
 from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
+from proofs.account import Account
 from proofs.mpt import NodeCache
 from streams import topics
 from streams.commitment import book_commitment
@@ -107,6 +108,7 @@ class Auditor:
         self.previous: dict[str, Attestation] = {}
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
         self.nodes = NodeCache()
+        self.accounts: dict[tuple[str, str, tuple[str, ...]], Account] = {}
 
     def feed_all(self, records: Iterable[LogRecord],
                  progress: Callable[[int], None] | None = None) -> AuditReport:
@@ -180,11 +182,18 @@ class Auditor:
             audit.differences.append(f"book {b.event_id}: state root is not its header's")
         if len(self.nodes) > CACHED_NODES:
             self.nodes = NodeCache()
+            self.accounts = {}
         try:
-            account = verify_account(bytes.fromhex(b.state_root[2:]),
-                                     bytes.fromhex(b.venue[2:]),
-                                     [bytes.fromhex(n[2:]) for n in b.account_proof],
-                                     cache=self.nodes)
+            # Every book of a venue at one block carries the same account proof: its
+            # storage root is proven once (the same inputs verify the same way).
+            proven = (b.state_root, b.venue, b.account_proof)
+            account = self.accounts.get(proven)
+            if account is None:
+                account = verify_account(bytes.fromhex(b.state_root[2:]),
+                                         bytes.fromhex(b.venue[2:]),
+                                         [bytes.fromhex(n[2:]) for n in b.account_proof],
+                                         cache=self.nodes)
+                self.accounts[proven] = account
             word = verify_storage(account.storage_root, int(b.storage_slot, 16),
                                   [bytes.fromhex(n[2:]) for n in b.storage_proof],
                                   cache=self.nodes)
