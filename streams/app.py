@@ -18,6 +18,7 @@ from faust.streams import _current_event
 
 from engine import MarginParams
 from streams import bundles, tansu, topics
+from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice, Quotes, Window
 from streams.price_view import PriceView
 from streams.records import (
@@ -44,11 +45,12 @@ from streams.state import (
     apply_attestation,
     apply_proven,
     apply_reorg,
-    keep_long_lived,
 )
 
 
-def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
+def create_app(settings: StreamSettings, bootstrap: str,
+               heap: LongLivedHeap | None = None) -> faust.App:
+    """The app; ``heap``, when given, settles after every batch (see ``streams.heap``)."""
     tansu.register()
     app = faust.App(
         settings.app_id,
@@ -195,6 +197,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         async for batch in batches(stream, Recompute):
             async with state_lock:
                 await recompute(batch)
+                if heap is not None:
+                    heap.settle()
 
     async def recompute(batch: list[tuple[faust.EventT, Recompute]]) -> None:
         # All the work of one batch for one partition is done in one pass: price
@@ -258,6 +262,8 @@ def create_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         async for batch in batches(stream, ProvenBook):
             async with state_lock:
                 await prove(batch)
+                if heap is not None:
+                    heap.settle()
 
     async def prove(batch: list[tuple[faust.EventT, ProvenBook]]) -> None:
         changed: dict[str, tuple[TraderState, faust.EventT]] = {}
@@ -310,7 +316,8 @@ def acting_for(event: faust.EventT) -> None:
 
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:
     """Run one Faust worker until it is stopped (SIGINT / SIGTERM)."""
-    app = create_app(settings, bootstrap)
-    keep_long_lived()
+    heap = LongLivedHeap(settings.gc_full_collect_s)
+    app = create_app(settings, bootstrap, heap)
+    heap.start()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -28,6 +28,7 @@ from proofs.account import Account
 from proofs.mpt import NodeCache
 from streams import topics
 from streams.commitment import book_commitment
+from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice
 from streams.records import (
     Attestation,
@@ -39,7 +40,7 @@ from streams.records import (
 )
 from streams.risk import margins_for, next_attestation
 from streams.settings import StreamSettings
-from streams.state import Attested, TraderState, keep_long_lived
+from streams.state import Attested, TraderState
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Auditor:
         self.previous: dict[str, Attestation] = {}
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
         self.nodes = NodeCache()
+        self.heap = LongLivedHeap()  # the books verified so far live on (streams.heap)
         self.accounts: dict[tuple[str, str, tuple[str, ...]], Account] = {}
 
     def feed_all(self, records: Iterable[LogRecord],
@@ -115,8 +117,10 @@ class Auditor:
         """``progress`` is told every ``PROGRESS_EVERY`` records that many more were read."""
         for i, record in enumerate(records, 1):
             self.feed(record)
-            if progress is not None and i % PROGRESS_EVERY == 0:
-                progress(PROGRESS_EVERY)
+            if i % PROGRESS_EVERY == 0:
+                self.heap.settle()
+                if progress is not None:
+                    progress(PROGRESS_EVERY)
         return self.finish()
 
     def finish(self) -> AuditReport:
@@ -314,7 +318,7 @@ def audit(records: Sequence[LogRecord], settings: StreamSettings, params: Margin
     each; the same report as one auditor gives (up to the order of its traders).
     ``progress`` is told, every so often, how many records have been read (on several
     processes, their average: every share reads the whole log)."""
-    keep_long_lived()  # the log itself is frozen out of collections (and shared on fork)
+    LongLivedHeap().start()  # the log itself is frozen out of collections (and shared on fork)
     if processes <= 1:
         done = 0
 

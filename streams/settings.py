@@ -37,6 +37,9 @@ class StreamSettings(BaseModel):
     # tansu:// transport an event is a bundle: one partition's records from one fetch.
     batch_max_records: int = Field(default=5000, ge=1)
     batch_window_s: float = Field(default=0.1, gt=0)
+    # A worker freezes what each batch leaves alive out of garbage collection and
+    # collects everything only this often (streams.heap): cycles wait that long.
+    gc_full_collect_s: float = Field(default=300.0, gt=0)
     attestation_validity_s: int = Field(default=3600, ge=60)
     # An unchanged trader is re-attested once the data's clock (newest block or price
     # seen for it) comes this close to the last attestation's expiry.

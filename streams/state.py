@@ -9,7 +9,6 @@ whatever order the records arrive in.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -127,14 +126,3 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
 
 def _order(book: BookHead) -> tuple[int, int]:
     return book.block_number, int(book.event_id.rsplit(":", 1)[-1])
-
-
-def keep_long_lived() -> None:
-    """Collect garbage less often: a worker holds tens of thousands of trader states (an
-    audit, of books), and every full collection walks them all. With CPython's default
-    thresholds (700, 10, 10) the collector took a third of a worker's time
-    (benchmarks/bench_streams.py cut to 10,000 traders: 1,848 → 2,669 events/s with
-    these). What exists at start-up (modules, the app, a loaded log) is frozen out of
-    collections for good."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
