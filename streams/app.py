@@ -46,6 +46,7 @@ from streams.state import (
     apply_proven,
     apply_reorg,
 )
+from streams.table import BatchedChangelogTable
 
 
 def create_app(settings: StreamSettings, bootstrap: str,
@@ -103,8 +104,9 @@ def create_app(settings: StreamSettings, bootstrap: str,
 
     # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
     # not Faust, owns the schema. ``held`` keeps them decoded beside the table.
-    traders = app.Table("traders", partitions=settings.partitions, key_type=bytes,
-                        value_type=bytes)
+    traders = cast(BatchedChangelogTable, app.tables.add(BatchedChangelogTable(
+        app, name="traders", beacon=app.tables.beacon, partitions=settings.partitions,
+        key_type=bytes, value_type=bytes)))
     held = HeldStates()
     app.on_partitions_revoked.connect(held.forget)
     app.on_partitions_assigned.connect(held.forget)
@@ -256,6 +258,7 @@ def create_app(settings: StreamSettings, bootstrap: str,
         for state, event in work:
             if state.trader in changed and state.trader not in done:
                 save(state, event)
+        await traders.flush_changelog()
 
     @app.agent(proven_topic)
     async def on_proven(stream: faust.StreamT) -> None:

@@ -119,20 +119,32 @@ class Producer(faust_aiokafka.Producer):
         partitioner gives its key, in as few record batches as fit. Sending them one by
         one cost ~15 µs of Python each (benchmarks/bench_streams.py: one attestation
         per proven book); delivery is awaited by the producer's flush, as for ``send``."""
-        producer = self._ensure_producer()
-        count = len(await producer.partitions_for(topic))
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        count = len(await self._ensure_producer().partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, value in records:
             by_partition.setdefault(topics.partition_of(key, count), []).append((key, value))
         for partition, rows in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in rows:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    await producer.send_batch(batch, topic, partition=partition)
-                    batch = producer.create_batch()
-                    # An empty batch takes any record (one larger than the batch size alone).
-                    batch.append(key=key, value=value, timestamp=None)
-            await producer.send_batch(batch, topic, partition=partition)
+            await self.send_batches(topic, partition, rows)
+
+    async def send_batches(self, topic: str, partition: int,
+                           records: Sequence[tuple[bytes, bytes | None]]
+                           ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Queue ``records`` on one partition in as few record batches as fit; each
+        batch's delivery future (its metadata names the first offset) and its size."""
+        producer = self._ensure_producer()
+        sent = []
+        batch, size = producer.create_batch(), 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                sent.append((await producer.send_batch(batch, topic, partition=partition),
+                             size))
+                batch, size = producer.create_batch(), 0
+                # An empty batch takes any record (one larger than the batch size alone).
+                batch.append(key=key, value=value, timestamp=None)
+            size += 1
+        if size:
+            sent.append((await producer.send_batch(batch, topic, partition=partition), size))
+        return sent
 
 
 class Transport(faust_aiokafka.Transport):
