@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
-from streams.records import PriceUpdate
+from streams.records import AttestedPrice, PriceUpdate
 
 Quotes = Mapping[str, Mapping[str, PriceUpdate]]  # asset → source → latest update
 
@@ -26,6 +27,14 @@ class OraclePrice:
     degraded: bool
     reason: str = ""
     breaker: bool = False  # the circuit breaker is open: no new credit on this asset
+
+    @cached_property
+    def attested(self) -> AttestedPrice:
+        """The price as an attestation lists it: built once, for every trader margined
+        with it."""
+        return AttestedPrice(asset=self.asset, price_wad=self.price_wad,
+                             observed_at=self.observed_at, degraded=self.degraded,
+                             breaker=self.breaker)
 
 
 Window = tuple[tuple[int, int], ...]  # (observed_at, median price) oldest first

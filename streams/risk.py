@@ -18,6 +18,7 @@ from streams.records import (
     Liquidation,
     LiquidationLeg,
     Position,
+    SourceBlock,
 )
 from streams.settings import StreamSettings
 from streams.state import Attested, TraderState
@@ -64,7 +65,7 @@ class Holdings:
     legs: tuple[tuple[float, ...], ...]
     collateral_usd: tuple[float, ...]  # per book, by key
     clock: int  # the newest block timestamp among the books
-    source_blocks: tuple[dict[str, int | str], ...]  # as an attestation lists them
+    source_blocks: tuple[SourceBlock, ...]  # as an attestation lists them
     source_blocks_hash: bytes
     book_events: tuple[str, ...]
 
@@ -88,7 +89,7 @@ class Holdings:
             legs=tuple(rows),
             collateral_usd=tuple(b.collateral_wad / WAD for _, b in ordered),
             clock=max(b.block_timestamp for _, b in ordered),
-            source_blocks=tuple({"chain_id": c, "number": n, "hash": h} for c, n, h in blocks),
+            source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
             source_blocks_hash=source_blocks_hash(
                 (c, n, bytes.fromhex(h[2:])) for c, n, h in blocks),
             book_events=tuple(b.event_id for _, b in ordered))
@@ -293,8 +294,9 @@ def next_attestation(
          "digest": "0x" + typed_data_digest(target.chain_id, bytes.fromhex(target.oracle[2:]),
                                             struct_hash).hex()}
         for target in settings.targets)
-    # Validated from plain values in one call: cheaper than building the nested records
-    # one by one (or than model_construct, which is Python).
+    # Validated in one call from plain values and the records shared with other
+    # attestations (source blocks per history, prices per batch): cheaper than building
+    # every nested record (or than model_construct, which is Python).
     return Attestation.model_validate({
         "trader": state.trader, "sequence": sequence, "equity_wad": equity,
         "maintenance_margin_wad": mm, "initial_margin_wad": im,
@@ -305,7 +307,5 @@ def next_attestation(
         "source_blocks_hash": "0x" + held.source_blocks_hash.hex(), "issued_at": issued_at,
         "valid_until": valid_until, "chains": chains,
         "book_events": held.book_events,
-        "prices": tuple({"asset": q.asset, "price_wad": q.price_wad,
-                         "observed_at": q.observed_at, "degraded": q.degraded,
-                         "breaker": q.breaker} for q in quoted),
+        "prices": tuple(q.attested for q in quoted),
     })
