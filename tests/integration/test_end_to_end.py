@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -193,43 +194,38 @@ def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subproc
     # A copy whose first valid proven book claims more collateral than its proven commitment:
     # its proofs still verify, and replay names the book.
     shutil.copytree(tmp_path / "log", tmp_path / "forged")
-    books = tmp_path / "forged" / "venue.position_proven.v1.jsonl"
-    lines = books.read_text().splitlines()
-    for i, line in enumerate(lines):
-        row = json.loads(line)
-        try:
-            record = json.loads(bytes.fromhex(row["value_hex"]))
-        except (ValueError, TypeError):
-            continue  # the garbage of the first test
-        record["collateral_wad"] += 1
-        row["value_hex"] = json.dumps(record).encode().hex()
-        lines[i] = json.dumps(row)
-        break
-    books.write_text("\n".join(lines) + "\n")
+    record = tamper_first(tmp_path / "forged" / "venue.position_proven.v1.jsonl",
+                          "collateral_wad")
     forged = subprocess.run([*base, "--from", str(tmp_path / "forged")], capture_output=True,
                             text=True, timeout=120)
     assert forged.returncode == 1
     assert (f"book {record['event_id']}: positions and collateral do not hash to the proven "
             "commitment") in forged.stdout
     # An auditor's copy with one attested figure changed: replay names it.
-    attestations = tmp_path / "log" / "risk.attestation.v1.jsonl"
-    lines = attestations.read_text().splitlines()
+    tamper_first(tmp_path / "log" / "risk.attestation.v1.jsonl", "equity_wad")
+    tampered = subprocess.run([*base, "--from", str(tmp_path / "log")], capture_output=True,
+                              text=True, timeout=120)
+    assert tampered.returncode == 1
+    assert "recomputed differs in ['equity_wad'" in tampered.stdout
+
+
+def tamper_first(export: Path, figure: str) -> dict[str, Any]:
+    """Add 1 to ``figure`` in the first record of an exported topic that has it (the
+    garbage of the first test has none); the record as changed."""
+    lines = export.read_text().splitlines()
     for i, line in enumerate(lines):
         row = json.loads(line)
         try:
             record = json.loads(bytes.fromhex(row["value_hex"]))
         except (ValueError, TypeError):
             continue
-        if "equity_wad" in record:
-            record["equity_wad"] += 1
+        if isinstance(record, dict) and figure in record:
+            record[figure] += 1
             row["value_hex"] = json.dumps(record).encode().hex()
             lines[i] = json.dumps(row)
-            break
-    attestations.write_text("\n".join(lines) + "\n")
-    tampered = subprocess.run([*base, "--from", str(tmp_path / "log")], capture_output=True,
-                              text=True, timeout=120)
-    assert tampered.returncode == 1
-    assert "recomputed differs in ['equity_wad'" in tampered.stdout
+            export.write_text("\n".join(lines) + "\n")
+            return record
+    raise AssertionError(f"no record of {export.name} has {figure}")
 
 
 def test_a_supply_on_one_chain_hedges_a_short_perp_on_another(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine import MarginParams
+from engine import MarginParams, MarginResult
 from streams.oracle import OraclePrice
-from streams.records import Position, ProvenBook
+from streams.records import Attestation, Position, ProvenBook
 from streams.risk import margin_for, margins_for, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
@@ -125,13 +125,18 @@ def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
         assert mine is not None and mine == theirs
 
 
-def test_an_unchanged_trader_is_re_attested_near_expiry_on_the_data_clock() -> None:
+def first_attested() -> tuple[TraderState, Attestation, MarginResult]:
+    """One book at ETH $3,000 and its first attestation: (state after it, it, margin)."""
     state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
     result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
     assert result is not None
     first = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
     assert first is not None
-    state = apply_attestation(state, first)
+    return apply_attestation(state, first), first, result
+
+
+def test_an_unchanged_trader_is_re_attested_near_expiry_on_the_data_clock() -> None:
+    state, first, result = first_attested()
 
     def at(observed_at: int) -> dict[str, OraclePrice]:
         return {"ETH": OraclePrice("ETH", 3000 * WAD, observed_at, False)}
@@ -201,12 +206,7 @@ def test_an_option_is_valued_on_the_data_clock_and_a_written_one_needs_margin() 
 
 
 def test_a_state_keeps_what_the_next_attestation_needs_and_reads_the_older_form() -> None:
-    state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
-    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
-    assert result is not None
-    first = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
-    assert first is not None
-    after = apply_attestation(state, first)
+    after, first, _ = first_attested()
     assert after.last is not None and after.sequence == first.sequence
     assert after.last.free_collateral_wad == sum(c.free_collateral_wad for c in first.chains)
     assert (after.last.equity_wad, after.last.health, after.last.valid_until) == (
