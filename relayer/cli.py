@@ -282,15 +282,19 @@ def replay(
         "records": report.records, "refused": report.refused, "headers": report.headers,
         "books": report.books, "attestations": report.attestations, "matched": report.matched,
         "ok": report.ok, "problems": report.problems,
+        "repeated": sum(a.repeated for a in report.traders.values()),
         "traders": {t: {"attestations": a.attestations, "matched": a.matched,
-                        "differences": a.differences} for t, a in report.traders.items()},
+                        "repeated": a.repeated, "differences": a.differences}
+                    for t, a in report.traders.items()},
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         for t, a in report.traders.items():
             mark = "ok" if not a.differences else "DIFFERS"
-            typer.echo(f"{t}: {a.matched}/{a.attestations} attestations reproduced ({mark})")
+            again = f", {a.repeated} sequence number(s) emitted again" if a.repeated else ""
+            typer.echo(f"{t}: {a.matched}/{a.attestations} attestations reproduced{again} "
+                       f"({mark})")
             for d in a.differences:
                 typer.echo(f"    {d}")
         typer.echo(f"{report.records} records, {report.books} proven books re-verified, "

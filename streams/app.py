@@ -86,9 +86,10 @@ def create_app(settings: StreamSettings, bootstrap: str,
 
     async def publish(attested: list[tuple[TraderState, Attestation]],
                       market: Mapping[str, OraclePrice]) -> None:
-        """Send the attestations, and a liquidation plan for each that finds health < 1.
-        The producer directly, in record batches: Faust's Topic.send machinery, or even
-        one producer call per record, costs more than the record."""
+        """Send the attestations, and a liquidation plan for each that finds health < 1,
+        and wait until the broker has them. The producer directly, in record batches:
+        Faust's Topic.send machinery, or even one producer call per record, costs more
+        than the record."""
         records, orders = [], []
         for state, attestation in attested:
             key = state.trader.encode()
@@ -98,9 +99,10 @@ def create_app(settings: StreamSettings, bootstrap: str,
                                         settings.implied_vol)
                 orders.append((key, order.to_bytes()))
         producer = cast(tansu.Producer, app.producer)
-        await producer.send_keyed(topics.ATTESTATION, records)
+        sent = await producer.send_keyed(topics.ATTESTATION, records)
         if orders:
-            await producer.send_keyed(topics.LIQUIDATION, orders)
+            sent += await producer.send_keyed(topics.LIQUIDATION, orders)
+        await asyncio.gather(*sent)
 
     # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
     # not Faust, owns the schema. ``held`` keeps them decoded beside the table.
@@ -258,6 +260,10 @@ def create_app(settings: StreamSettings, bootstrap: str,
         for state, event in work:
             if state.trader in changed and state.trader not in done:
                 save(state, event)
+        # Only now the states that name these attestations: a worker killed in between
+        # re-reads the batch and emits them again (the same records; consumers and
+        # replay take a repeat as one), where the other order could keep a sequence
+        # number in the state whose attestation never reached the log.
         await traders.flush_changelog()
 
     @app.agent(proven_topic)

@@ -114,17 +114,18 @@ class Producer(faust_aiokafka.Producer):
         super().__init__(*args, **kwargs)
         self.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
 
-    async def send_keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+    async def send_keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]
+                         ) -> list[asyncio.Future[Any]]:
         """Queue ``records`` (key, value) on ``topic``, each on the partition the default
-        partitioner gives its key, in as few record batches as fit. Sending them one by
-        one cost ~15 µs of Python each (benchmarks/bench_streams.py: one attestation
-        per proven book); delivery is awaited by the producer's flush, as for ``send``."""
+        partitioner gives its key, in as few record batches as fit; their delivery
+        futures. Sending them one by one cost ~15 µs of Python each
+        (benchmarks/bench_streams.py: one attestation per proven book)."""
         count = len(await self._ensure_producer().partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, value in records:
             by_partition.setdefault(topics.partition_of(key, count), []).append((key, value))
-        for partition, rows in by_partition.items():
-            await self.send_batches(topic, partition, rows)
+        return [future for partition, rows in by_partition.items()
+                for future, _ in await self.send_batches(topic, partition, rows)]
 
     async def send_batches(self, topic: str, partition: int,
                            records: Sequence[tuple[bytes, bytes | None]]
