@@ -30,7 +30,7 @@ YOUNG_THRESHOLD = 1_000_000
 
 
 class LongLivedHeap:
-    def __init__(self, full_every_s: float = 300.0,
+    def __init__(self, full_every_s: float = 3600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.full_every_s = full_every_s
         self.clock = clock
