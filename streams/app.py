@@ -248,25 +248,22 @@ def create_app(settings: StreamSettings, bootstrap: str,
         market = oracle_prices(assets, quotes, as_of, settings, recent)
         margins = margins_for(states, market, params, settings.implied_vol)
         attested: list[tuple[TraderState, Attestation]] = []
-        saves: list[tuple[TraderState, faust.EventT]] = []
         for (state, event), margin in zip(margined, margins, strict=True):
             if margin is None:
                 continue
             attestation = next_attestation(state, margin[0], margin[1], settings, market)
             if attestation is not None:
-                saves.append((apply_attestation(state, attestation), event))
+                save(apply_attestation(state, attestation), event)
                 attested.append((state, attestation))
-        done = {state.trader for state, _ in attested}
-        saves += [(state, event) for state, event in work
-                  if state.trader in changed and state.trader not in done]
-        # The states that name these attestations are stored (table, changelog, held)
-        # only once the broker has the attestations; a delivery that fails raises before
-        # anything is stored. A worker killed in between works the batch again and emits
-        # the same sequence numbers (replay counts a repeat); the other order could keep
-        # a sequence number whose attestation never reached the log.
         await publish(attested, market)
-        for state, event in saves:
-            save(state, event)
+        done = {state.trader for state, _ in attested}
+        for state, event in work:
+            if state.trader in changed and state.trader not in done:
+                save(state, event)
+        # Only now the states that name these attestations: a worker killed in between
+        # re-reads the batch and emits them again (the same records; consumers and
+        # replay take a repeat as one), where the other order could keep a sequence
+        # number in the state whose attestation never reached the log.
         await traders.flush_changelog()
 
     @app.agent(proven_topic)
