@@ -21,6 +21,13 @@ Phases, all in one run:
    one process per core as ``xmargin replay`` does (headers are not in this log; books
    are re-verified, attestations recomputed).
 
+``ceiling``: what one process could reach doing only the steps every record needs
+whatever the design (``benchmarks/floor.py``: parse, one state write, an attestation's
+hashes and JSON; for replay the proof hashing instead), timed on this log in this run,
+with and without validating the records against their schema. It is the baseline the
+targets are measured against: a target near it leaves no time for margining, the
+reducers or Faust.
+
 Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_streams``.
 ``XMARGIN_BENCH_WORKERS=N`` runs N workers in one consumer group instead of one (the
 figure is then the group's), ``XMARGIN_BENCH_PROFILE=FILE`` runs the worker under
@@ -44,6 +51,7 @@ import rlp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from trie import HexaryTrie
 
+from benchmarks import floor
 from engine import MarginParams
 from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
@@ -283,8 +291,12 @@ def main() -> None:
         n_events = len(body)
         raw = asyncio.run(raw_consume(bootstrap, [topics.POSITION_PROVEN, topics.PRICE],
                                       len(head) + len(body) + len(tail)))
-        print(f"{n_events} records produced; raw consume {raw:.0f}/s; starting the worker",
-              file=sys.stderr)
+        print(f"{n_events} records produced; raw consume {raw:.0f}/s", file=sys.stderr)
+        book_values = [v for t, _, v in body if t == topics.POSITION_PROVEN]
+        worker_floor_us = floor.worker_us_per_record(book_values)
+        book_schema_us = floor.schema_us_per_record(book_values, ProvenBook)
+        print(f"worker floor {worker_floor_us:.1f} µs/record, schema {book_schema_us:.1f} µs;"
+              f" starting the worker", file=sys.stderr)
         end_events = {b.event_id for b in end_books}
 
         def finished(w: AttestationWatch) -> bool:
@@ -353,6 +365,14 @@ def main() -> None:
             export(log, Path(os.environ["XMARGIN_BENCH_EXPORT"]))
         settings = load_settings(config).stream_settings()
         processes = os.cpu_count() or 1
+        replay_floor_us, _ = floor.replay_us_per_record(
+            (r.topic, r.value) for r in log if r.value is not None)
+        attestation_values = [r.value for r in log
+                              if r.topic == topics.ATTESTATION and r.value is not None]
+        attestation_schema_us = floor.schema_us_per_record(attestation_values, Attestation)
+        replay_schema_us = ((book_schema_us * len(book_values)
+                             + attestation_schema_us * len(attestation_values))
+                            / max(len(log), 1))
         start = time.perf_counter()
         report = audit(log, settings, MarginParams(version=settings.params_version), processes)
         replay_s = time.perf_counter() - start
@@ -373,6 +393,19 @@ def main() -> None:
         "replay_records": report.records, "replay_books_verified": report.books,
         "replay_attestations_matched": f"{report.matched}/{report.attestations}",
         "replay_ok": report.ok,
+        # What one process could reach doing only the steps no design avoids
+        # (benchmarks/floor.py), measured on this log; "with_schema" adds validating each
+        # record against its pydantic schema. Replay's is on every core, as replay runs.
+        "ceiling": {
+            "worker_floor_us_per_record": round(worker_floor_us, 1),
+            "worker_events_per_s": round(1e6 / (1e6 / raw + worker_floor_us)),
+            "worker_with_schema_events_per_s": round(
+                1e6 / (1e6 / raw + worker_floor_us + book_schema_us)),
+            "replay_floor_us_per_record": round(replay_floor_us, 1),
+            "replay_events_per_s": round(processes * 1e6 / replay_floor_us),
+            "replay_with_schema_events_per_s": round(
+                processes * 1e6 / (replay_floor_us + replay_schema_us)),
+        },
         "record_to_attestation_ms": {"p50": float(np.percentile(latencies, 50)),
                                      "p99": float(np.percentile(latencies, 99)),
                                      "rate_per_s": LATENCY_RATE, "n": int(latencies.size)},

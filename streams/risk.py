@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 
 import numpy as np
 
@@ -83,16 +84,26 @@ class Holdings:
                     kind, size = ENGINE_KIND[p.kind], p.size_wad / WAD
                 rows.append((account, index[p.market], kind, size, p.entry_price_wad / WAD,
                              p.strike_wad / WAD, p.expiry if p.kind in ("call", "put") else 0))
-        blocks = tuple(sorted({(b.chain_id, b.block_number, b.block_hash) for _, b in ordered}))
+        source_blocks, source_hash = attested_blocks(tuple(sorted(
+            {(b.chain_id, b.block_number, b.block_hash) for _, b in ordered})))
         return cls(
             ordered=ordered,
             legs=tuple(rows),
             collateral_usd=tuple(b.collateral_wad / WAD for _, b in ordered),
             clock=max(b.block_timestamp for _, b in ordered),
-            source_blocks=tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
-            source_blocks_hash=source_blocks_hash(
-                (c, n, bytes.fromhex(h[2:])) for c, n, h in blocks),
+            source_blocks=source_blocks,
+            source_blocks_hash=source_hash,
             book_events=tuple(b.event_id for _, b in ordered))
+
+
+@lru_cache(maxsize=4096)
+def attested_blocks(blocks: tuple[tuple[int, int, str], ...]
+                    ) -> tuple[tuple[SourceBlock, ...], bytes]:
+    """Source blocks (chain id, number, hash), sorted, as an attestation lists them, and
+    their hash. Shared: every trader whose books were all proven in one block has the
+    same, and a block proves hundreds of books."""
+    return (tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
+            source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks))
 
 
 def holdings(state: TraderState) -> Holdings:
