@@ -122,7 +122,7 @@ def create_app(settings: StreamSettings, bootstrap: str,
         # Faust stores a key, and writes its changelog, in the partition of the current
         # event; a batch spans partitions, so each write names the event it comes from.
         acting_for(event)
-        traders[state.trader.encode()] = state.model_dump_json().encode()
+        traders[state.trader.encode()] = state.to_bytes()
         held.keep(state, event.message.partition)
 
     @app.task

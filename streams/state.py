@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
 from streams.records import Attestation, BookHead
 
@@ -91,6 +91,34 @@ class TraderState(BaseModel):
     @staticmethod
     def book_key(chain_id: int, venue: str) -> str:
         return f"{chain_id}:{venue}"
+
+    def to_bytes(self) -> bytes:
+        """The table value: ``model_dump_json``'s bytes, each book's JSON made once.
+        Books are frozen and a trader's next state holds the same ones again, so
+        re-serialising the whole history on every write cost ~10 µs of a proven book's
+        ~200 in a worker (benchmarks/bench_streams.py); the envelope's order and every
+        value's form are pydantic's (tests/streams/test_state.py compares the two)."""
+        history = b",".join(
+            _STR.dump_json(key) + b":[" + b",".join(_book_json(b) for b in books) + b"]"
+            for key, books in self.history.items())
+        last = b"null" if self.last is None else self.last.model_dump_json().encode()
+        return b'{"trader":%b,"history":{%b},"sequence":%d,"last":%b}' % (
+            _STR.dump_json(self.trader), history, self.sequence, last)
+
+
+_STR = TypeAdapter(str)
+_BOOK = TypeAdapter(BookHead)
+
+
+def _book_json(book: BookHead) -> bytes:
+    """``book`` as a state's history holds it (a BookHead, even from a subclass), kept
+    beside its fields like ``TraderState.derived``, with the identity of the book it was
+    made from: a copy (``model_copy(update=...)`` copies the fields beside) makes its
+    own."""
+    made = book.__dict__.get("_json")
+    if made is None or made[0] != id(book):
+        made = book.__dict__["_json"] = (id(book), _BOOK.dump_json(book))
+    return made[1]  # type: ignore[no-any-return]
 
 
 def apply_proven(state: TraderState, record: BookHead) -> TraderState:
