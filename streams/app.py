@@ -87,9 +87,10 @@ def create_app(settings: StreamSettings, bootstrap: str,
     async def publish(attested: list[tuple[TraderState, Attestation]],
                       market: Mapping[str, OraclePrice]) -> None:
         """Send the attestations, and a liquidation plan for each that finds health < 1,
-        and wait until the broker has them. The producer directly, in record batches:
-        Faust's Topic.send machinery, or even one producer call per record, costs more
-        than the record."""
+        and wait until the broker has them all, sending them again while it refuses
+        (``tansu.deliver``). The producer directly, in record batches: Faust's
+        Topic.send machinery, or even one producer call per record, costs more than the
+        record."""
         records, orders = [], []
         for state, attestation in attested:
             key = state.trader.encode()
@@ -99,10 +100,15 @@ def create_app(settings: StreamSettings, bootstrap: str,
                                         settings.implied_vol)
                 orders.append((key, order.to_bytes()))
         producer = cast(tansu.Producer, app.producer)
-        sent = await producer.send_keyed(topics.ATTESTATION, records)
-        if orders:
-            sent += await producer.send_keyed(topics.LIQUIDATION, orders)
-        await asyncio.gather(*sent)
+
+        async def send() -> list[asyncio.Future[Any]]:
+            sent = await producer.send_keyed(topics.ATTESTATION, records)
+            if orders:
+                sent += await producer.send_keyed(topics.LIQUIDATION, orders)
+            return sent
+
+        await tansu.deliver(send, f"{len(records)} attestation(s), {len(orders)} "
+                                  f"liquidation plan(s)")
 
     # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
     # not Faust, owns the schema. ``held`` keeps them decoded beside the table.
@@ -248,22 +254,26 @@ def create_app(settings: StreamSettings, bootstrap: str,
         market = oracle_prices(assets, quotes, as_of, settings, recent)
         margins = margins_for(states, market, params, settings.implied_vol)
         attested: list[tuple[TraderState, Attestation]] = []
+        saves: list[tuple[TraderState, faust.EventT]] = []
         for (state, event), margin in zip(margined, margins, strict=True):
             if margin is None:
                 continue
             attestation = next_attestation(state, margin[0], margin[1], settings, market)
             if attestation is not None:
-                save(apply_attestation(state, attestation), event)
+                saves.append((apply_attestation(state, attestation), event))
                 attested.append((state, attestation))
-        await publish(attested, market)
         done = {state.trader for state, _ in attested}
-        for state, event in work:
-            if state.trader in changed and state.trader not in done:
-                save(state, event)
-        # Only now the states that name these attestations: a worker killed in between
-        # re-reads the batch and emits them again (the same records; consumers and
-        # replay take a repeat as one), where the other order could keep a sequence
-        # number in the state whose attestation never reached the log.
+        saves += [(state, event) for state, event in work
+                  if state.trader in changed and state.trader not in done]
+        # The states, and so the sequence numbers they name, are stored (table,
+        # changelog, held) only once the broker has the attestations; until then the
+        # batch's events are not acknowledged. A worker stopped in between works the
+        # batch again and emits the same sequence numbers (consumers and replay take a
+        # repeat as one); the other order could keep a sequence number whose
+        # attestation never reached the log.
+        await publish(attested, market)
+        for state, event in saves:
+            save(state, event)
         await traders.flush_changelog()
 
     @app.agent(proven_topic)

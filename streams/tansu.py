@@ -17,17 +17,21 @@ its streams back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams import bundles, topics
+
+log = logging.getLogger(__name__)
 
 SCHEME = "tansu"
 # The topics the stream processor's agents read; never a table's changelog, which Faust
@@ -40,6 +44,8 @@ BUNDLED = frozenset({topics.POSITION_PROVEN, topics.PRICE, topics.REORG, topics.
 # this bound (benchmarks/bench_streams.py cut to 10,000 traders; 108 ms at 50,000). The
 # bound still holds memory: ~2 KB per state.
 PRODUCER_BUFFER_MESSAGES = 20_000
+# Between two attempts to deliver what the broker refused (``deliver``).
+RETRY_S = 5.0
 
 
 async def fetched_end_offsets(bootstrap: str, reported: Mapping[Any, int | None],
@@ -146,6 +152,28 @@ class Producer(faust_aiokafka.Producer):
         if size:
             sent.append((await producer.send_batch(batch, topic, partition=partition), size))
         return sent
+
+
+async def deliver(send: Callable[[], Awaitable[Sequence[asyncio.Future[Any]]]], what: str,
+                  retry_s: float = RETRY_S) -> int:
+    """``send()`` and wait until the broker has taken every record it queued; when any
+    failed (after the producer's own retries: Faust's ``producer_request_timeout``), log
+    it and send them all again every ``retry_s``. Returns the failed attempts.
+
+    The caller stores nothing of its batch before this returns, and its events stay
+    unacknowledged meanwhile: a worker stopped during an outage works the batch again.
+    A record taken by a failed attempt is taken again: a repeat (same trader and
+    sequence), which consumers and replay take as one."""
+    failed = 0
+    while True:
+        try:
+            await asyncio.gather(*(await send()))
+            return failed
+        except KafkaError as e:
+            failed += 1
+            log.error("%s: not delivered (attempt %d: %r); sending again in %.0f s", what,
+                      failed, e, retry_s)
+            await asyncio.sleep(retry_s)
 
 
 class Transport(faust_aiokafka.Transport):

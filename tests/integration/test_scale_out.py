@@ -79,7 +79,7 @@ def test_killed_workers_partitions_recover_in_the_other(localnet: LocalNet, brok
     config = worker_config(tmp_path, broker, "scale-out")
     asyncio.run(ensure_topics(broker, 4))
     first = worker(localnet, "worker-1", config, tmp_path / "w1")
-    worker(localnet, "worker-2", config, tmp_path / "w2")
+    second = worker(localnet, "worker-2", config, tmp_path / "w2")
     price = PriceUpdate(asset="ETH", price_wad=3000 * WAD, source="feed", round_id=1,
                         observed_at=T0, chain_id=1, block_number=1, block_hash="0x" + "33" * 32)
     asyncio.run(produce(broker, [(topics.PRICE, "ETH", price.to_bytes())]))
@@ -104,3 +104,20 @@ def test_killed_workers_partitions_recover_in_the_other(localnet: LocalNet, brok
         assert [a.sequence for a in history] == [1, 2], trader
         assert history[-1].book_events == (proven(trader, 20, 2.0).event_id,)
         assert history[-1].maintenance_margin_wad > history[0].maintenance_margin_wad
+
+    # The table's local stores write no RocksDB log: the changelog is the durable copy.
+    logs = list((tmp_path / "w2").rglob("traders-*.db/*.log"))
+    assert logs and all(f.stat().st_size == 0 for f in logs), logs
+
+    # The killed worker comes back on its own data directory, whose store lost what it
+    # had not flushed, and takes every partition over when the survivor is killed too:
+    # it reads the rest from the changelog and continues every sequence.
+    worker(localnet, "worker-3", config, tmp_path / "w1")
+    time.sleep(2)
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    asyncio.run(produce(broker, [(topics.POSITION_PROVEN, t, proven(t, 30, 3.0).to_bytes())
+                                 for t in TRADERS]))
+    last = asyncio.run(attestations(broker, 3 * len(TRADERS), 120))
+    for trader in TRADERS:
+        assert [a.sequence for a in last if a.trader == trader] == [1, 2, 3], trader
