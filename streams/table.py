@@ -10,14 +10,13 @@ delivered batch records its last offset as the store's persisted offset, as Faus
 per message.
 
 ``flush_changelog`` must run before the events that caused the writes are acknowledged
-(an agent calls it within its batch): a commit flushes the producer first, so the
-changelog is delivered before the offsets that would skip the events are committed.
+(an agent calls it within its batch): it returns once the broker has every write, so
+no offset is committed past an event whose state is not in the changelog.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from functools import partial
 from typing import Any, cast
 
@@ -28,8 +27,6 @@ from faust.stores import rocksdb
 from faust.types import TP
 
 from streams import tansu
-
-log = logging.getLogger(__name__)
 
 
 class ChangelogBackedStore(rocksdb.Store):
@@ -83,18 +80,29 @@ class BatchedChangelogTable(faust.Table):
         return partition
 
     async def flush_changelog(self) -> None:
-        """Queue the writes since the last call on the changelog."""
+        """Send the writes since the last call to the changelog, and wait until the
+        broker has them all, sending them again while it refuses (``tansu.deliver``):
+        the events that caused them are acknowledged after this, and a commit past an
+        event whose state never reached the changelog would lose that state for the
+        next worker of its partition."""
         unsent, self._unsent = self._unsent, {}
+        if not unsent:
+            return
         producer = cast(tansu.Producer, self.app.producer)
         topic = self.changelog_topic.get_topic_name()
-        for partition, rows in unsent.items():
-            for future, count in await producer.send_batches(topic, partition, rows):
-                future.add_done_callback(partial(self._on_batch_sent, TP(topic, partition),
-                                                 count))
+
+        async def send() -> list[asyncio.Future[Any]]:
+            sent = []
+            for partition, rows in unsent.items():
+                for future, count in await producer.send_batches(topic, partition, rows):
+                    future.add_done_callback(partial(
+                        self._on_batch_sent, TP(topic, partition), count))
+                    sent.append(future)
+            return sent
+
+        await tansu.deliver(send, f"{sum(map(len, unsent.values()))} write(s) to {topic}")
 
     def _on_batch_sent(self, tp: TP, count: int, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            log.error("changelog batch of %d writes to %s failed: %r", count, tp,
-                      None if future.cancelled() else future.exception())
-            return
-        self.data.set_persisted_offset(tp, future.result().offset + count - 1)
+        # A batch refused is sent again (and logged) by ``flush_changelog``.
+        if not future.cancelled() and future.exception() is None:
+            self.data.set_persisted_offset(tp, future.result().offset + count - 1)
