@@ -160,10 +160,11 @@ async def deliver(send: Callable[[], Awaitable[Sequence[asyncio.Future[Any]]]], 
     failed (after the producer's own retries: Faust's ``producer_request_timeout``), log
     it and send them all again every ``retry_s``. Returns the failed attempts.
 
-    The caller stores nothing of its batch before this returns, and its events stay
-    unacknowledged meanwhile: a worker stopped during an outage works the batch again.
-    A record taken by a failed attempt is taken again: a repeat (same trader and
-    sequence), which consumers and replay take as one."""
+    An agent awaits it before its batch's events are acknowledged, so an outage stalls
+    the worker instead of committing past records that never reached the broker, and a
+    worker stopped meanwhile works the batch again. A record taken by a failed attempt
+    is taken again: a repeat (an attestation's trader and sequence, a state's key and
+    value), which consumers, replay and changelog recovery take as one."""
     failed = 0
     while True:
         try:
