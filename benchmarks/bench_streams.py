@@ -14,8 +14,9 @@ Phases, all in one run:
    the end markers are attested: one new book per trader partition after the last book,
    and one price move per price partition after the last tick, on assets held by
    marker traders in every trader partition.
-3. ``record_to_attestation_ms``: 2,000 more book updates at a steady 500 per second;
-   latency from each record's timestamp to that of the attestation naming it (the last
+3. ``record_to_attestation_ms``: once the worker has finished its last batch (one more
+   book, attested on its own, marks it), 2,000 more book updates at a steady 500 per
+   second; latency from each record's timestamp to that of the attestation naming it (the last
    book of each trader among them: an older one may be superseded before it is margined).
 4. ``replay_events_per_s``: ``streams.replay.audit`` over the whole log read back, on
    one process per core as ``xmargin replay`` does (headers are not in this log; books
@@ -328,7 +329,18 @@ def main() -> None:
         phase1_attestations = watch.count
         print(f"worker: {n_events} records in {worker_s:.1f} s", file=sys.stderr)
 
-        # Latency: steady arrivals on a worker that has caught up.
+        # Latency: steady arrivals on a worker that has caught up. The end markers are
+        # attested before the worker has finished their batch (it stores the states and
+        # writes the changelog after publishing; up to a second for a catch-up batch of
+        # ~15,000 books): one more book, attested in a batch of its own, marks the
+        # moment it has.
+        settle = prove_block(BLOCKS + 20, [
+            (marker_traders[(0, 0)], 30_000 * WAD,
+             (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
+        ])[0]
+        asyncio.run(produce(bootstrap, [(topics.POSITION_PROVEN, settle.trader,
+                                         settle.to_bytes())]))
+        asyncio.run(watch.until(lambda w: settle.event_id in w.by_event, timeout_s=300))
         extra = [b for books in proven[BLOCKS:] for b in books][:LATENCY_RECORDS]
 
         async def paced() -> None:
