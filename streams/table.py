@@ -38,9 +38,11 @@ class ChangelogBackedStore(rocksdb.Store):
     memtable flush: those writes and the persisted offsets that cover them alike (both
     are writes to the same database), so a restart reads them back from the changelog.
     With the log it kept them, including writes whose changelog records never left:
-    a state ahead of the changelog. And each write was one more system call: ~5% of a
-    worker's CPU time (benchmarks/bench_streams.py cut to 100 blocks, alternating runs:
-    17.8 and 15.1 CPU-seconds without, 18.7 and 15.9 with).
+    a state ahead of the changelog. And each write was one more system call: table
+    writes fell from ~10% to ~3% of a worker's py-spy samples, and its CPU time by ~5%
+    (benchmarks/bench_streams.py cut to 100 blocks, alternating runs: 17.8 and 15.1
+    CPU-seconds without, 18.7 and 15.9 with), though throughput moved by less than its
+    run-to-run noise.
     """
 
     def _open_for_partition(self, partition: int) -> Any:
