@@ -17,7 +17,7 @@ import faust
 from faust.streams import _current_event
 
 from engine import MarginParams
-from streams import bundles, tansu, topics
+from streams import bundles, table, tansu, topics
 from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice, Quotes, Window
 from streams.price_view import PriceView
@@ -46,13 +46,13 @@ from streams.state import (
     apply_proven,
     apply_reorg,
 )
-from streams.table import BatchedChangelogTable
 
 
 def create_app(settings: StreamSettings, bootstrap: str,
                heap: LongLivedHeap | None = None) -> faust.App:
     """The app; ``heap``, when given, settles after every batch (see ``streams.heap``)."""
     tansu.register()
+    table.register()
     app = faust.App(
         settings.app_id,
         broker=f"{tansu.SCHEME}://{bootstrap}",
@@ -112,9 +112,9 @@ def create_app(settings: StreamSettings, bootstrap: str,
 
     # Keys are the trader's address, values its state's JSON bytes, both raw: pydantic,
     # not Faust, owns the schema. ``held`` keeps them decoded beside the table.
-    traders = cast(BatchedChangelogTable, app.tables.add(BatchedChangelogTable(
+    traders = cast(table.BatchedChangelogTable, app.tables.add(table.BatchedChangelogTable(
         app, name="traders", beacon=app.tables.beacon, partitions=settings.partitions,
-        key_type=bytes, value_type=bytes)))
+        key_type=bytes, value_type=bytes, store=table.store_url("traders"))))
     held = HeldStates()
     app.on_partitions_revoked.connect(held.forget)
     app.on_partitions_assigned.connect(held.forget)

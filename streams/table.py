@@ -53,18 +53,25 @@ class ChangelogBackedStore(rocksdb.Store):
         return db
 
 
+STORE_SCHEME = "rocksdb-changelog"
+
+
+def store_url(table_name: str) -> str:
+    """The ``store`` of a table whose local state is a ChangelogBackedStore, in the
+    files Faust's ``rocksdb://`` would use. With a path: Faust takes a store URL without
+    one (``rocksdb-changelog://``) for none given, and uses the app's."""
+    return f"{STORE_SCHEME}:{table_name}"
+
+
+def register() -> None:
+    """Make ``store_url`` name ChangelogBackedStore in Faust's registry of stores."""
+    stores.STORES.aliases[STORE_SCHEME] = f"{__name__}:ChangelogBackedStore"
+
+
 class BatchedChangelogTable(faust.Table):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unsent: dict[int, list[tuple[bytes, bytes | None]]] = {}
-
-    def _new_store_by_url(self, url: Any) -> Any:
-        if stores.by_url(url) is rocksdb.Store:
-            return ChangelogBackedStore(
-                url, self.app, self, table_name=self.name, key_type=self.key_type,
-                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
-                value_type=self.value_type, loop=self.loop, options=self.options)
-        return super()._new_store_by_url(url)
 
     def on_key_set(self, key: Any, value: Any) -> None:
         self._unsent.setdefault(self._partition_of(key), []).append((key, value))
