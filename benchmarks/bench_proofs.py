@@ -35,9 +35,9 @@ from typing import Any
 import rlp
 from trie import HexaryTrie
 
+from devnet.localnet import LocalNet
 from proofs import header_from_rpc, verify_get_proofs
 from proofs.keccak import keccak
-from relayer.localnet import LocalNet
 from tests.support.storage import StorageFiller
 
 N_SLOTS = 12_000

@@ -53,19 +53,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from trie import HexaryTrie
 
 from benchmarks import floor
+from bus.admin import ensure_topics
+from bus.partitioner import partition_of
+from devnet.localnet import LocalNet
 from engine import MarginParams
 from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
-from relayer.config import load_settings
-from relayer.localnet import LocalNet
-from relayer.venue import commitment_base_slot
-from streams import topics
-from streams.admin import ensure_topics
-from streams.commitment import book_commitment
-from streams.log import export, read_topics
-from streams.records import Attestation, Position, PriceUpdate, ProvenBook
+from relayer.chain.logs import commitment_base_slot
+from streams.audit_log import export, read_topics
 from streams.replay import audit
 from tests.support.configs import node_config
+from wire import topics
+from wire.commitment import book_commitment
+from wire.records import Attestation, Position, PriceUpdate, ProvenBook
+from xmargin.config import load_settings
 
 N_TRADERS = 50_000
 BLOCKS = 200
@@ -136,7 +137,7 @@ def names_per_partition(prefix: str, count: int) -> list[str]:
     n = 0
     while len(found) < count:
         name = f"{prefix}{n}"
-        found.setdefault(topics.partition_of(name.encode(), count), name)
+        found.setdefault(partition_of(name.encode(), count), name)
         n += 1
     return [found[p] for p in range(count)]
 
@@ -149,7 +150,7 @@ def markers() -> tuple[list[str], dict[tuple[int, int], str]]:
     i = N_TRADERS + 10
     while len(traders) < PARTITIONS * PARTITIONS:
         address = trader_address(i)
-        q = topics.partition_of(address.encode(), PARTITIONS)
+        q = partition_of(address.encode(), PARTITIONS)
         for p in range(PARTITIONS):
             if (p, q) not in traders:
                 traders[(p, q)] = address
@@ -317,7 +318,7 @@ def main() -> None:
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
         # XMARGIN_BENCH_WORKERS=N starts N workers in one group (scale-out; default one).
         workers = [
-            net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "relayer.cli", "worker",
+            net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "xmargin.cli", "worker",
                                       "--config", str(config)],
                       env={**os.environ,
                            "XMARGIN__STREAMS__DATA_DIR": str(Path(tmp) / f"worker-{i}")})

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from rocksdict import Options, Rdict, WriteOptions
 
 from proofs.keccak import keccak
-from streams import topics
+from wire import topics
 
 WORDS = 9 * 32  # an attestation's struct: its type hash and nine words
 
@@ -44,7 +44,7 @@ def worker_us_per_record(values: Sequence[bytes]) -> float:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         db = Rdict(str(Path(tmp) / "floor"), options=options)
-        unlogged = WriteOptions()  # as the worker's table stores (streams.table)
+        unlogged = WriteOptions()  # as the worker's table stores (streams.transport.table)
         unlogged.disable_wal = True  # type: ignore[method-assign,assignment]  # a property
         db.set_write_options(unlogged)
         try:

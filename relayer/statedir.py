@@ -1,7 +1,18 @@
-"""Files of the node's state directory (checkpoints, retry state, metrics, incidents)."""
+"""The node's state directory: the one place that names its files.
+
+    listener-<chain id>.json         a listener's checkpoint
+    incident-<chain id>-<block>.json the evidence of a chain halt
+    deliveries-<chain id>.json       deliveries being retried or dead-lettered
+    in-flight-<chain id>.json        transactions sent and not yet confirmed
+    metrics.prom                     the node's metrics (Prometheus text format)
+
+Every file is replaced atomically (``write_atomically``), so a crash leaves the old
+state or the new one and ``xmargin node status`` can read it while the node runs.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -12,3 +23,27 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    def checkpoint(self, chain_id: int) -> Path:
+        return self.root / f"listener-{chain_id}.json"
+
+    def incident(self, chain_id: int, block: int) -> Path:
+        return self.root / f"incident-{chain_id}-{block}.json"
+
+    def incidents(self, chain_id: int) -> list[Path]:
+        return sorted(self.root.glob(f"incident-{chain_id}-*.json"))
+
+    def deliveries(self, chain_id: int) -> Path:
+        return self.root / f"deliveries-{chain_id}.json"
+
+    def in_flight(self, chain_id: int) -> Path:
+        return self.root / f"in-flight-{chain_id}.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.prom"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from streams.records import AttestedPrice, PriceUpdate
+from wire.records import AttestedPrice, PriceUpdate
 
 Quotes = Mapping[str, Mapping[str, PriceUpdate]]  # asset → source → latest update
 

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams import topics
+from bus import tansu
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
-from streams.records import PriceUpdate, RecordError, decode
 from streams.settings import StreamSettings
+from wire import topics
+from wire.records import PriceUpdate, RecordError, decode
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class PriceView:
         """Fold every price record, from the beginning, until cancelled."""
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False,
-                                    fetch_max_wait_ms=topics.FETCH_MAX_WAIT_MS)
+                                    fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
         await consumer.start()
         try:
             await consumer.topics()

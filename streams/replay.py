@@ -26,11 +26,15 @@ from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
 from proofs.account import Account
 from proofs.mpt import NodeCache
-from streams import topics
-from streams.commitment import book_commitment
 from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice
-from streams.records import (
+from streams.risk import margin_by_market_set, next_attestation
+from streams.settings import StreamSettings
+from streams.state import Attested, TraderState
+from wire import topics
+from wire.commitment import book_commitment
+from wire.hexstr import from_hex, to_hex
+from wire.records import (
     Attestation,
     BlockHeaderRecord,
     BookHead,
@@ -38,9 +42,6 @@ from streams.records import (
     RecordError,
     decode,
 )
-from streams.risk import margins_for, next_attestation
-from streams.settings import StreamSettings
-from streams.state import Attested, TraderState
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,13 @@ class Auditor:
         share does)."""
         h = decode(BlockHeaderRecord, raw)
         try:
-            rebuilt = header_from_rlp(bytes.fromhex(h.header_rlp[2:]),
-                                      expected_hash=bytes.fromhex(h.hash[2:]))
+            rebuilt = header_from_rlp(from_hex(h.header_rlp),
+                                      expected_hash=from_hex(h.hash))
         except ProofError as e:
             if not quiet:
                 self.report.problems.append(f"header {h.chain_id}:{h.number}: {e}")
             return
-        if "0x" + rebuilt.state_root.hex() != h.state_root and not quiet:
+        if to_hex(rebuilt.state_root) != h.state_root and not quiet:
             self.report.problems.append(f"header {h.chain_id}:{h.number}: state root differs")
         self.state_roots[(h.chain_id, h.hash)] = h.state_root
         self.report.headers += 0 if quiet else 1
@@ -195,13 +196,13 @@ class Auditor:
             proven = (b.state_root, b.venue, b.account_proof)
             account = self.accounts.get(proven)
             if account is None:
-                account = verify_account(bytes.fromhex(b.state_root[2:]),
-                                         bytes.fromhex(b.venue[2:]),
-                                         [bytes.fromhex(n[2:]) for n in b.account_proof],
+                account = verify_account(from_hex(b.state_root),
+                                         from_hex(b.venue),
+                                         [from_hex(n) for n in b.account_proof],
                                          cache=self.nodes)
                 self.accounts[proven] = account
             word = verify_storage(account.storage_root, int(b.storage_slot, 16),
-                                  [bytes.fromhex(n[2:]) for n in b.storage_proof],
+                                  [from_hex(n) for n in b.storage_proof],
                                   cache=self.nodes)
         except ProofError as e:
             audit.differences.append(f"book {b.event_id}: {type(e).__name__}: {e}")
@@ -258,7 +259,7 @@ class Auditor:
             prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
                                            breaker=p.breaker) for p in items[0][0].prices}
             states = [self.state_before(a, previous) for a, previous in items]
-            margins = margins_for(states, prices, self.params, self.settings.implied_vol)
+            margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol)
             for (a, _), state, margin in zip(items, states, margins, strict=True):
                 recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
                                                prices) if margin is not None else None)

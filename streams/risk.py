@@ -11,9 +11,12 @@ import numpy as np
 
 from engine import Book, Kind, MarginParams, MarginResult, Market, compute_margin
 from engine.liquidation import plan_liquidation
-from streams.attestation import attestation_struct_hash, source_blocks_hash, typed_data_digest
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
-from streams.records import (
+from streams.settings import StreamSettings
+from streams.state import Attested, TraderState
+from wire.eip712 import attestation_struct_hash, source_blocks_hash, typed_data_digest
+from wire.hexstr import from_hex, to_hex
+from wire.records import (
     Attestation,
     BookHead,
     Liquidation,
@@ -21,8 +24,6 @@ from streams.records import (
     Position,
     SourceBlock,
 )
-from streams.settings import StreamSettings
-from streams.state import Attested, TraderState
 
 WAD = 10**18
 YEAR_S = 365 * 86_400
@@ -44,16 +45,16 @@ def to_wad(x: float) -> int:
 
 def legs_of(state: TraderState) -> list[tuple[str, BookHead, Position]]:
     """Every position of ``state`` in engine row order: books by key, then as held."""
-    return [(key, book, p) for key, book in holdings(state).ordered for p in book.positions]
+    return [(key, book, p) for key, book in engine_rows(state).ordered for p in book.positions]
 
 
-# Columns of ``Holdings.legs``.
+# Columns of ``EngineRows.legs``.
 ACCOUNT, UNDERLYING, KIND, SIZE, ENTRY, STRIKE, EXPIRY = range(7)
 ENGINE_KIND = {"perp": Kind.PERP, "call": Kind.CALL, "put": Kind.PUT}
 
 
 @dataclass(frozen=True, slots=True)
-class Holdings:
+class EngineRows:
     """What margining and attesting read of a trader's current books, derived once per
     history (``TraderState.derived``): a price move re-margins the same books again and
     again, and a batch over many traders joins their rows without a loop per position."""
@@ -71,7 +72,7 @@ class Holdings:
     book_events: tuple[str, ...]
 
     @classmethod
-    def of(cls, state: TraderState) -> Holdings:
+    def of(cls, state: TraderState) -> EngineRows:
         ordered = tuple(sorted(state.books.items()))
         index = {m: i for i, m in enumerate(state.markets)}
         rows: list[tuple[float, ...]] = []
@@ -103,11 +104,11 @@ def attested_blocks(blocks: tuple[tuple[int, int, str], ...]
     their hash. Shared: every trader whose books were all proven in one block has the
     same, and a block proves hundreds of books."""
     return (tuple(SourceBlock(chain_id=c, number=n, hash=h) for c, n, h in blocks),
-            source_blocks_hash((c, n, bytes.fromhex(h[2:])) for c, n, h in blocks))
+            source_blocks_hash((c, n, from_hex(h)) for c, n, h in blocks))
 
 
-def holdings(state: TraderState) -> Holdings:
-    return state.derived("_holdings", lambda: Holdings.of(state))
+def engine_rows(state: TraderState) -> EngineRows:
+    return state.derived("_engine_rows", lambda: EngineRows.of(state))
 
 
 def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
@@ -123,7 +124,7 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
     collateral: list[float] = []
     n_legs, n_books = [], []
     for state in states:
-        held = holdings(state)
+        held = engine_rows(state)
         if state.markets == wanted:
             rows += held.legs
         else:  # a batch over more markets than this trader's: renumber its underlyings
@@ -165,7 +166,7 @@ def market_for(markets: Sequence[str], prices: Mapping[str, OraclePrice],
 def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None) -> int:
     """The newest timestamp among the trader's books and the prices of its markets: the
     clock of its attestation (``issued_at``), never the wall clock."""
-    clock = holdings(state).clock
+    clock = engine_rows(state).clock
     held = [m for m in state.markets if prices and m in prices]
     return max([clock, *(prices[m].observed_at for m in held)]) if prices else clock
 
@@ -197,7 +198,7 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
                   settings: StreamSettings,
                   windows: Mapping[str, Window] | None = None) -> dict[str, OraclePrice]:
     """One price at ``as_of`` per market that has any quote. A market without one is left
-    out, so only the traders holding it wait (``margin_for`` gives them nothing yet)."""
+    out, so only the traders holding it wait (``margin_in_one_call`` gives them nothing yet)."""
     prices = {}
     for m in markets:
         if not quotes.get(m):
@@ -210,7 +211,7 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
     return prices
 
 
-def margin_for(
+def margin_in_one_call(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
     vols: Mapping[str, float] | None = None,
 ) -> MarginResult | None:
@@ -227,7 +228,7 @@ def margin_for(
                           market_for(markets, prices, params, vols), params)
 
 
-def margins_for(
+def margin_by_market_set(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
     vols: Mapping[str, float] | None = None,
 ) -> list[tuple[MarginResult, int] | None]:
@@ -242,7 +243,7 @@ def margins_for(
         groups.setdefault(state.markets, []).append(i)
     out: list[tuple[MarginResult, int] | None] = [None] * len(states)
     for rows in groups.values():
-        result = margin_for([states[i] for i in rows], prices, params, vols)
+        result = margin_in_one_call([states[i] for i in rows], prices, params, vols)
         if result is not None:
             for row, i in enumerate(rows):
                 out[i] = (result, row)
@@ -284,7 +285,7 @@ def next_attestation(
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
-    held = holdings(state)
+    held = engine_rows(state)
     valid_until = issued_at + settings.attestation_validity_s
     im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
@@ -296,14 +297,14 @@ def next_attestation(
     free = free_total // max(len(settings.targets), 1)
     # Every chain gets the same credit line, so one struct hash serves all their digests.
     struct_hash = attestation_struct_hash(
-        trader=bytes.fromhex(state.trader[2:]), sequence=sequence, equity_wad=equity,
+        trader=from_hex(state.trader), sequence=sequence, equity_wad=equity,
         maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
         params_version=result.params_version, source_blocks_hash=held.source_blocks_hash,
         valid_until=valid_until)
     chains = tuple(
         {"chain_id": target.chain_id, "oracle": target.oracle, "free_collateral_wad": free,
-         "digest": "0x" + typed_data_digest(target.chain_id, bytes.fromhex(target.oracle[2:]),
-                                            struct_hash).hex()}
+         "digest": to_hex(typed_data_digest(target.chain_id, from_hex(target.oracle),
+                                            struct_hash))}
         for target in settings.targets)
     # Validated in one call from plain values and the records shared with other
     # attestations (source blocks per history, prices per batch): cheaper than building
@@ -315,7 +316,7 @@ def next_attestation(
         "isolated_margin_wad": to_wad(result.isolated_mm_usd[row]),
         "params_version": result.params_version,
         "source_blocks": held.source_blocks,
-        "source_blocks_hash": "0x" + held.source_blocks_hash.hex(), "issued_at": issued_at,
+        "source_blocks_hash": to_hex(held.source_blocks_hash), "issued_at": issued_at,
         "valid_until": valid_until, "chains": chains,
         "book_events": held.book_events,
         "prices": tuple(q.attested for q in quoted),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streams.records import Address
+from wire.records import Address
 
 
 class AttestationTarget(BaseModel):

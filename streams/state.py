@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
-from streams.records import Attestation, BookHead
+from wire.records import Attestation, BookHead
 
 _T = TypeVar("_T")
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from relayer.localnet import REPO, LocalNet
+from devnet.localnet import REPO, LocalNet
 
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "data" / "conformance"

@@ -13,8 +13,8 @@ from engine import MarginParams, Market, compute_margin
 from engine.adaptive import AdaptiveParams, applied_range, base_range, ewma_vol, ramp
 from engine.backtest import BENCHMARK_BOOKS, backtest_each, kupiec_pof, traffic_light
 from engine.instruments import Book
-from relayer.backtest_report import load_closes
 from tests.conftest import SHARED
+from xmargin.backtest_report import load_closes
 
 
 def perp_mm(scan_range: float) -> float:

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.tansu import fetched_end_offsets
+from bus.tansu import fetched_end_offsets
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,7 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
-from proofs import ProofError, vyper_mapping_slot
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
-from relayer.deploy import (
+from devnet.deploy import (
     Deployment,
     anvil_account,
     contract,
@@ -24,21 +21,24 @@ from relayer.deploy import (
     deploy_contract,
     transact,
 )
-from relayer.localnet import LocalNet
-from relayer.proof_fetcher import ProofFetcher
-from relayer.prover import prove_event
-from relayer.signing import rotation_digest, sign_digest, threshold_signatures
-from relayer.venue import (
+from devnet.localnet import LocalNet
+from proofs import ProofError, vyper_mapping_slot
+from relayer.chain.logs import (
     OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
     commitment_base_slot,
     decode_option_position_changed,
     decode_position_changed,
 )
-from streams.attestation import attestation_digest
-from streams.commitment import book_commitment, market_bytes
-from streams.records import PositionEvent
+from relayer.chain.rpc import RpcPool
+from relayer.delivery.signing import rotation_digest, sign_digest, threshold_signatures
+from relayer.proving.fetcher import ProofFetcher
+from relayer.proving.service import prove_event
+from relayer.settings import ChainSettings, KeystoreSettings
 from tests.support.credit import attest
+from wire.commitment import book_commitment, market_bytes
+from wire.eip712 import attestation_digest
+from wire.records import PositionEvent
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -149,9 +149,9 @@ def _trade(w3: Web3, d: Deployment, trader: Any, size: float) -> PositionEvent:
     )
 
 
-def _client(d: Deployment) -> ChainClient:
+def _client(d: Deployment) -> RpcPool:
     dummy = KeystoreSettings(keystore="unused.json", password_file="unused")  # type: ignore[arg-type]
-    return ChainClient(ChainSettings(name="t", chain_id=d.chain_id, rpc_urls=[d.rpc_url],
+    return RpcPool(ChainSettings(name="t", chain_id=d.chain_id, rpc_urls=[d.rpc_url],
                                      oracle=d.oracle, submitter=dummy))
 
 

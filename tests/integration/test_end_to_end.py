@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from relayer.deploy import anvil_account
-from relayer.localnet import LocalNet
-from relayer.scenario import (
+from bus.admin import ensure_topics
+from devnet.deploy import anvil_account
+from devnet.hedge import (
     Network,
     deposit,
     open_positions,
@@ -36,9 +36,9 @@ from relayer.scenario import (
     wait_for_netted_attestation,
     wait_for_oracles,
 )
-from streams import topics
-from streams.admin import ensure_topics
-from streams.records import DeadLetter
+from devnet.localnet import LocalNet
+from wire import topics
+from wire.records import DeadLetter
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -57,7 +57,7 @@ def node(localnet: LocalNet, broker: str, chain_urls: list[str],
     run_dir = tmp_path_factory.mktemp("node")
     network = setup_network(run_dir, broker, chain_urls, prices={"ETH": 3000})
     asyncio.run(ensure_topics(broker, 4))
-    proc = localnet.start("node", [sys.executable, "-m", "relayer.cli", "node", "run",
+    proc = localnet.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run",
                                    "--config", str(network.config_path)])
     yield network, proc
     localnet.stop("node")
@@ -168,7 +168,7 @@ def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subproc
 def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subprocess.Popen],
                                                    tmp_path: Path) -> None:
     network, _ = node
-    base = [sys.executable, "-m", "relayer.cli", "replay", "--config", str(network.config_path)]
+    base = [sys.executable, "-m", "xmargin.cli", "replay", "--config", str(network.config_path)]
     live = subprocess.run([*base, "--from-beginning", "--json"], capture_output=True, text=True,
                           timeout=120)
     assert live.returncode == 0, live.stdout + live.stderr

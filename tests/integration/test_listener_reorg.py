@@ -15,18 +15,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from web3 import HTTPProvider, Web3
 
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
-from relayer.deploy import Deployment, anvil_account, contract, deploy_chain
-from relayer.kafka import Publisher
-from relayer.listener import ChainHalted, Listener
-from relayer.localnet import LocalNet
-from relayer.prover import ProofService
-from streams import topics
-from streams.admin import ensure_topics
-from streams.commitment import market_bytes
-from streams.records import BlockHeaderRecord, ChainReorg, PositionEvent
+from bus.admin import ensure_topics
+from bus.publisher import Publisher
+from devnet.deploy import Deployment, anvil_account, contract, deploy_chain
+from devnet.localnet import LocalNet
+from relayer.chain.listener import Listener
+from relayer.chain.rpc import RpcPool
+from relayer.errors import ChainHalted
+from relayer.proving.service import ProofService
+from relayer.settings import ChainSettings, KeystoreSettings
+from relayer.statedir import StateDir
 from tests.support.credit import attest
+from wire import topics
+from wire.commitment import market_bytes
+from wire.records import BlockHeaderRecord, ChainReorg, PositionEvent
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -70,15 +72,15 @@ async def until(check: Any, timeout_s: float = 30.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running(settings: ChainSettings, broker: str, state_dir: Path
-                  ) -> AsyncIterator[tuple[ChainClient, Publisher, asyncio.Task[None]]]:
+                  ) -> AsyncIterator[tuple[RpcPool, Publisher, asyncio.Task[None]]]:
     """A listener on ``settings``' chain publishing to ``broker``, stopped on exit (its
     task is left for the test to inspect, not awaited for its result)."""
     await ensure_topics(broker, 4)
-    client = ChainClient(settings)
+    client = RpcPool(settings)
     publisher = Publisher(broker)
     await publisher.start()
     stop = asyncio.Event()
-    task = asyncio.create_task(Listener(client, publisher, state_dir, {}).run(stop))
+    task = asyncio.create_task(Listener(client, publisher, StateDir(state_dir), {}).run(stop))
     try:
         yield client, publisher, task
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relayer.localnet import LocalNet
+from devnet.localnet import LocalNet
 from tests.relayer.test_config import assert_names, run_node, write_config
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from devnet.localnet import LocalNet
 from proofs import ProofError, header_from_rpc, verify_get_proof, verify_get_proofs
 from proofs.builder import ProvenSlots
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
-from relayer.localnet import LocalNet
-from relayer.proof_fetcher import ProofFetcher
+from relayer.chain.rpc import RpcPool
+from relayer.proving.fetcher import ProofFetcher
+from relayer.settings import ChainSettings, KeystoreSettings
 from tests.support.storage import StorageFiller
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_proof_fetch_cli_checks_a_live_chain(filled: tuple[StorageFiller, int]) 
     filler, block = filled
     slot = hex(filler.slot(9))
     result = subprocess.run(
-        [sys.executable, "-m", "relayer.cli", "proof", "fetch", "--rpc",
+        [sys.executable, "-m", "xmargin.cli", "proof", "fetch", "--rpc",
          filler.w3.provider.endpoint_uri, "--address", filler.address, "--slot", slot,
          "--slot", str(filler.slot(N_SLOTS + 5)), "--block", str(block)],
         capture_output=True, text=True, timeout=60)
@@ -93,7 +93,7 @@ def test_fetcher_coalesces_concurrent_requests_and_batches_slots(
     keys = list(range(100, 125))
 
     async def run() -> tuple[list[ProvenSlots], int]:
-        fetcher = ProofFetcher(ChainClient(settings), max_slots_per_call=10)
+        fetcher = ProofFetcher(RpcPool(settings), max_slots_per_call=10)
         results = await asyncio.gather(*(
             fetcher.prove(filler.address, block, header.state_root, [filler.slot(k)])
             for k in keys))

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
+from devnet.localnet import LocalNet, free_port
+from relayer.chain.rpc import RpcPool
 from relayer.errors import RpcError
-from relayer.localnet import LocalNet, free_port
-from relayer.proof_fetcher import ProofFetcher
+from relayer.proving.fetcher import ProofFetcher
+from relayer.settings import ChainSettings, KeystoreSettings
 from tests.support.storage import StorageFiller
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,9 @@ async def serve(bad: BadProvider) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def client(urls: list[str]) -> ChainClient:
+def client(urls: list[str]) -> RpcPool:
     unused = KeystoreSettings(keystore=Path("unused"), password_file=Path("unused"))
-    return ChainClient(ChainSettings(name="t", chain_id=41040, rpc_urls=urls, rpc_timeout_s=1.0,
+    return RpcPool(ChainSettings(name="t", chain_id=41040, rpc_urls=urls, rpc_timeout_s=1.0,
                                      oracle="0x" + "00" * 20, submitter=unused))
 
 
@@ -87,7 +87,7 @@ def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode
         url = await server.__anext__()
         c = client([url, anvil])
         durations = []
-        for _ in range(ChainClient.DEMOTE_AFTER + 2):
+        for _ in range(RpcPool.DEMOTE_AFTER + 2):
             start = time.monotonic()
             header = await c.header(0)
             durations.append(time.monotonic() - start)
@@ -95,7 +95,7 @@ def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode
         calls = bad.calls
         await c.close()
         await server.aclose()
-        return durations, calls, ChainClient.DEMOTE_AFTER
+        return durations, calls, RpcPool.DEMOTE_AFTER
 
     durations, calls, demote_after = asyncio.run(run())
     assert max(durations) < 3.0  # a hung provider costs one timeout, never a stall

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relayer.localnet import LocalNet
-from streams import topics
-from streams.admin import ensure_topics
-from streams.records import Attestation, Position, PriceUpdate, ProvenBook
+from bus.admin import ensure_topics
+from devnet.localnet import LocalNet
 from tests.support.configs import node_config
+from wire import topics
+from wire.records import Attestation, Position, PriceUpdate, ProvenBook
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -70,7 +70,7 @@ def worker_config(tmp_path: Path, broker: str, app_id: str) -> Path:
 
 def worker(localnet: LocalNet, name: str, config: Path, data_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "XMARGIN__STREAMS__DATA_DIR": str(data_dir)}
-    return localnet.start(name, [sys.executable, "-m", "relayer.cli", "worker", "--config",
+    return localnet.start(name, [sys.executable, "-m", "xmargin.cli", "worker", "--config",
                                  str(config)], env=env)
 
 

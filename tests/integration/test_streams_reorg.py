@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from relayer.localnet import LocalNet
-from streams import topics
-from streams.admin import ensure_topics
-from streams.records import ChainReorg, PriceUpdate, SourceBlock
+from bus.admin import ensure_topics
+from devnet.localnet import LocalNet
 from tests.integration.test_scale_out import (
     T0,
     WAD,
@@ -22,6 +20,8 @@ from tests.integration.test_scale_out import (
     worker,
     worker_config,
 )
+from wire import topics
+from wire.records import ChainReorg, PriceUpdate, SourceBlock
 
 pytestmark = pytest.mark.integration
 TRADER = "0x" + "7e" * 20

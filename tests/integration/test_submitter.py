@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from web3 import HTTPProvider, Web3
 
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
-from relayer.deploy import anvil_account, contract, deploy_chain
-from relayer.kafka import Publisher
-from relayer.localnet import LocalNet
-from relayer.retries import RetryStore
-from relayer.submitter import Outcome, Submitter, local_digest
-from streams.records import Attestation, ChainCredit
+from bus.publisher import Publisher
+from devnet.deploy import anvil_account, contract, deploy_chain
+from devnet.localnet import LocalNet
+from relayer.chain.rpc import RpcPool
+from relayer.delivery.oracle import OracleChain
+from relayer.delivery.retries import RetryStore
+from relayer.delivery.submitter import Outcome, Submitter, local_digest
+from relayer.settings import ChainSettings, KeystoreSettings
+from wire.records import Attestation, ChainCredit
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
@@ -53,9 +54,9 @@ def test_a_stuck_delivery_is_outbid_with_its_nonce_and_lands_once_after_a_restar
 
     async def deliver_once() -> tuple[Outcome, str | None]:
         # A fresh submitter each time, as after a restart: only the state files remain.
-        client = ChainClient(settings)
+        client = RpcPool(settings)
         try:
-            submitter = Submitter(client, sender, [signer], 1, Publisher(broker), 8,
+            submitter = Submitter(OracleChain(client), sender, [signer], 1, Publisher(broker), 8,
                                   RetryStore(tmp_path / f"deliveries-{CHAIN}.json"))
             result = await submitter.deliver(record, credit)
             return result.outcome, result.tx_hash

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from relayer.config import load_settings
+from devnet.localnet import free_port
+from relayer.delivery.signing import write_keystore
 from relayer.errors import ConfigError
-from relayer.localnet import free_port
-from relayer.signing import write_keystore
+from xmargin.config import load_settings
 
 ORACLE = "0x" + "aa" * 20
 
@@ -39,7 +39,7 @@ submitter = {{ keystore = "{keys.keystore}", password_file = "{keys.password_fil
 
 
 def run_node(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relayer.cli", "node", "run", "--config",
+    return subprocess.run([sys.executable, "-m", "xmargin.cli", "node", "run", "--config",
                            str(config)], capture_output=True, text=True, timeout=60)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relayer.config import load_settings
-from relayer.localnet import REPO
+from devnet.localnet import REPO
+from xmargin.config import load_settings
 
 
 def test_example_config_is_valid() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from relayer.cli import app
-from relayer.localnet import REPO
+from devnet.localnet import REPO
+from xmargin.cli import app
 
 runner = CliRunner()
 EXAMPLE = REPO / "examples" / "book.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from relayer.cli import app
 from tests.conftest import CONFORMANCE
+from xmargin.cli import app
 
 CHAIN = CONFORMANCE / "execution-apis/prague-chain_9772380"
 runner = CliRunner()

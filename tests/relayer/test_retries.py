@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relayer.retries import RetryStore, with_retries
+from relayer.delivery.retries import RetryStore, with_retries
 
 
 class Clock:

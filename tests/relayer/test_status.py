@@ -8,10 +8,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from relayer.cli import app
-from relayer.listener import Checkpoint
-from relayer.retries import InFlight, InFlightStore, RetryEntry, RetryStore
+from relayer.chain.checkpoint import Checkpoint
+from relayer.delivery.retries import InFlight, InFlightStore, RetryEntry, RetryStore
 from tests.support.configs import node_config
+from xmargin.cli import app
 
 
 def test_status_shows_what_the_state_directory_holds(tmp_path: Path) -> None:

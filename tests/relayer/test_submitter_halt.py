@@ -9,12 +9,13 @@ from pathlib import Path
 
 from eth_account import Account
 
-from relayer.chain import ChainClient
-from relayer.config import ChainSettings, KeystoreSettings
-from relayer.kafka import Publisher
-from relayer.retries import RetryStore
-from relayer.submitter import Outcome, Submitter
-from streams.records import Attestation, ChainCredit
+from bus.publisher import Publisher
+from relayer.chain.rpc import RpcPool
+from relayer.delivery.oracle import OracleChain
+from relayer.delivery.retries import RetryStore
+from relayer.delivery.submitter import Outcome, Submitter
+from relayer.settings import ChainSettings, KeystoreSettings
+from wire.records import Attestation, ChainCredit
 
 
 def test_a_halted_chain_gets_no_delivery(tmp_path: Path) -> None:
@@ -31,9 +32,9 @@ def test_a_halted_chain_gets_no_delivery(tmp_path: Path) -> None:
         valid_until=int(time.time()) + 3600, chains=(credit,))
 
     async def deliver() -> tuple[Outcome, str]:
-        client = ChainClient(settings)
+        client = RpcPool(settings)
         try:
-            submitter = Submitter(client, Account.create(), [Account.create()], 1,
+            submitter = Submitter(OracleChain(client), Account.create(), [Account.create()], 1,
                                   Publisher("127.0.0.1:1"), 3,
                                   RetryStore(tmp_path / "deliveries-41070.json"),
                                   halted={41070: "reorg below finality at block 12"})

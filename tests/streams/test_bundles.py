@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.bundles import HEADER, BundleError, Entry, is_bundle, pack, unpack
+from streams.transport.bundles import HEADER, BundleError, Entry, is_bundle, pack, unpack
 
 entries = st.lists(st.builds(Entry, st.integers(0, 2**62), st.integers(0, 2**62),
                              st.none() | st.binary(max_size=40),

@@ -8,8 +8,8 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from proofs.keccak import keccak
-from streams.commitment import ZERO, book_commitment, market_bytes
-from streams.records import Position
+from wire.commitment import ZERO, book_commitment, market_bytes
+from wire.records import Position
 
 TRADER = "0x" + "7a" * 20
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from streams.tansu import deliver
+from streams.transport.batches import deliver
 
 
 class FlakyBroker:

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Kind
-from streams.records import BookHead, Position
 from streams.risk import YEAR_S, build_book, to_wad
 from streams.state import TraderState, apply_proven
+from wire.records import BookHead, Position
 
 WAD = 10**18
 T0 = 1_700_000_000

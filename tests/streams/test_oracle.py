@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from engine import MarginParams
 from streams.oracle import OraclePrice, aggregate, apply_quote, apply_window, breaker_open
-from streams.records import Position, PriceUpdate, ProvenBook
 from streams.risk import (
     liquidation_for,
-    margin_for,
-    margins_for,
+    margin_by_market_set,
+    margin_in_one_call,
     next_attestation,
     oracle_prices,
 )
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven
+from wire.records import Position, PriceUpdate, ProvenBook
 
 WAD = 10**18
 T0 = 1_700_000_000
@@ -72,7 +72,7 @@ PARAMS = MarginParams()
 def first_attested() -> TraderState:
     state = apply_proven(TraderState(trader=TRADER), book(2.0))
     fresh = {"ETH": OraclePrice("ETH", 3000 * WAD, T0, False)}
-    result = margin_for([state], fresh, PARAMS)
+    result = margin_in_one_call([state], fresh, PARAMS)
     assert result is not None
     first = next_attestation(state, result, 0, SETTINGS, fresh)
     assert first is not None
@@ -83,7 +83,7 @@ def test_degraded_price_widens_margin() -> None:
     state = first_attested()
     mm = {}
     for degraded in (False, True):
-        result = margin_for([state], {"ETH": OraclePrice("ETH", 3300 * WAD, T0, degraded)},
+        result = margin_in_one_call([state], {"ETH": OraclePrice("ETH", 3300 * WAD, T0, degraded)},
                             PARAMS)
         assert result is not None
         mm[degraded] = result.maintenance_margin_usd[0]
@@ -97,7 +97,7 @@ def test_degraded_price_never_yields_a_healthier_attestation() -> None:
     for params in (PARAMS, MarginParams(stale_range_multiplier=1.0)):
         for usd in range(2000, 4600, 100):
             price = {"ETH": OraclePrice("ETH", usd * WAD, T0, True)}
-            result = margin_for([state], price, params)
+            result = margin_in_one_call([state], price, params)
             assert result is not None
             att = next_attestation(state, result, 0, SETTINGS, price)
             if att is not None:
@@ -105,7 +105,7 @@ def test_degraded_price_never_yields_a_healthier_attestation() -> None:
                 assert att.chains[0].free_collateral_wad <= previous.free_collateral_wad
     # Without widening, a stale rise would free collateral: it is held back.
     up = {"ETH": OraclePrice("ETH", 3600 * WAD, T0, True)}
-    no_widening = margin_for([state], up, MarginParams(stale_range_multiplier=1.0))
+    no_widening = margin_in_one_call([state], up, MarginParams(stale_range_multiplier=1.0))
     assert no_widening is not None
     assert no_widening.free_collateral_usd[0] * WAD > previous.free_collateral_wad
     assert next_attestation(state, no_widening, 0, SETTINGS, up) is None
@@ -114,7 +114,7 @@ def test_degraded_price_never_yields_a_healthier_attestation() -> None:
 def test_unhealthy_trader_gets_a_liquidation_plan_naming_chain_venue_and_leg() -> None:
     state = apply_proven(TraderState(trader=TRADER), book(20.0))  # 60k notional, 10k cash
     crash = {"ETH": OraclePrice("ETH", 2600 * WAD, T0, False)}
-    result = margin_for([state], crash, PARAMS)
+    result = margin_in_one_call([state], crash, PARAMS)
     assert result is not None and result.health[0] < 1.0
     attestation = next_attestation(state, result, 0, SETTINGS, crash)
     assert attestation is not None and attestation.health < 1.0
@@ -141,13 +141,13 @@ def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
     assert previous is not None
     for usd in (2700, 3300):
         price = {"ETH": OraclePrice("ETH", usd * WAD, T0, False, breaker=True)}
-        result = margin_for([state], price, PARAMS)
+        result = margin_in_one_call([state], price, PARAMS)
         assert result is not None
         att = next_attestation(state, result, 0, SETTINGS, price)
         assert att is not None and att.prices[0].breaker
         assert att.chains[0].free_collateral_wad <= previous.free_collateral_wad
     rise = {"ETH": OraclePrice("ETH", 3300 * WAD, T0, False)}
-    result = margin_for([state], rise, PARAMS)
+    result = margin_in_one_call([state], rise, PARAMS)
     assert result is not None
     free = next_attestation(state, result, 0, SETTINGS, rise)
     assert free is not None
@@ -162,5 +162,5 @@ def test_an_unquoted_market_holds_back_only_its_holders() -> None:
     with_sol = apply_proven(TraderState(trader="0x" + "ce" * 20), book(1.0).model_copy(update={
         "trader": "0x" + "ce" * 20,
         "positions": (Position(market="SOL", size_wad=10 * WAD, entry_price_wad=150 * WAD),)}))
-    margins = margins_for([eth_only, with_sol], prices, PARAMS)
+    margins = margin_by_market_set([eth_only, with_sol], prices, PARAMS)
     assert margins[0] is not None and margins[1] is None

@@ -8,14 +8,14 @@ from trie import HexaryTrie
 from engine import MarginParams
 from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
-from streams import topics
-from streams.commitment import book_commitment
 from streams.oracle import OraclePrice
-from streams.records import Attestation, Position, ProvenBook
 from streams.replay import Auditor, LogRecord
-from streams.risk import margin_for, next_attestation
+from streams.risk import margin_in_one_call, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven
+from wire import topics
+from wire.commitment import book_commitment
+from wire.records import Attestation, Position, ProvenBook
 
 TRADER = "0x" + "ab" * 20
 VENUE = "0x" + "5e" * 20
@@ -49,7 +49,7 @@ def proven(block: int, size: float) -> ProvenBook:
 
 def attest(state: TraderState, usd: int) -> Attestation:
     prices = {"ETH": OraclePrice("ETH", usd * WAD, T0, False)}
-    result = margin_for([state], prices, PARAMS)
+    result = margin_in_one_call([state], prices, PARAMS)
     assert result is not None
     attestation = next_attestation(state, result, 0, SETTINGS, prices)
     assert attestation is not None

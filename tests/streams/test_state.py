@@ -8,10 +8,10 @@ import pytest
 
 from engine import MarginParams, MarginResult
 from streams.oracle import OraclePrice
-from streams.records import Attestation, Position, ProvenBook
-from streams.risk import margin_for, margins_for, next_attestation
+from streams.risk import margin_by_market_set, margin_in_one_call, next_attestation
 from streams.settings import AttestationTarget, StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
+from wire.records import Attestation, Position, ProvenBook
 
 TRADER = "0x" + "ab" * 20
 WAD = 10**18
@@ -62,7 +62,7 @@ def test_reducer_does_not_mutate_its_input() -> None:
 def test_hedged_attestation_is_deterministic_and_per_chain() -> None:
     state = apply_proven(apply_proven(TraderState(trader=TRADER), proven(41001, 10, 0, 10.0)),
                          proven(41002, 20, 0, -10.0))
-    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
+    result = margin_in_one_call([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
     assert result is not None
     a = next_attestation(state, result, 0, SETTINGS)
     b = next_attestation(state, result, 0, SETTINGS)
@@ -78,7 +78,7 @@ def test_hedged_attestation_is_deterministic_and_per_chain() -> None:
 
 def test_no_margin_without_a_price() -> None:
     state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
-    assert margin_for([state], {}, SETTINGS_PARAMS) is None
+    assert margin_in_one_call([state], {}, SETTINGS_PARAMS) is None
 
 
 
@@ -115,10 +115,10 @@ def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
               for m, p in (("ETH", 3000), ("BTC", 61_000), ("SOL", 140))}
     states = [apply_proven(TraderState(trader=f"0x{i + 1:040x}"), trader_book(i))
               for i in range(12)]
-    together = margins_for(states, prices, SETTINGS_PARAMS)
+    together = margin_by_market_set(states, prices, SETTINGS_PARAMS)
     for state, batched in zip(states, together, strict=True):
         assert batched is not None
-        alone = margin_for([state], prices, SETTINGS_PARAMS)
+        alone = margin_in_one_call([state], prices, SETTINGS_PARAMS)
         assert alone is not None
         mine = next_attestation(state, alone, 0, SETTINGS, prices)
         theirs = next_attestation(state, batched[0], batched[1], SETTINGS, prices)
@@ -128,7 +128,7 @@ def test_a_batch_of_traders_attests_what_each_alone_would() -> None:
 def first_attested() -> tuple[TraderState, Attestation, MarginResult]:
     """One book at ETH $3,000 and its first attestation: (state after it, it, margin)."""
     state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
-    result = margin_for([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
+    result = margin_in_one_call([state], {"ETH": eth(3000)}, SETTINGS_PARAMS)
     assert result is not None
     first = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
     assert first is not None
@@ -166,8 +166,8 @@ def test_a_lending_supply_is_an_asset_that_hedges_a_short_perp() -> None:
     state = apply_proven(apply_proven(TraderState(trader=TRADER), short), supplied)
     alone = apply_proven(TraderState(trader=TRADER), short)
     prices = {"ETH": eth(3000)}
-    both, short_only = margin_for([state], prices, SETTINGS_PARAMS), margin_for([alone], prices,
-                                                                               SETTINGS_PARAMS)
+    both = margin_in_one_call([state], prices, SETTINGS_PARAMS)
+    short_only = margin_in_one_call([alone], prices, SETTINGS_PARAMS)
     assert both is not None and short_only is not None
     # The supply is worth 10 × $3,000 to equity (a perp only its P&L, here zero).
     assert both.equity_usd[0] == 5_000 + 30_000
@@ -188,8 +188,8 @@ def test_an_option_is_valued_on_the_data_clock_and_a_written_one_needs_margin() 
     prices = {"ETH": OraclePrice("ETH", 3000 * WAD, t0, False)}
     long = apply_proven(TraderState(trader=TRADER), book_with(1.0))
     written = apply_proven(TraderState(trader=TRADER), book_with(-1.0))
-    r_long = margin_for([long], prices, SETTINGS_PARAMS, {"ETH": 0.6})
-    r_written = margin_for([written], prices, SETTINGS_PARAMS, {"ETH": 0.6})
+    r_long = margin_in_one_call([long], prices, SETTINGS_PARAMS, {"ETH": 0.6})
+    r_written = margin_in_one_call([written], prices, SETTINGS_PARAMS, {"ETH": 0.6})
     assert r_long is not None and r_written is not None
     import numpy as np
 

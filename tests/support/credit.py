@@ -8,9 +8,9 @@ import time
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from relayer.deploy import Deployment, anvil_account, contract, transact
-from relayer.signing import sign_digest, threshold_signatures
-from streams.attestation import attestation_digest
+from devnet.deploy import Deployment, anvil_account, contract, transact
+from relayer.delivery.signing import sign_digest, threshold_signatures
+from wire.eip712 import attestation_digest
 
 WAD = 10**18
 

@@ -10,8 +10,8 @@ from typing import Any
 import vyper
 from web3 import HTTPProvider, Web3
 
+from devnet.deploy import anvil_account, transact
 from proofs import vyper_mapping_slot
-from relayer.deploy import anvil_account, transact
 
 SOURCE = Path(__file__).with_name("StorageFiller.vy")
 

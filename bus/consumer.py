@@ -1,0 +1,58 @@
+"""Consuming records with dead-lettering (aiokafka).
+
+Offsets are committed only after a batch is handled, and every handler is idempotent,
+so delivery is at-least-once. A record that fails validation goes to ``<topic>.dlq``
+with its raw bytes and reason; the consumer keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from bus import tansu
+from bus.publisher import RecordSink, dead_letter
+from wire.records import Record, RecordError, decode
+
+R = TypeVar("R", bound=Record)
+
+
+async def consume(
+    *, bootstrap: str, topic: str, group: str, model: type[R], publisher: RecordSink,
+    handle: Callable[[R, ConsumerRecord], Awaitable[None]], stop: asyncio.Event,
+    session_timeout_s: float = 6.0, concurrent: bool = False,
+) -> None:
+    """Feed every valid record of ``topic`` to ``handle``; dead-letter the rest.
+
+    With ``concurrent`` the records of one fetched batch are handled together (for
+    handlers whose results do not depend on each other's order).
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", session_timeout_ms=int(session_timeout_s * 1000),
+        heartbeat_interval_ms=1000, fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            work = []
+            for messages in batches.values():
+                for message in messages:
+                    try:
+                        record = decode(model, message.value)
+                    except RecordError as e:
+                        await dead_letter(publisher, message, e.reason)
+                        continue
+                    if concurrent:
+                        work.append(handle(record, message))
+                    else:
+                        await handle(record, message)
+            await asyncio.gather(*work)
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()

@@ -1,0 +1,57 @@
+"""Publishing records and dead letters (aiokafka), behind the narrow ``RecordSink``.
+
+Delivery is at-least-once: a record is published once the broker has it
+(``acks="all"``), and every consumer is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from bus import tansu
+from wire import topics
+from wire.records import DeadLetter, Record
+
+log = logging.getLogger(__name__)
+
+
+class RecordSink(Protocol):
+    """Where the relayer's services put records: the bus, or a list in a unit test."""
+
+    async def publish(self, topic: str, key: str, record: Record) -> None: ...
+
+    async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
+                     partition: int | None = None, offset: int | None = None) -> None: ...
+
+
+class Publisher:
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                         enable_idempotence=tansu.IDEMPOTENT_PRODUCER,
+                                         linger_ms=2)
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def publish(self, topic: str, key: str, record: Record) -> None:
+        await self.producer.send_and_wait(topic, key=key.encode(), value=record.to_bytes())
+
+    async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
+                     partition: int | None = None, offset: int | None = None) -> None:
+        """Send the raw bytes of a record refused for ``topic`` to its dead-letter topic."""
+        letter = DeadLetter.refused(topic, key, value, reason, partition, offset)
+        log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
+        await self.producer.send_and_wait(topics.dead_letter(topic), key=key,
+                                          value=letter.to_bytes())
+
+
+async def dead_letter(sink: RecordSink, message: ConsumerRecord, reason: str) -> None:
+    """Dead-letter a consumed ``message`` with where it was read."""
+    await sink.refuse(message.topic, message.key, message.value, reason,
+                      partition=message.partition, offset=message.offset)

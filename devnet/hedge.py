@@ -1,0 +1,243 @@
+"""The hedged-trader scenario on two chains, shared by ``xmargin demo`` and the e2e test.
+
+A trader deposits on a venue on each chain, goes long on chain A and short the same
+underlying on chain B; the node proves both books, the stream processor nets them, and
+the attestation lands on both chains' MarginOracle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+
+from devnet.deploy import (
+    VENUE_INITIAL_MARGIN_BPS,
+    Deployment,
+    anvil_account,
+    contract,
+    deploy_chain,
+    transact,
+)
+from relayer.delivery.signing import write_keystore
+from wire import topics
+from wire.commitment import market_bytes
+from wire.records import Attestation, RecordError, decode
+
+WAD = 10**18
+
+
+@dataclass(frozen=True)
+class Network:
+    bootstrap: str
+    deployments: tuple[Deployment, ...]
+    config_path: Path
+
+
+def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
+                  prices: dict[str, int], n_signers: int = 3, threshold: int = 2) -> Network:
+    """Deploy on every chain, write keystores and the node's TOML config."""
+    deployer = anvil_account(0)
+    signers = [Account.create() for _ in range(n_signers)]
+    keys = run_dir / "keys"
+    signer_stores = [write_keystore(s, keys, f"signer-{i}", f"pw-signer-{i}")
+                     for i, s in enumerate(signers)]
+    submitter = write_keystore(anvil_account(1), keys, "submitter", "pw-submitter")
+    # Chains are independent, and each transaction waits for its block: deploy in parallel.
+    with ThreadPoolExecutor(max_workers=len(rpc_urls)) as pool:
+        deployments = tuple(pool.map(
+            lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
+                                     prices), rpc_urls))
+    lines = [
+        f'state_dir = "{run_dir / "state"}"',
+        f"signer_threshold = {threshold}",
+        "[kafka]", f'bootstrap = "{bootstrap}"',
+        "[streams]", f'data_dir = "{run_dir / "worker"}"', "partitions = 4",
+    ]
+    for s in signer_stores:
+        lines += ["[[signers]]", f'keystore = "{s.keystore}"',
+                  f'password_file = "{s.password_file}"']
+    for i, d in enumerate(deployments):
+        lines += [
+            "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
+            f'rpc_urls = ["{d.rpc_url}"]', "finality_blocks = 2", f'oracle = "{d.oracle}"',
+            f'venues = ["{d.venue}"]', f'lending_pools = ["{d.pool}"]',
+            f'option_venues = ["{d.options}"]',
+            "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
+            f'submitter = {{ keystore = "{submitter.keystore}", '
+            f'password_file = "{submitter.password_file}" }}',
+        ]
+    config = run_dir / "node.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return Network(bootstrap, deployments, config)
+
+
+def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -> int:
+    """Deposit on the chain's venue; the block number of the deposit."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    venue = contract(w3, "PerpVenue", deployment.venue)
+    return int(transact(w3, trader, venue.functions.deposit(collateral_usd * WAD))["blockNumber"])
+
+
+def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float) -> int:
+    """Trade on the chain's venue (checked against the oracle's credit); the block."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    venue = contract(w3, "PerpVenue", deployment.venue)
+    receipt = transact(w3, trader, venue.functions.trade(market_bytes(market), int(size * WAD)))
+    return int(receipt["blockNumber"])
+
+
+def supply(deployment: Deployment, trader: LocalAccount, market: str, units: float) -> int:
+    """Supply ``units`` of ``market`` to the chain's lending pool; the block number."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    pool = contract(w3, "LendingPool", deployment.pool)
+    receipt = transact(w3, trader, pool.functions.supply(market_bytes(market), int(units * WAD)))
+    return int(receipt["blockNumber"])
+
+
+def wait_for_credit(deployments: Sequence[Deployment], trader: str, usd: float,
+                    timeout_s: float) -> None:
+    """Until every chain's oracle grants ``trader`` at least ``usd`` of free collateral:
+    the venues draw new risk from the globally attested credit."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(read_oracle(d, trader)["oracle_free_collateral_view_usd"] >= usd
+               for d in deployments):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{trader} not granted ${usd:,.0f} on every chain within {timeout_s} s")
+
+
+def open_positions(deployment: Deployment, trader: LocalAccount, market: str,
+                   collateral_usd: int, size: float, timeout_s: float = 120.0) -> int:
+    """Deposit, wait for the attested credit the trade needs, trade; the trade's block."""
+    deposit(deployment, trader, collateral_usd)
+    price = read_price(deployment, market)
+    needed = abs(size) * price * VENUE_INITIAL_MARGIN_BPS / 10_000
+    wait_for_credit([deployment], trader.address.lower(), needed, timeout_s)
+    return trade(deployment, trader, market, size)
+
+
+def read_price(deployment: Deployment, asset: str) -> float:
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    feed = contract(w3, "PriceFeed", deployment.feeds[asset])
+    return int(feed.functions.latestAnswer().call()) / 10 ** int(feed.functions.decimals().call())
+
+
+def set_price(deployment: Deployment, asset: str, price_usd: float) -> int:
+    """A new round on the chain's feed for ``asset``; the block number it landed in."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    feed = contract(w3, "PriceFeed", deployment.feeds[asset])
+    receipt = transact(w3, anvil_account(0), feed.functions.submit(round(price_usd * 10**8)))
+    return int(receipt["blockNumber"])
+
+
+def read_oracle(deployment: Deployment, trader: str) -> dict[str, Any]:
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    oracle = contract(w3, "MarginOracle", deployment.oracle)
+    checksum = Web3.to_checksum_address(trader)
+    latest = oracle.functions.latest(checksum).call()
+    return {
+        "chain_id": deployment.chain_id,
+        "oracle": deployment.oracle,
+        "sequence": latest[1],
+        "equity_usd": latest[2] / WAD,
+        "maintenance_margin_usd": latest[3] / WAD,
+        "initial_margin_usd": latest[4] / WAD,
+        "free_collateral_usd": latest[5] / WAD,
+        "params_version": latest[6],
+        "valid_until": latest[8],
+        "oracle_free_collateral_view_usd": oracle.functions.free_collateral(checksum).call() / WAD,
+    }
+
+
+async def wait_for_netted_attestation(bootstrap: str, trader: str, after_blocks: dict[int, int],
+                                      timeout_s: float) -> Attestation:
+    """The first attestation for ``trader`` whose source blocks cover every trade block."""
+    def covers(att: Attestation) -> bool:
+        seen = {b.chain_id: b.number for b in att.source_blocks}
+        return att.trader == trader and all(seen.get(c, -1) >= n
+                                            for c, n in after_blocks.items())
+    return await wait_for_attestation(bootstrap, covers, timeout_s,
+                                      f"covering blocks {after_blocks}")
+
+
+async def wait_for_attestation(bootstrap: str, wanted: Callable[[Attestation], bool],
+                               timeout_s: float, what: str) -> Attestation:
+    """The first attestation on the topic for which ``wanted`` holds."""
+    consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for m in messages:
+                    try:
+                        att = decode(Attestation, m.value)
+                    except RecordError:
+                        continue  # dead-lettered by the submitters; not ours to judge
+                    if wanted(att):
+                        return att
+    finally:
+        await consumer.stop()
+    raise TimeoutError(f"no attestation {what} within {timeout_s} s")
+
+
+def wait_for_oracles(deployments: tuple[Deployment, ...], trader: str, sequence: int,
+                     timeout_s: float) -> list[dict[str, Any]]:
+    """Readings of every chain's oracle once each holds ``sequence`` or later."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        readings = [read_oracle(d, trader) for d in deployments]
+        if all(r["sequence"] >= sequence for r in readings):
+            return readings
+        time.sleep(0.5)
+    raise TimeoutError(f"attestation {sequence} not on every chain within {timeout_s} s")
+
+
+def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
+    """Long on the first chain, short on the second; the summary once both oracles agree."""
+    trader = anvil_account(2)
+    address = trader.address.lower()
+    a, b = network.deployments[:2]
+    # Collateral first: each venue then draws the hedge's initial margin from the credit
+    # line the oracle on its chain holds for the trader.
+    deposit(a, trader, 10_000)
+    deposit(b, trader, 10_000)
+    wait_for_credit((a, b), address, 10.0 * read_price(a, "ETH") * VENUE_INITIAL_MARGIN_BPS
+                    / 10_000, timeout_s)
+    trade_blocks = {
+        a.chain_id: trade(a, trader, "ETH", 10.0),
+        b.chain_id: trade(b, trader, "ETH", -10.0),
+    }
+    att = asyncio.run(wait_for_netted_attestation(network.bootstrap, address, trade_blocks,
+                                                  timeout_s))
+    readings = wait_for_oracles(network.deployments, address, att.sequence, timeout_s)
+    isolated = att.isolated_margin_wad / WAD
+    global_mm = att.maintenance_margin_wad / WAD
+    return {
+        "trader": address,
+        "positions": {str(a.chain_id): "long 10 ETH", str(b.chain_id): "short 10 ETH"},
+        "attestation_sequence": att.sequence,
+        "params_version": att.params_version,
+        "sum_isolated_maintenance_margin_usd": isolated,
+        "global_maintenance_margin_usd": global_mm,
+        "saving_pct": round(100.0 * (1 - global_mm / isolated), 2) if isolated else 0.0,
+        "chains": readings,
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True)

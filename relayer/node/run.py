@@ -1,0 +1,116 @@
+"""The node: checks its configuration against the world, then runs and supervises the
+listeners, the proof service, the submitters and (optionally) a worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+from eth_account.signers.local import LocalAccount
+
+from bus.admin import ensure_topics
+from bus.consumer import consume
+from bus.publisher import Publisher
+from relayer.chain.feeds import feed_decimals
+from relayer.chain.listener import Listener
+from relayer.chain.rpc import RpcPool
+from relayer.delivery.oracle import OracleChain
+from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.signing import load_keystore
+from relayer.delivery.submitter import Submitter
+from relayer.errors import ConfigError, RpcError
+from relayer.metrics import Metrics
+from relayer.node.supervise import supervise, watch_process
+from relayer.proving.service import ProofService
+from relayer.settings import RelayerSettings
+from relayer.statedir import StateDir
+from wire import topics
+from wire.records import Attestation, PositionEvent
+
+log = logging.getLogger(__name__)
+
+Task = Callable[[], Awaitable[None]]
+
+
+async def connect_chains(settings: RelayerSettings) -> dict[int, RpcPool]:
+    """A client per chain, after checking a provider answers with the configured chain id."""
+    clients = {c.chain_id: RpcPool(c) for c in settings.chains}
+    try:
+        for i, chain in enumerate(settings.chains):
+            try:
+                reported = await clients[chain.chain_id].chain_id()
+            except RpcError as e:
+                raise ConfigError(f"chains.{i}.rpc_urls",
+                                  f"no provider reachable: {e.detail}") from e
+            if reported != chain.chain_id:
+                raise ConfigError(f"chains.{i}.chain_id",
+                                  f"configured {chain.chain_id} but the RPC reports {reported}")
+    except ConfigError:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+        raise
+    return clients
+
+
+def load_keys(settings: RelayerSettings) -> tuple[list[LocalAccount], dict[int, LocalAccount]]:
+    signers = [load_keystore(s, f"signers.{i}") for i, s in enumerate(settings.signers)]
+    senders = {c.chain_id: load_keystore(c.submitter, f"chains.{i}.submitter")
+               for i, c in enumerate(settings.chains)}
+    return signers, senders
+
+
+async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool],
+                      keys: tuple[list[LocalAccount], dict[int, LocalAccount]],
+                      publisher: Publisher, halted: dict[int, str],
+                      stop: asyncio.Event) -> dict[str, Task]:
+    """A listener and a submitter per chain."""
+    signers, senders = keys
+    state = StateDir(settings.state_dir)
+    metrics = Metrics(state.metrics)
+    tasks: dict[str, Task] = {}
+    for chain_id, client in clients.items():
+        listener = Listener(client, publisher, state, await feed_decimals(client), metrics)
+        submitter = Submitter(OracleChain(client), senders[chain_id], signers,
+                              settings.signer_threshold, publisher,
+                              settings.submit_max_attempts,
+                              RetryStore(state.deliveries(chain_id)),
+                              InFlightStore(state.in_flight(chain_id)), halted=halted)
+        tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
+        tasks[f"submitter-{chain_id}"] = partial(
+            consume, bootstrap=settings.kafka.bootstrap, topic=topics.ATTESTATION,
+            group=f"xmargin-submitter-{chain_id}", model=Attestation, publisher=publisher,
+            handle=submitter.handle, stop=stop)
+    return tasks
+
+
+async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Event,
+                   worker_command: Sequence[str] | None = None) -> None:
+    """Run until ``stop``: the proof service, a listener and a submitter per chain, and
+    ``worker_command`` (a stream worker) as a supervised process when given. Topics are
+    created with ``partitions`` first."""
+    keys = load_keys(settings)  # a bad keystore fails the start, before any connection
+    clients = await connect_chains(settings)
+    bootstrap = settings.kafka.bootstrap
+    await ensure_topics(bootstrap, partitions)
+    publisher = Publisher(bootstrap)
+    await publisher.start()
+    prover = ProofService(dict(clients), publisher)
+    # Chains whose listener halted (chain id → why): their submitters stop delivering.
+    halted: dict[int, str] = {}
+    tasks: dict[str, Task] = {
+        "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
+                          group="xmargin-prover", model=PositionEvent, publisher=publisher,
+                          handle=prover.handle, stop=stop, concurrent=True),
+    }
+    tasks |= await chain_tasks(settings, clients, keys, publisher, halted, stop)
+    if worker_command is not None:
+        tasks["worker"] = partial(watch_process, worker_command, stop)
+    log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid()})
+    try:
+        await asyncio.gather(*(supervise(n, t, stop, halted) for n, t in tasks.items()))
+    finally:
+        await publisher.stop()
+        await asyncio.gather(*(c.close() for c in clients.values()))

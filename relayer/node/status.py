@@ -1,0 +1,64 @@
+"""What a node's state directory says, for operators: ``xmargin node status``.
+
+Read from the files the node keeps (nothing is asked of a chain or the broker, so it
+answers while a node is down): per chain, the listener's published and final heights,
+any halt incident with its evidence, the deliveries being retried or dead-lettered
+with their reasons, and the transactions in flight with their nonces and fees.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from relayer.chain.checkpoint import Checkpoint
+from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.settings import RelayerSettings
+from relayer.statedir import StateDir
+
+
+def node_status(settings: RelayerSettings) -> dict[str, Any]:
+    state = StateDir(settings.state_dir)
+    chains = {}
+    for chain in settings.chains:
+        cid = chain.chain_id
+        checkpoint = Checkpoint.load(state.checkpoint(cid), chain.start_block)
+        incidents = [json.loads(p.read_text()) for p in state.incidents(cid)]
+        retries = RetryStore(state.deliveries(cid)).entries
+        in_flight = InFlightStore(state.in_flight(cid)).entries
+        chains[chain.name] = {
+            "chain_id": cid,
+            "published_through": checkpoint.next_block - 1,
+            "final_through": checkpoint.next_final - 1,
+            "halted": bool(incidents),
+            "incidents": incidents,
+            "deliveries": {key: {"status": e.status, "attempts": e.attempts,
+                                 "next_attempt_at": e.next_attempt_at, "reason": e.reason}
+                           for key, e in sorted(retries.items())},
+            "in_flight": {key: {"nonce": e.nonce, "tx_hash": e.tx_hash,
+                                "max_fee_gwei": e.max_fee_wei / 1e9,
+                                "priority_fee_gwei": e.priority_fee_wei / 1e9}
+                          for key, e in sorted(in_flight.items())},
+        }
+    metrics = state.metrics
+    return {"state_dir": str(state.root), "chains": chains,
+            "metrics": metrics.read_text().splitlines() if metrics.exists() else []}
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, c in status["chains"].items():
+        mark = "HALTED" if c["halted"] else "ok"
+        lines.append(f"{name} ({c['chain_id']}): {mark}; published through block "
+                     f"{c['published_through']}, final through {c['final_through']}")
+        for incident in c["incidents"]:
+            lines.append(f"    incident at block {incident['block']}: {incident['reason']}; "
+                         f"published {incident['published_hash']}, providers "
+                         f"{incident['providers']}")
+        for key, d in c["deliveries"].items():
+            lines.append(f"    delivery {key}: {d['status']} after {d['attempts']} "
+                         f"attempt(s): {d['reason']}")
+        for key, f in c["in_flight"].items():
+            lines.append(f"    in flight {key}: nonce {f['nonce']}, {f['tx_hash']}, max fee "
+                         f"{f['max_fee_gwei']:g} gwei")
+    return lines

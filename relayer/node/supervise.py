@@ -1,0 +1,54 @@
+"""Keeping the node's tasks alive: restart what fails, stop what halts, and watch the
+Faust worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Sequence
+
+from relayer.errors import ChainHalted
+
+log = logging.getLogger(__name__)
+
+
+async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                    halted: dict[int, str] | None = None) -> None:
+    """Run ``task`` until ``stop``; restart it after a failure, halt it on an incident.
+
+    The one place that catches every exception: a task must not take the node down.
+    """
+    backoff_s = 0.5
+    while not stop.is_set():
+        try:
+            await task()
+            return
+        except ChainHalted as e:
+            log.critical("chain halted", extra={"task": name, "reason": str(e)})
+            if halted is not None:
+                halted[int(e.evidence["chain_id"])] = str(e)
+            return
+        except Exception as e:
+            log.error("task failed, restarting", extra={"task": name, "error": repr(e)})
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
+
+
+async def watch_process(command: Sequence[str], stop: asyncio.Event) -> None:
+    """Run ``command`` (a worker) until ``stop``, restarting it whenever it exits; then
+    SIGTERM it, and kill it after 20 s."""
+    process = subprocess.Popen(list(command))
+    try:
+        while not stop.is_set():
+            if process.poll() is not None:
+                log.error("worker exited, restarting", extra={"code": process.returncode})
+                process = subprocess.Popen(list(command))
+            await asyncio.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,81 @@
+"""The relayer's part of the node's settings (received as an argument; the tree and its
+precedence are written down once, in ``xmargin.config``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WebsocketUrl, model_validator
+
+from relayer.errors import ConfigError
+from wire.records import Address
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bootstrap: str = "127.0.0.1:9092"
+
+
+class KeystoreSettings(BaseModel):
+    """An encrypted eth-account keystore and the file holding its password."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    keystore: Path
+    password_file: Path
+
+
+class ChainSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1)
+    chain_id: int = Field(ge=1)
+    rpc_urls: list[HttpUrl] = Field(min_length=1)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # New heads announced over WebSocket wake the listener at once (the blocks are still
+    # read and verified over the HTTP providers); polling remains the fallback.
+    ws_url: WebsocketUrl | None = None
+    finality_blocks: int = Field(default=2, ge=0)
+    # When set, the chain's own final block (``safe`` or ``finalized``) instead.
+    finality_tag: Literal["safe", "finalized"] | None = None
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    start_block: int = Field(default=0, ge=0)
+    venues: list[Address] = []          # PerpVenue-like: positions are futures
+    lending_pools: list[Address] = []   # LendingPool-like: positions are supplies / debts
+    option_venues: list[Address] = []   # OptionVenue-like: positions are European options
+    price_feeds: dict[str, Address] = {}
+    oracle: Address
+    submitter: KeystoreSettings
+    # A delivery not confirmed within this is re-sent with the same nonce and fees of
+    # max(1.1 × the last, a fresh estimate), never above the cap.
+    confirm_timeout_s: float = Field(default=60.0, gt=0)
+    max_fee_cap_gwei: float = Field(default=500.0, gt=0)
+
+
+class RelayerSettings(BaseModel):
+    """What the listeners, the proof service and the submitters need."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    state_dir: Path = Path(".xmargin/state")
+    chains: list[ChainSettings] = Field(min_length=1)
+    signers: list[KeystoreSettings] = Field(min_length=1)
+    signer_threshold: int = Field(default=1, ge=1)
+    submit_max_attempts: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RelayerSettings:
+        ids = [c.chain_id for c in self.chains]
+        if len(set(ids)) != len(ids):
+            raise ValueError("chains: two chains share a chain_id")
+        if self.signer_threshold > len(self.signers):
+            raise ValueError("signer_threshold: exceeds the number of signers")
+        return self
+
+    def chain(self, chain_id: int) -> ChainSettings:
+        for c in self.chains:
+            if c.chain_id == chain_id:
+                return c
+        raise ConfigError("chains", f"unknown chain id {chain_id}")

@@ -1,0 +1,54 @@
+"""What an agent reads: its stream in batches of (event, record), each bundle's records
+sharing its event, the invalid ones dead-lettered with their own offset and reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import cast
+
+import faust
+
+from streams.transport import bundles
+from wire.records import R, RecordError, decode
+
+# (event, key, value, offset, reason): dead-letter one record of ``event``'s partition.
+Refuse = Callable[[faust.EventT, bytes | None, bytes | None, int, str], Awaitable[None]]
+Batch = list[tuple[faust.EventT, R]]
+
+
+def entries_of(event: faust.EventT) -> Sequence[bundles.Entry]:
+    """The records an event stands for: a bundle's, or the event's own."""
+    message = event.message
+    if not bundles.is_bundle(message.headers):
+        return [bundles.Entry(message.offset, 0, message.key, message.value)]
+    return bundles.entries_of(message.value or b"")
+
+
+async def decoded(event: faust.EventT, model: type[R], refuse: Refuse) -> Batch[R]:
+    """The valid records of ``event`` as ``model``; the rest refused."""
+    message = event.message
+    try:
+        entries = entries_of(event)
+    except bundles.BundleError as e:
+        await refuse(event, message.key, message.value, message.offset, str(e))
+        return []
+    out: Batch[R] = []
+    for entry in entries:
+        try:
+            out.append((event, decode(model, entry.value)))
+        except RecordError as e:
+            await refuse(event, entry.key, entry.value, entry.offset, e.reason)
+    return out
+
+
+async def batches(stream: faust.StreamT, model: type[R], max_records: int, within_s: float,
+                  refuse: Refuse) -> AsyncIterator[Batch[R]]:
+    """Up to ``max_records`` events at a time (or what arrived within ``within_s``), as
+    one batch of their valid records."""
+    # take_events is on faust.Stream, not on the StreamT protocol.
+    take = cast(faust.Stream[bytes], stream).take_events
+    async for events in take(max_records, within=within_s):
+        batch: Batch[R] = []
+        for event in events:
+            batch += await decoded(event, model, refuse)
+        yield batch

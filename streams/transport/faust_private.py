@@ -1,0 +1,100 @@
+"""Every use of faust-streaming's private API, in one place.
+
+Faust gives no public hook for what the worker needs here: the fetch wait of its
+consumer, the end offsets it recovers a changelog to, the records a fetch returned, the
+aiokafka producer under its own, how a RocksDB partition is opened, a table's sensors,
+and which event a table write belongs to. Each is reached below through a small
+subclass or function that turns it into a public-named hook, so the rest of
+``streams`` subclasses only these. Checked against ``CHECKED_VERSION``
+(``tests/streams/test_faust_private.py`` fails on any other version, and checks
+that every member used still exists).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faust.stores import rocksdb
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+CHECKED_VERSION = "0.15.3"
+
+# (owner, member) for every private member used here: the test checks they exist.
+MEMBERS = (
+    (faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_highwaters"),
+    (faust_aiokafka.Consumer, "_new_consumer_thread"),
+    (faust_aiokafka.Consumer, "_getmany"),
+    (faust_aiokafka.Producer, "_ensure_producer"),
+    (rocksdb.Store, "_open_for_partition"),
+    (AIOKafkaConsumer, "_fetch_max_wait_ms"),  # set on instances: checked on one
+)
+
+
+def make_current(event: faust.EventT) -> None:
+    """Make ``event`` Faust's current event: the one whose partition a table write (and
+    its changelog record) goes to."""
+    _current_event.set(weakref.ref(event))
+
+
+def aiokafka_producer(producer: faust_aiokafka.Producer) -> AIOKafkaProducer:
+    """The started aiokafka producer under Faust's."""
+    return producer._ensure_producer()
+
+
+def sensor_on_set(table: faust.Table, key: Any, value: Any) -> None:
+    table._sensor_on_set(table, key, value)  # type: ignore[attr-defined]
+
+
+def sensor_on_del(table: faust.Table, key: Any) -> None:
+    table._sensor_on_del(table, key)  # type: ignore[attr-defined]
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Hooks: ``fetch_max_wait_ms`` (Faust fixes it at 1.5 s) and ``end_offsets``."""
+
+    fetch_max_wait_ms: int | None = None
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        if self.fetch_max_wait_ms is not None:
+            consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read when it starts
+        return consumer
+
+    async def _highwaters(self, partitions: Iterable[TP]) -> Mapping[TP, int]:
+        return await self.end_offsets(await super()._highwaters(list(partitions)))
+
+    async def end_offsets(self, reported: Mapping[TP, int]) -> Mapping[TP, int]:
+        """The end offsets a changelog partition is recovered to (ListOffsets' answer)."""
+        return reported
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """Hooks: ``thread_class`` and ``regroup`` (what a fetch returned, per partition)."""
+
+    thread_class: type[ConsumerThread] = ConsumerThread
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        return self.regroup(await super()._getmany(active_partitions, timeout))
+
+    def regroup(self, fetched: Mapping[TP, list[Any]]) -> Mapping[TP, list[Any]]:
+        return fetched
+
+
+class Store(rocksdb.Store):
+    """Hook: ``configure`` each partition's database as it is opened."""
+
+    def _open_for_partition(self, partition: int) -> Any:
+        return self.configure(super()._open_for_partition(partition))
+
+    def configure(self, db: Any) -> Any:
+        return db

@@ -1,0 +1,226 @@
+"""The stream processor's batch logic: ``RiskWorker``, methods over the pure reducers.
+
+The Faust agents (``streams.app``) hand it batches of (event, record); it keeps the
+trader states of its partitions (``PartitionStates``), re-margins the traders a batch
+touches in one engine call per set of markets, and sends the attestations (and a
+liquidation plan for each that finds health < 1) through a ``RiskOutput`` before it
+stores the states that name them in a ``StateTable``. Both are narrow: the Faust table
+and producer in the worker, fakes in unit tests.
+
+Order within a batch: attestations reach the broker, then the states (and so the
+sequence numbers they name) are stored and reach the changelog, then the batch's events
+are acknowledged. A worker stopped in between works the batch again and emits the same
+sequence numbers (consumers and replay take a repeat as one); the other order could keep
+a sequence number whose attestation never reached the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from engine import MarginParams
+from streams.heap import LongLivedHeap
+from streams.oracle import OraclePrice, Quotes, Window
+from streams.partition_states import PartitionStates
+from streams.price_view import PriceView
+from streams.risk import (
+    liquidation_for,
+    margin_by_market_set,
+    markets_of,
+    next_attestation,
+    oracle_prices,
+)
+from streams.settings import StreamSettings
+from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
+from wire.records import Attestation, ChainReorg, PriceUpdate, ProvenBook, Recompute
+
+# Where a record came from: a Faust event (``.message.partition`` names its partition).
+Origin = Any
+Work = list[tuple[TraderState, Origin]]
+
+
+class StateTable(Protocol):
+    """The trader table: key (trader address) → the state's JSON bytes."""
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+
+    def put(self, key: bytes, value: bytes, origin: Origin) -> None:
+        """Store ``value`` in the partition (and changelog partition) of ``origin``."""
+        ...
+
+    async def flush(self) -> None:
+        """Return once the broker has every write since the last flush."""
+        ...
+
+
+class RiskOutput(Protocol):
+    async def send(self, attestations: list[tuple[bytes, bytes]],
+                   liquidations: list[tuple[bytes, bytes]]) -> None:
+        """Return once the broker has them all (key, value), sending again meanwhile."""
+        ...
+
+    async def fan_out(self, work: Recompute) -> None:
+        """Send ``work`` to every trader partition."""
+        ...
+
+
+def partition_of(origin: Origin) -> int:
+    return int(origin.message.partition)
+
+
+class RiskWorker:
+    def __init__(self, settings: StreamSettings, params: MarginParams, table: StateTable,
+                 output: RiskOutput, view: PriceView, heap: LongLivedHeap | None = None
+                 ) -> None:
+        self.settings = settings
+        self.params = params
+        self.table = table
+        self.output = output
+        self.view = view
+        self.heap = heap
+        self.states = PartitionStates(settings.partitions)
+        # The proven-book and recompute agents touch the same traders. Each holds this
+        # from reading a state to saving it and publishing its attestation, so neither
+        # works from a state the other has replaced (a lost book, or one sequence twice).
+        self.lock = asyncio.Lock()
+
+    async def on_prices(self, batch: list[tuple[Origin, PriceUpdate]]) -> None:
+        # Every trader partition re-margins its holders of these assets, whatever this
+        # worker's view already holds (re-margining is idempotent). The updates ride
+        # along: they may reach the other workers' views later.
+        for _, update in batch:
+            await self.output.fan_out(Recompute(price=update))
+
+    async def on_reorgs(self, batch: list[tuple[Origin, ChainReorg]]) -> None:
+        for _, reorg in batch:
+            await self.output.fan_out(Recompute(reorg=reorg))
+
+    async def on_proven(self, batch: list[tuple[Origin, ProvenBook]]) -> None:
+        """Fold the books into their traders' states and re-margin those that changed."""
+        async with self.lock:
+            changed: dict[str, tuple[TraderState, Origin]] = {}
+            # No table read per record: a lookup that misses (every new trader) cost
+            # more than the book.
+            self.hold({partition_of(origin) for origin, _ in batch})
+            for origin, book in batch:
+                known = changed.get(book.trader)
+                state = (known[0] if known else self.states.states.get(book.trader)
+                         ) or TraderState(trader=book.trader)
+                new = apply_proven(state, book)
+                if new is not state:
+                    changed[book.trader] = (new, origin)
+            newest = max([0, *(book.block_timestamp for _, book in batch)])
+            await self.remargin(list(changed.values()), set(changed), self.view.quotes,
+                                self.view.windows, newest)
+            self.settle()
+
+    async def on_recompute(self, batch: list[tuple[Origin, Recompute]]) -> None:
+        """Re-margin each partition's holders of the repriced assets and retract the
+        orphaned books, in one pass: price updates coalesce (the newest view holds them
+        all), reorgs retract in order."""
+        async with self.lock:
+            last = {partition_of(origin): origin for origin, _ in batch}
+            self.hold(set(last))
+            quotes, recent, assets, orphaned, as_of = self.fold(batch)
+            for partition, origin in last.items():
+                todo, retracted = self.touched(partition, origin, assets, orphaned)
+                # The newest surviving block or price: deterministic, as replay needs.
+                newest = max([as_of, *(b.block_timestamp for s, _ in todo
+                                       for b in s.books.values())])
+                await self.remargin(todo, retracted, quotes, recent, newest)
+            self.settle()
+
+    def fold(self, batch: list[tuple[Origin, Recompute]]
+             ) -> tuple[Quotes, dict[str, Window], set[str], dict[int, set[str]], int]:
+        """The view with the batch's prices in, the assets repriced, the orphaned block
+        hashes per chain, and the newest price time."""
+        quotes, recent = self.view.quotes, self.view.windows
+        assets: set[str] = set()
+        orphaned: dict[int, set[str]] = {}
+        as_of = 0
+        for _, work in batch:
+            if work.price is not None:
+                quotes, recent = self.view.with_update(work.price, quotes, recent)
+                assets.add(work.price.asset)
+                as_of = max(as_of, work.price.observed_at)
+            elif work.reorg is not None:
+                orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
+        return quotes, recent, assets, orphaned, as_of
+
+    def touched(self, partition: int, origin: Origin, assets: set[str],
+                orphaned: dict[int, set[str]]) -> tuple[Work, set[str]]:
+        """The partition's states a reorg changed or a repricing concerns, and the
+        traders whose books the reorg retracted."""
+        todo: dict[str, tuple[TraderState, Origin]] = {}
+        retracted: set[str] = set()
+        for state in self.states.of_partition(partition):
+            new = state
+            for chain_id, hashes in sorted(orphaned.items()):
+                new = apply_reorg(new, chain_id, frozenset(hashes))
+            if new is not state:
+                retracted.add(new.trader)
+                todo[new.trader] = (new, origin)
+            elif assets & set(state.markets):
+                todo[state.trader] = (state, origin)
+        return list(todo.values()), retracted
+
+    async def remargin(self, work: Work, changed: set[str], quotes: Quotes,
+                       recent: dict[str, Window], as_of: int) -> None:
+        """Re-margin the states in one engine call, attest those that moved, and store
+        each state once: attested, or in ``changed`` (their books moved)."""
+        margined = [(s, o) for s, o in work if s.books]
+        market = oracle_prices(markets_of([s for s, _ in margined]), quotes, as_of,
+                               self.settings, recent)
+        attested, saves = self.attest(margined, market)
+        done = {state.trader for state, _ in attested}
+        saves += [(state, origin) for state, origin in work
+                  if state.trader in changed and state.trader not in done]
+        await self.publish(attested, market)
+        for state, origin in saves:
+            self.save(state, origin)
+        await self.table.flush()
+
+    def attest(self, margined: Work, market: Mapping[str, OraclePrice]
+               ) -> tuple[list[tuple[TraderState, Attestation]], Work]:
+        """The attestations of the states whose figures moved, and the states to store."""
+        margins = margin_by_market_set([s for s, _ in margined], market, self.params,
+                                       self.settings.implied_vol)
+        attested: list[tuple[TraderState, Attestation]] = []
+        saves: Work = []
+        for (state, origin), margin in zip(margined, margins, strict=True):
+            if margin is None:
+                continue
+            attestation = next_attestation(state, margin[0], margin[1], self.settings, market)
+            if attestation is not None:
+                saves.append((apply_attestation(state, attestation), origin))
+                attested.append((state, attestation))
+        return attested, saves
+
+    async def publish(self, attested: list[tuple[TraderState, Attestation]],
+                      market: Mapping[str, OraclePrice]) -> None:
+        """Send the attestations, and a liquidation plan for each that finds health < 1."""
+        records, orders = [], []
+        for state, attestation in attested:
+            key = state.trader.encode()
+            records.append((key, attestation.to_bytes()))
+            if attestation.health < 1.0:
+                order = liquidation_for(state, attestation, market, self.params,
+                                        self.settings.implied_vol)
+                orders.append((key, order.to_bytes()))
+        await self.output.send(records, orders)
+
+    def hold(self, partitions: set[int]) -> None:
+        """Hold every state of ``partitions`` (those of the current events: a table's
+        changelog is written to the current event's partition)."""
+        if partitions - self.states.complete:
+            self.states.read(partitions, list(self.table.items()))
+
+    def save(self, state: TraderState, origin: Origin) -> None:
+        self.table.put(state.trader.encode(), state.to_bytes(), origin)
+        self.states.keep(state, partition_of(origin))
+
+    def settle(self) -> None:
+        if self.heap is not None:
+            self.heap.settle()

@@ -1,0 +1,24 @@
+"""Topic names: the wire contract between processes. Versioned in the name."""
+
+from __future__ import annotations
+
+BLOCK_HEADER = "chain.block_header.v1"
+REORG = "chain.reorg.v1"
+POSITION_EVENT = "venue.position_event.v1"
+POSITION_PROVEN = "venue.position_proven.v1"
+PRICE = "oracle.price.v1"
+ATTESTATION = "risk.attestation.v1"
+LIQUIDATION = "risk.liquidation.v1"
+DELIVERY = "relayer.delivery.v1"
+# Internal to the stream processor: a price change fanned out to every trader partition.
+RECOMPUTE = "risk.recompute.v1"
+
+ALL = (
+    BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, ATTESTATION, LIQUIDATION, DELIVERY,
+    RECOMPUTE,
+)
+
+
+def dead_letter(topic: str) -> str:
+    """The dead-letter topic of ``topic``: refused records go there with their reason."""
+    return f"{topic}.dlq"

@@ -1,0 +1,74 @@
+"""The node's settings tree, and its precedence, written down once:
+
+    defaults < TOML file (``--config``) < environment (``XMARGIN__KAFKA__BOOTSTRAP=…``)
+    < CLI flags
+
+The tree is the relayer's part (``relayer.settings.RelayerSettings``: kafka, state_dir,
+chains, signers, …) plus ``streams`` (``streams.settings.StreamSettings``). Every package
+receives its own part as an argument; only this module reads the environment. A bad
+value raises ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from relayer.errors import ConfigError
+from relayer.settings import RelayerSettings
+from streams.settings import AttestationTarget, StreamSettings
+
+_toml_path: ContextVar[Path | None] = ContextVar("toml_path", default=None)
+
+
+class NodeSettings(RelayerSettings, BaseSettings):  # type: ignore[misc]
+    model_config = SettingsConfigDict(
+        env_prefix="XMARGIN__", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    streams: StreamSettings = StreamSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_path.get()
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if toml is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml),)
+        return sources
+
+    def stream_settings(self) -> StreamSettings:
+        """The streams part, with one attestation target per configured chain."""
+        targets = tuple(AttestationTarget(chain_id=c.chain_id, oracle=c.oracle)
+                        for c in self.chains)
+        return self.streams.model_copy(update={"targets": targets})
+
+
+def load_settings(path: Path | None, **overrides: Any) -> NodeSettings:
+    """Load the settings with the precedence above; raise ``ConfigError`` on a bad field."""
+    if path is not None and not path.is_file():
+        raise ConfigError("config", f"file not found: {path}")
+    token = _toml_path.set(path)
+    try:
+        return NodeSettings(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        message = first["msg"].removeprefix("Value error, ")
+        if ": " in message and where == "config":
+            where, message = message.split(": ", 1)
+        raise ConfigError(where, message) from e
+    finally:
+        _toml_path.reset(token)
