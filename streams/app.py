@@ -9,7 +9,7 @@ price.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
@@ -22,7 +22,9 @@ from streams.settings import StreamSettings
 from streams.transport import batches, driver, faust_private, table
 from streams.worker import Origin, RiskWorker
 from wire import topics
-from wire.records import ChainReorg, DeadLetter, PriceUpdate, ProvenBook, Recompute
+from wire.records import ChainReorg, DeadLetter, PriceUpdate, ProvenBook, Recompute, Record
+
+Handler = Callable[[Any], Awaitable[None]]
 
 
 def faust_app(settings: StreamSettings, bootstrap: str) -> faust.App:
@@ -100,39 +102,30 @@ class BrokerOutput:
 
 
 def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
-                  refuse: intake.Refuse) -> dict[str, Any]:
-    """The four agents, each reading its topic in batches into ``worker``."""
+                  refuse: intake.Refuse) -> dict[str, faust.types.AgentT]:
+    """One agent per topic the worker reads, each handing its batches to ``worker``."""
+    handlers: tuple[tuple[str, type[Record], Handler], ...] = (
+        (topics.PRICE, PriceUpdate, worker.on_prices),
+        (topics.REORG, ChainReorg, worker.on_reorgs),
+        (topics.RECOMPUTE, Recompute, worker.on_recompute),
+        (topics.POSITION_PROVEN, ProvenBook, worker.on_proven),
+    )
+    agents = {}
+    for name, model, handle in handlers:
+        channel = app.topic(name, key_serializer="raw", value_serializer="raw",
+                            partitions=settings.partitions)
+        agents[name] = app.agent(channel, name=f"xmargin.{name}")(
+            agent_over(model, handle, settings, refuse))
+    return agents
 
-    def read(name: str) -> faust.TopicT:
-        return app.topic(name, key_serializer="raw", value_serializer="raw",
-                         partitions=settings.partitions)
 
-    def take(stream: faust.StreamT, model: Any) -> Any:
-        return intake.batches(stream, model, settings.batch_max_records,
-                              settings.batch_window_s, refuse)
-
-    @app.agent(read(topics.PRICE))
-    async def on_price(stream: faust.StreamT) -> None:
-        async for batch in take(stream, PriceUpdate):
-            await worker.on_prices(batch)
-
-    @app.agent(read(topics.REORG))
-    async def on_reorg(stream: faust.StreamT) -> None:
-        async for batch in take(stream, ChainReorg):
-            await worker.on_reorgs(batch)
-
-    @app.agent(read(topics.RECOMPUTE))
-    async def on_recompute(stream: faust.StreamT) -> None:
-        async for batch in take(stream, Recompute):
-            await worker.on_recompute(batch)
-
-    @app.agent(read(topics.POSITION_PROVEN))
-    async def on_proven(stream: faust.StreamT) -> None:
-        async for batch in take(stream, ProvenBook):
-            await worker.on_proven(batch)
-
-    return {"on_price": on_price, "on_reorg": on_reorg, "on_recompute": on_recompute,
-            "on_proven": on_proven}
+def agent_over(model: type[Record], handle: Handler, settings: StreamSettings,
+               refuse: intake.Refuse) -> Callable[[faust.StreamT], Awaitable[None]]:
+    async def agent(stream: faust.StreamT) -> None:
+        async for batch in intake.batches(stream, model, settings.batch_max_records,
+                                          settings.batch_window_s, refuse):
+            await handle(batch)
+    return agent
 
 
 def create_app(settings: StreamSettings, bootstrap: str,

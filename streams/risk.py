@@ -285,13 +285,21 @@ def next_attestation(
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
-    held = engine_rows(state)
-    valid_until = issued_at + settings.attestation_validity_s
-    im = to_wad(result.initial_margin_usd[row])
     free_total = to_wad(result.free_collateral_usd[row])
     if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)
+    return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
+                          free_total)
+
+
+def attestation_of(state: TraderState, result: MarginResult, row: int,
+                   settings: StreamSettings, quoted: list[OraclePrice], issued_at: int,
+                   equity: int, mm: int, free_total: int) -> Attestation:
+    """The next attestation of ``state`` with these figures, a digest per target chain."""
+    held = engine_rows(state)
+    valid_until = issued_at + settings.attestation_validity_s
+    im = to_wad(result.initial_margin_usd[row])
     sequence = state.sequence + 1
     # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
     free = free_total // max(len(settings.targets), 1)

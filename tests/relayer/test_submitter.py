@@ -1,0 +1,180 @@
+"""The submitter over a fake ``OracleWriter``: prepare → submit → confirm, replacement
+with the same nonce and higher fees up to the cap, and the outcomes that send nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import to_checksum_address
+
+from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.submitter import Outcome, Reason, Result, Submitter, local_digest
+from relayer.errors import NonceTooLow, RpcError
+from relayer.statedir import StateDir
+from wire import topics
+from wire.records import Attestation, ChainCredit, Delivery, Record
+
+CHAIN = 41090
+ORACLE = "0x" + "aa" * 20
+GWEI = 10**9
+
+
+class FakeOracle:
+    chain_id = CHAIN
+    name = "fake"
+    confirm_timeout_s = 1.0
+
+    def __init__(self, cap_gwei: int = 500) -> None:
+        self.max_fee_cap_wei = cap_gwei * GWEI
+        self.held = 0
+        self.revert: str | None = None
+        self.status: int | None = 1
+        self.fee_gwei = 10
+        self.nonce = 7
+        self.sent: list[tuple[int, bytes]] = []
+        self.used_nonce: int | None = None
+
+    async def latest_sequence(self, trader: str) -> int:
+        return self.held
+
+    async def simulate(self, call: Any, sender: str) -> str | None:
+        return self.revert
+
+    async def build(self, call: Any, sender: str) -> dict[str, Any]:
+        return {"to": to_checksum_address(ORACLE), "value": 0, "gas": 200_000, "data": "0x",
+                "chainId": CHAIN, "maxFeePerGas": self.fee_gwei * GWEI,
+                "maxPriorityFeePerGas": GWEI}
+
+    async def pending_nonce(self, address: str) -> int:
+        return self.nonce
+
+    async def send_raw(self, raw: bytes, nonce: int) -> None:
+        if nonce == self.used_nonce:
+            raise NonceTooLow(self.name, nonce, "nonce too low")
+        self.sent.append((nonce, raw))
+
+    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
+        return self.status
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, Record]] = []
+        self.refused: list[tuple[str, str]] = []
+
+    async def publish(self, topic: str, key: str, record: Record) -> None:
+        self.published.append((topic, key, record))
+
+    async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
+                     partition: int | None = None, offset: int | None = None) -> None:
+        self.refused.append((topic, reason))
+
+
+def attestation(valid_for_s: int = 3600, sequence: int = 1) -> Attestation:
+    credit = ChainCredit(chain_id=CHAIN, oracle=ORACLE, free_collateral_wad=5 * 10**21,
+                         digest="0x" + "00" * 32)
+    a = Attestation(
+        trader="0x" + "ab" * 20, sequence=sequence, equity_wad=10**22,
+        maintenance_margin_wad=10**20, initial_margin_wad=10**20, health=10.0,
+        isolated_margin_wad=10**20, params_version=1, source_blocks=(),
+        source_blocks_hash="0x" + "42" * 32, issued_at=int(time.time()),
+        valid_until=int(time.time()) + valid_for_s, chains=(credit,))
+    signed = credit.model_copy(update={"digest": local_digest(a, credit)})
+    return a.model_copy(update={"chains": (signed,)})
+
+
+def submitter(oracle: FakeOracle, state: Path, sink: FakeSink | None = None) -> Submitter:
+    stores = StateDir(state)
+    return Submitter(oracle, Account.create(), [Account.create()], 1, sink or FakeSink(), 3,
+                     RetryStore(stores.deliveries(CHAIN)), InFlightStore(stores.in_flight(CHAIN)))
+
+
+def deliver(oracle: FakeOracle, state: Path, a: Attestation | None = None) -> Result:
+    a = a or attestation()
+    return asyncio.run(submitter(oracle, state).deliver(a, a.chains[0]))
+
+
+def test_a_confirmed_delivery_is_sent_once_with_the_pending_nonce(tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    result = deliver(oracle, tmp_path)
+    assert (result.outcome, result.cause) == (Outcome.DELIVERED, Reason.CONFIRMED)
+    assert [n for n, _ in oracle.sent] == [7]
+    assert InFlightStore(StateDir(tmp_path).in_flight(CHAIN)).entries == {}
+
+
+def test_a_stuck_delivery_is_replaced_with_its_nonce_and_higher_fees(tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    oracle.status = None
+    first = deliver(oracle, tmp_path)
+    oracle.nonce = 8  # meanwhile the account sent something else: the stuck nonce stays
+    second = deliver(oracle, tmp_path)  # a fresh submitter: only the state files remain
+    assert first.outcome is second.outcome is Outcome.RETRY
+    assert first.cause is Reason.NOT_CONFIRMED and second.tx_hash != first.tx_hash
+    one, two = (TypedTransaction.from_bytes(raw).as_dict() for _, raw in oracle.sent)
+    assert one["nonce"] == two["nonce"] == 7
+    assert two["maxFeePerGas"] == 11 * GWEI == one["maxFeePerGas"] * 11 // 10
+    assert two["maxPriorityFeePerGas"] == -(-one["maxPriorityFeePerGas"] * 11 // 10)
+    [(_, in_flight)] = InFlightStore(StateDir(tmp_path).in_flight(CHAIN)).entries.items()
+    assert (in_flight.nonce, in_flight.tx_hash) == (7, second.tx_hash)
+
+
+def test_at_the_fee_cap_the_transaction_out_is_awaited_not_sent_again(tmp_path: Path) -> None:
+    oracle = FakeOracle(cap_gwei=10)
+    oracle.status = None
+    first = deliver(oracle, tmp_path)
+    second = deliver(oracle, tmp_path)
+    assert len(oracle.sent) == 1 and second.tx_hash == first.tx_hash
+
+
+def test_what_needs_no_transaction_is_dropped_with_its_reason(tmp_path: Path) -> None:
+    held = FakeOracle()
+    held.held = 1
+    assert deliver(held, tmp_path / "a").cause is Reason.ALREADY_HELD
+    expired = deliver(FakeOracle(), tmp_path / "b", attestation(valid_for_s=-1))
+    assert expired.cause is Reason.EXPIRED
+    reverting = FakeOracle()
+    reverting.revert = "execution reverted: stale"
+    result = deliver(reverting, tmp_path / "c")
+    assert (result.outcome, result.cause) == (Outcome.DROPPED, Reason.SIMULATION_REVERTED)
+    assert result.reason == "simulation reverted: execution reverted: stale"
+    assert not held.sent and not reverting.sent
+
+
+def test_a_used_nonce_is_forgotten_so_the_next_attempt_takes_a_fresh_one(tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    oracle.used_nonce = 7
+    result = deliver(oracle, tmp_path)
+    assert (result.outcome, result.cause) == (Outcome.RETRY, Reason.CHAIN_ERROR)
+    assert "NonceTooLow" in result.reason
+    assert InFlightStore(StateDir(tmp_path).in_flight(CHAIN)).entries == {}
+
+
+def test_a_chain_error_is_a_retry_not_a_crash(tmp_path: Path) -> None:
+    class Down(FakeOracle):
+        async def latest_sequence(self, trader: str) -> int:
+            raise RpcError("fake", "latest", "connection refused")
+
+    result = deliver(Down(), tmp_path)
+    assert (result.outcome, result.cause) == (Outcome.RETRY, Reason.CHAIN_ERROR)
+
+
+def test_a_digest_this_node_does_not_reproduce_is_dead_lettered_unsigned(tmp_path: Path) -> None:
+    oracle, sink = FakeOracle(), FakeSink()
+    a = attestation()
+    forged = a.model_copy(update={"equity_wad": a.equity_wad * 2})
+    message = SimpleNamespace(topic=topics.ATTESTATION, key=b"k", value=b"v", partition=0,
+                              offset=3)
+    asyncio.run(submitter(oracle, tmp_path, sink).handle(forged, message))  # type: ignore[arg-type]
+    assert sink.refused == [(topics.ATTESTATION, f"digest for chain {CHAIN} does not match "
+                                                 "the attested fields")]
+    assert not oracle.sent and not sink.published
+    asyncio.run(submitter(oracle, tmp_path, sink).handle(a, message))  # type: ignore[arg-type]
+    [(topic, _, delivery)] = sink.published
+    assert topic == topics.DELIVERY and isinstance(delivery, Delivery)
+    assert delivery.status == "delivered" and len(oracle.sent) == 1

@@ -1,0 +1,120 @@
+"""RiskWorker over a fake table and a fake output: what a batch of books or prices
+sends, in which order it stores, and when it plans a liquidation."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from engine import MarginParams
+from streams.price_view import PriceView
+from streams.state import TraderState
+from streams.worker import RiskWorker
+from tests.streams.test_state import SETTINGS, TRADER, WAD, proven
+from wire.records import Attestation, ChainReorg, Liquidation, PriceUpdate, Recompute, SourceBlock
+
+
+def origin(partition: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+
+class FakeTable:
+    def __init__(self, log: list[str]) -> None:
+        self.rows: dict[bytes, bytes] = {}
+        self.log = log
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return list(self.rows.items())
+
+    def put(self, key: bytes, value: bytes, origin: Any) -> None:
+        self.log.append("put")
+        self.rows[key] = value
+
+    async def flush(self) -> None:
+        self.log.append("flush")
+
+
+class FakeOutput:
+    def __init__(self, log: list[str]) -> None:
+        self.attestations: list[Attestation] = []
+        self.liquidations: list[Liquidation] = []
+        self.fanned: list[Recompute] = []
+        self.log = log
+
+    async def send(self, attestations: list[tuple[bytes, bytes]],
+                   liquidations: list[tuple[bytes, bytes]]) -> None:
+        self.log.append("send")
+        self.attestations += [Attestation.model_validate_json(v) for _, v in attestations]
+        self.liquidations += [Liquidation.model_validate_json(v) for _, v in liquidations]
+
+    async def fan_out(self, work: Recompute) -> None:
+        self.fanned.append(work)
+
+
+def price(usd: int, round_id: int, at: int = 1_700_000_000) -> PriceUpdate:
+    return PriceUpdate(asset="ETH", price_wad=usd * WAD, source="41001:0x" + "ef" * 20,
+                       round_id=round_id, observed_at=at, chain_id=41001, block_number=7,
+                       block_hash="0x" + "11" * 32)
+
+
+def worker_at(usd: int) -> tuple[RiskWorker, FakeTable, FakeOutput, list[str]]:
+    log: list[str] = []
+    view = PriceView(SETTINGS)
+    view.apply(price(usd, 1))
+    table, output = FakeTable(log), FakeOutput(log)
+    return RiskWorker(SETTINGS, MarginParams(), table, output, view), table, output, log
+
+
+def stored(table: FakeTable) -> TraderState:
+    return TraderState.model_validate_json(table.rows[TRADER.encode()])
+
+
+def test_a_new_book_is_attested_then_stored_and_a_repeat_sends_nothing() -> None:
+    worker, table, output, log = worker_at(3000)
+    book = proven(41001, 10, 0, 1.0)
+    asyncio.run(worker.on_proven([(origin(0), book)]))
+    [attestation] = output.attestations
+    assert attestation.trader == TRADER and attestation.sequence == 1
+    assert attestation.book_events == (book.event_id,)
+    # The attestation reaches the broker before the state that names its sequence.
+    assert log == ["send", "put", "flush"]
+    assert stored(table).sequence == 1
+    asyncio.run(worker.on_proven([(origin(0), book)]))  # redelivered: deduped
+    assert len(output.attestations) == 1 and stored(table).sequence == 1
+
+
+def test_a_healthy_trader_gets_no_liquidation_plan_and_an_unhealthy_one_does() -> None:
+    worker, _, output, _ = worker_at(3000)
+    # 10 ETH long on $6,000 of collateral: healthy at 3,000, not at 2,800.
+    asyncio.run(worker.on_proven([(origin(0), proven(41001, 10, 0, 10.0, collateral=6_000))]))
+    assert output.attestations[-1].health > 1 and not output.liquidations
+    asyncio.run(worker.on_recompute([(origin(0), Recompute(price=price(2800, 2, 1_700_000_100)))]))
+    last = output.attestations[-1]
+    assert last.health < 1
+    [plan] = output.liquidations
+    assert plan.sequence == last.sequence and plan.health < 1 <= plan.health_after
+    assert [(leg.chain_id, leg.market) for leg in plan.legs] == [(41001, "ETH")]
+    assert 0 < plan.legs[0].size_wad <= 10 * WAD
+
+
+def test_a_reorg_retracts_the_orphaned_book_and_reattests() -> None:
+    worker, table, output, _ = worker_at(3000)
+    kept, orphan = proven(41001, 10, 0, 1.0), proven(41001, 11, 0, 5.0)
+    asyncio.run(worker.on_proven([(origin(0), kept)]))
+    asyncio.run(worker.on_proven([(origin(0), orphan)]))
+    assert output.attestations[-1].book_events == (orphan.event_id,)
+    reorg = ChainReorg(
+        chain_id=41001, common_ancestor=SourceBlock(chain_id=41001, number=10,
+                                                    hash=kept.block_hash),
+        orphaned=(orphan.block_hash,),
+        new_head=SourceBlock(chain_id=41001, number=11, hash="0x" + "99" * 32))
+    asyncio.run(worker.on_recompute([(origin(0), Recompute(reorg=reorg))]))
+    assert output.attestations[-1].book_events == (kept.event_id,)
+    assert stored(table).books[f"41001:{kept.venue}"].event_id == kept.event_id
+
+
+def test_prices_and_reorgs_are_fanned_out_to_every_partition() -> None:
+    worker, _, output, _ = worker_at(3000)
+    asyncio.run(worker.on_prices([(origin(0), price(3100, 2))]))
+    assert [w.price for w in output.fanned] == [price(3100, 2)]
