@@ -4,7 +4,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine engine
 COPY proofs proofs
+COPY wire wire
+COPY bus bus
 COPY streams streams
 COPY relayer relayer
+COPY devnet devnet
+COPY xmargin xmargin
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["xmargin"]

@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/xmargin demo
 
 lint: install
-	$(BIN)/ruff check engine proofs streams relayer tests
+	$(BIN)/ruff check engine proofs wire bus streams relayer devnet xmargin tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -8,6 +8,7 @@ from typing import cast
 
 import faust
 
+from streams.errors import BundleError
 from streams.transport import bundles
 from wire.records import R, RecordError, decode
 
@@ -29,7 +30,7 @@ async def decoded(event: faust.EventT, model: type[R], refuse: Refuse) -> Batch[
     message = event.message
     try:
         entries = entries_of(event)
-    except bundles.BundleError as e:
+    except BundleError as e:
         await refuse(event, message.key, message.value, message.offset, str(e))
         return []
     out: Batch[R] = []

@@ -28,13 +28,14 @@ class StreamSettings(BaseModel):
     session_timeout_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     # Records per producer batch are bounded by bytes (Faust's producer_max_batch_size).
-    # Tansu's ListOffsets miscounts multi-record batches; streams.tansu corrects for it.
+    # Tansu's ListOffsets miscounts multi-record batches; bus.tansu corrects for it.
     # Table writes and attestations leave in batches of up to this many bytes: with
     # Faust's 16 KB, a burst of state writes queued behind round trips to the broker.
     producer_max_batch_bytes: int = Field(default=512 * 1024, ge=1)
     # An agent takes up to this many events at once (or what arrived within the window)
     # and margins every trader they touch in one engine call per set of markets. On the
-    # tansu:// transport an event is a bundle: one partition's records from one fetch.
+    # worker's transport (streams.transport.driver) an event is a bundle: one partition's
+    # records from one fetch.
     batch_max_records: int = Field(default=5000, ge=1)
     batch_window_s: float = Field(default=0.1, gt=0)
     # A worker freezes what each batch leaves alive out of garbage collection and

@@ -149,7 +149,8 @@ class Submitter:
                 self.in_flight.put(key, None)
             return result
         except RelayerError as e:
-            return Result(Outcome.RETRY, Reason.CHAIN_ERROR, f"{type(e).__name__}: {e}")
+            outcome = Outcome.RETRY if e.retryable else Outcome.DROPPED
+            return Result(outcome, Reason.CHAIN_ERROR, f"{type(e).__name__}: {e}")
 
     async def prepare(self, attestation: Attestation, credit: ChainCredit
                       ) -> OracleCall | Result:

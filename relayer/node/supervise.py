@@ -9,14 +9,15 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 
-from relayer.errors import ChainHalted
+from relayer.errors import ChainHalted, RelayerError
 
 log = logging.getLogger(__name__)
 
 
 async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asyncio.Event,
                     halted: dict[int, str] | None = None) -> None:
-    """Run ``task`` until ``stop``; restart it after a failure, halt it on an incident.
+    """Run ``task`` until ``stop``; restart it after a failure, halt it on an incident,
+    stop it on an error that is not ``retryable``.
 
     The one place that catches every exception: a task must not take the node down.
     """
@@ -30,10 +31,18 @@ async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asynci
             if halted is not None:
                 halted[int(e.evidence["chain_id"])] = str(e)
             return
+        except RelayerError as e:
+            if not e.retryable:
+                # Running it again would fail the same way: stop it, visibly.
+                log.critical("task stopped", extra={"task": name, "error": e.label,
+                                                     "reason": str(e)})
+                return
+            failure = f"{e.label}: {e}"
         except Exception as e:
-            log.error("task failed, restarting", extra={"task": name, "error": repr(e)})
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 30.0)
+            failure = repr(e)
+        log.error("task failed, restarting", extra={"task": name, "error": failure})
+        await asyncio.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, 30.0)
 
 
 async def watch_process(command: Sequence[str], stop: asyncio.Event) -> None:

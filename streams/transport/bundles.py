@@ -18,15 +18,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from streams.errors import BundleError
+
 # Marks a bundle among a message's headers; its value is the number of records.
 HEADER = "xmargin-bundle"
 MAGIC = b"XMB1"
 _COUNT = struct.Struct(">I")
 _ENTRY = struct.Struct(">qqii")
-
-
-class BundleError(ValueError):
-    """Bytes that claim to be a bundle but do not parse as one."""
 
 
 @dataclass(frozen=True, slots=True)

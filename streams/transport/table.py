@@ -23,6 +23,7 @@ import faust
 import rocksdict
 from faust.types import TP
 
+from streams.errors import WriteOutsideEvent
 from streams.transport import batches, faust_private
 from streams.transport.driver import Producer
 
@@ -74,7 +75,7 @@ class BatchedChangelogTable(faust.Table):
     def _partition_of(self, key: Any) -> int:
         partition = self.partition_for_key(key)  # the current event's partition
         if partition is None:
-            raise TypeError(f"table {self.name}: written outside of an event")
+            raise WriteOutsideEvent(self.name)
         return partition
 
     async def flush_changelog(self) -> None:

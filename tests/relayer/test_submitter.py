@@ -178,3 +178,4 @@ def test_a_digest_this_node_does_not_reproduce_is_dead_lettered_unsigned(tmp_pat
     [(topic, _, delivery)] = sink.published
     assert topic == topics.DELIVERY and isinstance(delivery, Delivery)
     assert delivery.status == "delivered" and len(oracle.sent) == 1
+
