@@ -59,7 +59,7 @@ from devnet.localnet import LocalNet
 from engine import MarginParams
 from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
-from relayer.chain.logs import commitment_base_slot
+from relayer.chain.events import commitment_base_slot
 from streams.audit_log import export, read_topics
 from streams.replay import audit
 from tests.support.configs import node_config

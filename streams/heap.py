@@ -2,11 +2,9 @@
 
 A worker holds tens of thousands of trader states and an audit hundreds of thousands of
 books, and each record adds a few dozen tracked objects that live on. CPython's
-collector scans a young object once per generation it passes through, at ~0.5 µs each
-here (pydantic records, scattered in memory: a collection of 45,000 young objects took
-26 ms), so with its default policy a fifth of a worker's time went to scanning states
-that were never garbage (benchmarks/bench_streams.py cut to 100 blocks: ~6.8 s of GC
-in a 32 s run).
+collector scans a young object once per generation it passes through, so with its
+default policy much of a worker's time would go to scanning states that are never
+garbage.
 
 So what survives a batch is frozen (``gc.freeze``: never scanned again, still freed by
 reference counting when it dies), and young collections are rare. Only garbage in

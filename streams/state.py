@@ -94,10 +94,9 @@ class TraderState(BaseModel):
 
     def to_bytes(self) -> bytes:
         """The table value: ``model_dump_json``'s bytes, each book's JSON made once.
-        Books are frozen and a trader's next state holds the same ones again, so
-        re-serialising the whole history on every write cost ~10 µs of a proven book's
-        ~200 in a worker (benchmarks/bench_streams.py); the envelope's order and every
-        value's form are pydantic's (tests/streams/test_state.py compares the two)."""
+        Books are frozen and a trader's next state holds the same ones again, so they
+        are not serialised again on every write; the envelope's order and every value's
+        form are pydantic's (tests/streams/test_state.py compares the two)."""
         history = b",".join(
             _STR.dump_json(key) + b":[" + b",".join(_book_json(b) for b in books) + b"]"
             for key, books in self.history.items())

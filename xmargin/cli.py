@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from relayer.errors import ConfigError, ToolMissing
-from relayer.node import logs
+from relayer.node import log_format
 from xmargin.config import NodeSettings, load_settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def node_run(config: ConfigOption = None,
     from relayer.node.run import run_node
 
     settings = settings_or_exit(config)
-    logs.configure()
+    log_format.configure()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -31,8 +31,7 @@ from typing import Any
 from bus.publisher import RecordSink
 from proofs import BlockHeader
 from relayer.chain.checkpoint import Checkpoint
-from relayer.chain.heads import watch_heads
-from relayer.chain.logs import (
+from relayer.chain.events import (
     ANSWER_UPDATED_TOPIC,
     OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
@@ -40,6 +39,7 @@ from relayer.chain.logs import (
     decode_option_position_changed,
     decode_position_changed,
 )
+from relayer.chain.heads import watch_heads
 from relayer.chain.reader import ChainReader, hash_views
 from relayer.errors import ChainHalted, LogDecodeError
 from relayer.metrics import Metrics

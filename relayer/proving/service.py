@@ -19,7 +19,7 @@ from bus.publisher import RecordSink, dead_letter
 from proofs import ProofError
 from proofs.builder import Layout, MappingSlots
 from proofs.errors import ValueMismatch
-from relayer.chain.logs import commitment_base_slot
+from relayer.chain.events import commitment_base_slot
 from relayer.chain.reader import ChainReader
 from relayer.proving.fetcher import ProofFetcher
 from wire import topics

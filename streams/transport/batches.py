@@ -1,7 +1,7 @@
 """Records out in record batches per partition, and ``deliver``: sent until taken.
 
-Sending records one producer call each cost ~15 µs of Python per record (one
-attestation per proven book); a record batch per partition costs one call per batch.
+One producer call per record costs more Python than an attestation is worth; a record
+batch per partition costs one call per batch.
 """
 
 from __future__ import annotations

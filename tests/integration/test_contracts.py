@@ -23,7 +23,7 @@ from devnet.deploy import (
 )
 from devnet.localnet import LocalNet
 from proofs import ProofError, vyper_mapping_slot
-from relayer.chain.logs import (
+from relayer.chain.events import (
     OPTION_POSITION_CHANGED_TOPIC,
     POSITION_CHANGED_TOPIC,
     commitment_base_slot,
