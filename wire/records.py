@@ -72,7 +72,10 @@ class Position(Record):
     expiry: NonNegative = 0
 
 
-class PositionEvent(Record):
+class VenueBlock(Record):
+    """Whose book, on which venue, at which block: the fields every book record opens
+    with (in this order on the wire)."""
+
     event_id: str  # chain_id:block_hash:log_index
     chain_id: NonNegative
     venue: Address
@@ -80,6 +83,9 @@ class PositionEvent(Record):
     block_number: NonNegative
     block_hash: Hash32
     block_timestamp: NonNegative
+
+
+class PositionEvent(VenueBlock):
     log_index: NonNegative
     collateral_wad: NonNegative
     positions: tuple[Position, ...]
@@ -89,17 +95,10 @@ class PositionEvent(Record):
     superseded_in_block: bool = False
 
 
-class BookHead(Record):
+class BookHead(VenueBlock):
     """A trader's whole book on one venue at one block: what margining needs of it (and
     all a trader's state keeps)."""
 
-    event_id: str
-    chain_id: NonNegative
-    venue: Address
-    trader: Address
-    block_number: NonNegative
-    block_hash: Hash32
-    block_timestamp: NonNegative
     collateral_wad: NonNegative
     positions: tuple[Position, ...]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -25,6 +25,7 @@ from relayer.settings import ChainSettings
 from wire.hexstr import to_hex, word_hex
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def verified_block(block: Any) -> BlockHeader:
@@ -65,12 +66,6 @@ class RpcPool:
             for i, url in enumerate(settings.rpc_urls)
         ]
 
-    @property
-    def w3(self) -> AsyncWeb3:
-        """The best provider now, for contract calls and transactions: only for the
-        adapters of ``relayer.delivery.oracle``, which translate web3's errors."""
-        return self.ranked()[0].w3
-
     def ranked(self) -> list[Provider]:
         now = time.monotonic()
         return sorted(self.providers, key=lambda p: (p.demoted_until > now, p.priority))
@@ -80,20 +75,30 @@ class RpcPool:
         """The ``result`` of ``method`` from the first provider whose answer arrives in
         time and, given ``parse``, parses (``parse`` raises on an answer that does not
         verify; its value is returned)."""
+        async def ask(w3: AsyncWeb3) -> Any:
+            response = await w3.provider.make_request(method, params)  # type: ignore[arg-type]
+            if "error" in response:
+                raise RpcError(self.name, method, str(response["error"]))
+            result = response.get("result")
+            return parse(result) if parse is not None else result
+        return await self.on_provider(method, ask)
+
+    async def on_provider(self, method: str, call: Callable[[AsyncWeb3], Awaitable[T]],
+                          timeout_s: float | None = None,
+                          is_answer: Callable[[Exception], bool] = lambda e: False) -> T:
+        """``call`` on the best provider, and on the next while one fails (a timeout,
+        a transport error, an error body, an answer that does not verify). An exception
+        ``is_answer`` says the chain gave (a revert, a used nonce) is raised as it is,
+        and counts against no provider. Every provider failing raises ``RpcError``."""
         failures = []
         for provider in self.ranked():
             try:
-                response = await asyncio.wait_for(
-                    provider.w3.provider.make_request(method, params),  # type: ignore[arg-type]
-                    timeout=self.settings.rpc_timeout_s,
-                )
-                if "error" in response:
-                    raise RpcError(self.name, method, str(response["error"]))
-                result = response.get("result")
-                if parse is not None:
-                    result = parse(result)
+                result = await asyncio.wait_for(call(provider.w3),
+                                                timeout=timeout_s or self.settings.rpc_timeout_s)
             except (TimeoutError, OSError, ValueError, aiohttp.ClientError, Web3Exception,
                     RpcError, ProofError) as e:
+                if is_answer(e):
+                    raise
                 failures.append(f"{provider.url}: {type(e).__name__}: {e}")
                 self.failed(provider, method, e)
                 continue

@@ -15,7 +15,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
 from relayer.chain.rpc import RpcPool
 from relayer.contracts import compiled
-from relayer.errors import NonceTooLow, RpcError
+from relayer.errors import NonceTooLow
 from wire.hexstr import from_hex
 from wire.records import Attestation, ChainCredit
 
@@ -65,7 +65,7 @@ class OracleWriter(Protocol):
 
 
 class OracleChain:
-    """``OracleWriter`` over a chain's providers (the best-ranked one for each call)."""
+    """``OracleWriter`` over a chain's providers, failing over as ``RpcPool`` does."""
 
     def __init__(self, pool: RpcPool) -> None:
         self.pool = pool
@@ -76,60 +76,57 @@ class OracleChain:
         self.address = AsyncWeb3.to_checksum_address(pool.settings.oracle)
         self.abi = compiled("MarginOracle").abi
 
-    def _contract(self) -> Any:
-        return self.pool.w3.eth.contract(address=self.address, abi=self.abi)
-
-    async def _translated(self, method: str, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (Web3Exception, OSError, TimeoutError) as e:
-            raise RpcError(self.name, method, f"{type(e).__name__}: {e}") from e
+    def _contract(self, w3: AsyncWeb3) -> Any:
+        return w3.eth.contract(address=self.address, abi=self.abi)
 
     async def latest_sequence(self, trader: str) -> int:
-        latest = await self._translated("latest", self._contract().functions.latest(
-            AsyncWeb3.to_checksum_address(trader)).call())
+        latest = await self.pool.on_provider("latest", lambda w3: self._contract(
+            w3).functions.latest(AsyncWeb3.to_checksum_address(trader)).call())
         return int(latest[1])
 
     async def simulate(self, call: OracleCall, sender: str) -> str | None:
         try:
-            await self._translated("submit (simulated)",
-                                   self._contract().functions.submit(*call).call(
-                                       {"from": sender}))
-        except RpcError as e:
-            if isinstance(e.__cause__, ContractLogicError):
-                return str(e.__cause__)
-            raise
+            await self.pool.on_provider(
+                "submit (simulated)",
+                lambda w3: self._contract(w3).functions.submit(*call).call({"from": sender}),
+                is_answer=lambda e: isinstance(e, ContractLogicError))
+        except ContractLogicError as e:
+            return str(e)
         return None
 
     async def build(self, call: OracleCall, sender: str) -> dict[str, Any]:
-        tx = await self._translated("submit (build)", self._contract().functions.submit(
-            *call).build_transaction({"from": sender, "chainId": self.chain_id}))
+        tx = await self.pool.on_provider(
+            "submit (build)", lambda w3: self._contract(w3).functions.submit(
+                *call).build_transaction({"from": sender, "chainId": self.chain_id}))
         return dict(tx)
 
     async def pending_nonce(self, address: str) -> int:
-        return int(await self._translated("eth_getTransactionCount",
-                                          self.pool.w3.eth.get_transaction_count(
-                                              address, "pending")))  # type: ignore[arg-type]
+        return int(await self.pool.on_provider(
+            "eth_getTransactionCount",
+            lambda w3: w3.eth.get_transaction_count(address, "pending")))  # type: ignore[arg-type]
 
     async def send_raw(self, raw: bytes, nonce: int) -> None:
         try:
-            await self.pool.w3.eth.send_raw_transaction(raw)
+            # A signed transaction has one hash: sent again through the next provider,
+            # it is the same transaction.
+            await self.pool.on_provider(
+                "eth_sendRawTransaction", lambda w3: w3.eth.send_raw_transaction(raw),
+                is_answer=nonce_used)
         except Web3Exception as e:
-            if "nonce too low" in str(e).lower():
-                raise NonceTooLow(self.name, nonce, str(e)) from e
-            raise RpcError(self.name, "eth_sendRawTransaction", f"{type(e).__name__}: {e}"
-                           ) from e
-        except (OSError, TimeoutError) as e:
-            raise RpcError(self.name, "eth_sendRawTransaction", f"{type(e).__name__}: {e}"
-                           ) from e
+            raise NonceTooLow(self.name, nonce, str(e)) from e
 
     async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
         try:
-            receipt = await self.pool.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=timeout_s, poll_latency=0.2)  # type: ignore[arg-type]
+            receipt = await self.pool.on_provider(
+                "eth_getTransactionReceipt",
+                lambda w3: w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=timeout_s, poll_latency=0.2),  # type: ignore[arg-type]
+                timeout_s=timeout_s + self.pool.settings.rpc_timeout_s,
+                is_answer=lambda e: isinstance(e, TimeExhausted))
         except TimeExhausted:
             return None
-        except (Web3Exception, OSError) as e:
-            raise RpcError(self.name, "eth_getTransactionReceipt",
-                           f"{type(e).__name__}: {e}") from e
         return int(receipt["status"])
+
+
+def nonce_used(error: Exception) -> bool:
+    return isinstance(error, Web3Exception) and "nonce too low" in str(error).lower()
