@@ -62,10 +62,11 @@ from proofs.slots import vyper_mapping_slot
 from relayer.chain.events import commitment_base_slot
 from streams.audit_log import export, read_topics
 from streams.replay import audit
+from tests.support.blocks import header_record
 from tests.support.configs import node_config
 from wire import topics
 from wire.commitment import book_commitment
-from wire.records import Attestation, Position, PriceUpdate, ProvenBook
+from wire.records import Attestation, BlockHeaderRecord, Position, PriceUpdate, ProvenBook
 from xmargin.config import load_settings
 
 N_TRADERS = 50_000
@@ -87,8 +88,16 @@ def trader_address(i: int) -> str:
     return f"0x{i + 1:040x}"
 
 
-def block_hash(number: int) -> str:
-    return "0x" + keccak(f"bench block {number}".encode()).hex()
+def header_of(number: int, state_root: bytes) -> BlockHeaderRecord:
+    """Block ``number``'s header: a real RLP header over the block's state root, so that
+    replay anchors the block's books to it. The bench has no chain behind its log: its
+    headers are not linked, and replay takes them as final as they come (depth 0)."""
+    return header_record(CHAIN, number, b"\x00" * 32, state_root, T0 + 12 * number)
+
+
+def headers_of(blocks: list[list[ProvenBook]]) -> list[BlockHeaderRecord]:
+    return [header_of(b[0].block_number, bytes.fromhex(b[0].state_root[2:]))
+            for b in blocks if b]
 
 
 def random_book(rng: np.random.Generator) -> tuple[int, tuple[Position, ...]]:
@@ -117,7 +126,7 @@ def prove_block(number: int, books: list[tuple[str, int, tuple[Position, ...]]]
     address_key = keccak(bytes.fromhex(VENUE[2:]))
     state[address_key] = rlp.encode([0, 0, storage.root_hash, EMPTY_CODE])
     account_proof = tuple("0x" + rlp.encode(node).hex() for node in state.get_proof(address_key))
-    h = block_hash(number)
+    h = header_of(number, state.root_hash).hash
     out = []
     for log_index, (trader, collateral, positions, commitment, slot) in enumerate(entries):
         proof = storage.get_proof(keccak(slot.to_bytes(32, "big")))
@@ -159,10 +168,11 @@ def markers() -> tuple[list[str], dict[tuple[int, int], str]]:
     return assets, traders
 
 
-def price(asset: str, usd: float, number: int, round_id: int) -> PriceUpdate:
+def price(asset: str, usd: float, block: BlockHeaderRecord, round_id: int) -> PriceUpdate:
+    number = block.number
     return PriceUpdate(asset=asset, price_wad=int(usd * WAD), source="bench", round_id=round_id,
                        observed_at=T0 + 12 * number, chain_id=CHAIN, block_number=number,
-                       block_hash=block_hash(number))
+                       block_hash=block.hash)
 
 
 def build_log(rng: np.random.Generator) -> tuple[list[list[ProvenBook]], list[list[PriceUpdate]]]:
@@ -184,11 +194,11 @@ def build_log(rng: np.random.Generator) -> tuple[list[list[ProvenBook]], list[li
         proven = list(pool.map(prove_block, *zip(*plans, strict=True), chunksize=4))
     level = dict(PRICES)
     ticks = []
-    for number in range(1, BLOCKS + 1):
+    for header in headers_of(proven[:BLOCKS]):
         row = []
         for a in ASSETS:
             level[a] *= 1 + rng.normal(0, 0.001)
-            row.append(price(a, level[a], number, number))
+            row.append(price(a, level[a], header, header.number))
         ticks.append(row)
     return proven, ticks
 
@@ -269,30 +279,39 @@ def main() -> None:
                              partitions=PARTITIONS,
                              chains=((41001, "0x" + "aa" * 20), (41002, "0x" + "bb" * 20)))
         # Markers first: their assets' prices, and their books.
-        head: list[tuple[str, str, bytes]] = [
-            (topics.PRICE, a, price(a, PRICES.get(a, 100.0), 0, 0).to_bytes())
-            for a in (*ASSETS, *marker_assets)]
         marker_books = prove_block(0, [
             (t, 10_000 * WAD, (Position(market=marker_assets[p], size_wad=50 * WAD,
                                         entry_price_wad=100 * WAD),))
             for (p, _), t in sorted(marker_traders.items())])
+        end_books = prove_block(BLOCKS + 10, [
+            (marker_traders[(0, q)], 20_000 * WAD,
+             (Position(market=marker_assets[0], size_wad=80 * WAD, entry_price_wad=100 * WAD),))
+            for q in range(PARTITIONS)])
+        settle = prove_block(BLOCKS + 20, [
+            (marker_traders[(0, 0)], 30_000 * WAD,
+             (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
+        ])[0]
+        # Every block's header before anything of it, as a listener publishes them.
+        head: list[tuple[str, str, bytes]] = [
+            (topics.BLOCK_HEADER, str(CHAIN), h.to_bytes())
+            for h in headers_of([marker_books, *proven, end_books, [settle]])]
+        head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), headers_of([marker_books])[0],
+                                         0).to_bytes())
+                 for a in (*ASSETS, *marker_assets)]
         head += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in marker_books]
         body: list[tuple[str, str, bytes]] = []
         for books, row in zip(proven[:BLOCKS], ticks, strict=True):
             body += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in books]
             body += [(topics.PRICE, u.asset, u.to_bytes()) for u in row]
         # End markers: a new book per trader partition, a 5% move per marker asset.
-        end_books = prove_block(BLOCKS + 10, [
-            (marker_traders[(0, q)], 20_000 * WAD,
-             (Position(market=marker_assets[0], size_wad=80 * WAD, entry_price_wad=100 * WAD),))
-            for q in range(PARTITIONS)])
         tail = [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in end_books]
-        tail += [(topics.PRICE, a, price(a, 105.0, BLOCKS + 10, 1).to_bytes())
+        tail += [(topics.PRICE, a, price(a, 105.0, headers_of([end_books])[0], 1).to_bytes())
                  for a in marker_assets]
         asyncio.run(produce(bootstrap, head + body + tail))
         n_events = len(body)
         raw = asyncio.run(raw_consume(bootstrap, [topics.POSITION_PROVEN, topics.PRICE],
-                                      len(head) + len(body) + len(tail)))
+                                      sum(t != topics.BLOCK_HEADER
+                                          for t, _, _ in head + body + tail)))
         print(f"{n_events} records produced; raw consume {raw:.0f}/s", file=sys.stderr)
         book_values = [v for t, _, v in body if t == topics.POSITION_PROVEN]
         worker_floor_us = floor.worker_us_per_record(book_values)
@@ -335,10 +354,6 @@ def main() -> None:
         # writes the changelog after publishing; up to a second for a catch-up batch of
         # ~15,000 books): one more book, attested in a batch of its own, marks the
         # moment it has.
-        settle = prove_block(BLOCKS + 20, [
-            (marker_traders[(0, 0)], 30_000 * WAD,
-             (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
-        ])[0]
         asyncio.run(produce(bootstrap, [(topics.POSITION_PROVEN, settle.trader,
                                          settle.to_bytes())]))
         asyncio.run(watch.until(lambda w: settle.event_id in w.by_event, timeout_s=300))
@@ -387,7 +402,8 @@ def main() -> None:
                              + attestation_schema_us * len(attestation_values))
                             / max(len(log), 1))
         start = time.perf_counter()
-        report = audit(log, settings, MarginParams(version=settings.params_version), processes)
+        report = audit(log, settings, MarginParams(version=settings.params_version), processes,
+                       finality={CHAIN: 0})
         replay_s = time.perf_counter() - start
         differences = report.problems + [d for t in report.traders.values()
                                          for d in t.differences]

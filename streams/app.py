@@ -66,7 +66,7 @@ class TraderTable:
     def put(self, key: bytes, value: bytes, origin: Origin) -> None:
         # Faust stores a key, and writes its changelog, in the partition of the current
         # event; a batch spans partitions, so each write names the event it comes from.
-        faust_private.make_current(origin)
+        faust_private.make_current(origin.event)
         self.table[key] = value
 
     async def flush(self) -> None:

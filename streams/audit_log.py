@@ -10,10 +10,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.replay import LogRecord
+from streams.audit_report import LogRecord
 from wire import topics
 
-AUDITED = (topics.BLOCK_HEADER, topics.POSITION_PROVEN, topics.PRICE, topics.ATTESTATION)
+AUDITED = (topics.BLOCK_HEADER, topics.REORG, topics.PRICE, topics.POSITION_PROVEN,
+           topics.ATTESTATION)
 # Within one millisecond, inputs sort before what was derived from them.
 RANK = {t: i for i, t in enumerate(AUDITED)}
 

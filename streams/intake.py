@@ -1,10 +1,10 @@
-"""What an agent reads: its stream in batches of (event, record), each bundle's records
+"""What an agent reads: its stream in batches of (where, record), each bundle's records
 sharing its event, the invalid ones dead-lettered with their own offset and reason."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import cast
+from typing import NamedTuple, cast
 
 import faust
 
@@ -14,7 +14,21 @@ from wire.records import R, RecordError, decode
 
 # (event, key, value, offset, reason): dead-letter one record of ``event``'s partition.
 Refuse = Callable[[faust.EventT, bytes | None, bytes | None, int, str], Awaitable[None]]
-Batch = list[tuple[faust.EventT, R]]
+
+
+class At(NamedTuple):
+    """Where a record was read: the Faust event it came in (a bundle's, shared by its
+    records) and its own offset on that event's partition."""
+
+    event: faust.EventT
+    offset: int
+
+    @property
+    def partition(self) -> int:
+        return int(self.event.message.partition)
+
+
+Batch = list[tuple[At, R]]
 
 
 def entries_of(event: faust.EventT) -> Sequence[bundles.Entry]:
@@ -36,7 +50,7 @@ async def decoded(event: faust.EventT, model: type[R], refuse: Refuse) -> Batch[
     out: Batch[R] = []
     for entry in entries:
         try:
-            out.append((event, decode(model, entry.value)))
+            out.append((At(event, entry.offset), decode(model, entry.value)))
         except RecordError as e:
             await refuse(event, entry.key, entry.value, entry.offset, e.reason)
     return out

@@ -10,11 +10,11 @@ than the previous one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from wire.records import AttestedPrice, PriceUpdate
+from wire.records import AttestedPrice, PriceUpdate, QuoteRef
 
 Quotes = Mapping[str, Mapping[str, PriceUpdate]]  # asset → source → latest update
 
@@ -27,6 +27,7 @@ class OraclePrice:
     degraded: bool
     reason: str = ""
     breaker: bool = False  # the circuit breaker is open: no new credit on this asset
+    rounds: tuple[tuple[str, int], ...] = ()  # (source, round id) it is the median of
 
     @cached_property
     def attested(self) -> AttestedPrice:
@@ -34,7 +35,9 @@ class OraclePrice:
         with it."""
         return AttestedPrice(asset=self.asset, price_wad=self.price_wad,
                              observed_at=self.observed_at, degraded=self.degraded,
-                             breaker=self.breaker)
+                             breaker=self.breaker,
+                             rounds=tuple(QuoteRef(source=s, round_id=r)
+                                          for s, r in self.rounds))
 
 
 Window = tuple[tuple[int, int], ...]  # (observed_at, median price) oldest first
@@ -72,15 +75,25 @@ def median_wad(values: list[int]) -> int:
 
 def aggregate(asset: str, sources: Mapping[str, PriceUpdate], as_of: int, staleness_s: int,
               max_deviation: float) -> OraclePrice:
+    """The asset's price from the latest round of each source, at ``as_of``: the median
+    of the fresh ones, or the freshest when none is (degraded), naming the rounds used."""
     fresh = [q for q in sources.values() if as_of - q.observed_at <= staleness_s]
     if not fresh:
         newest = max(sources.values(), key=lambda q: (q.observed_at, q.round_id))
         return OraclePrice(asset, newest.price_wad, newest.observed_at, True,
-                           f"every source older than {staleness_s} s")
-    price = median_wad([q.price_wad for q in fresh])
-    spread = (max(q.price_wad for q in fresh) - min(q.price_wad for q in fresh)) / price
-    observed = max(q.observed_at for q in fresh)
+                           f"every source older than {staleness_s} s",
+                           rounds=((newest.source, newest.round_id),))
+    price, observed, spread = median_of(fresh)
+    rounds = tuple(sorted((q.source, q.round_id) for q in fresh))
     if spread > max_deviation:
         return OraclePrice(asset, price, observed, True,
-                           f"sources {spread:.1%} apart (limit {max_deviation:.1%})")
-    return OraclePrice(asset, price, observed, False)
+                           f"sources {spread:.1%} apart (limit {max_deviation:.1%})",
+                           rounds=rounds)
+    return OraclePrice(asset, price, observed, False, rounds=rounds)
+
+
+def median_of(quotes: Sequence[PriceUpdate]) -> tuple[int, int, float]:
+    """(median price, newest observation, spread as a fraction of the median)."""
+    price = median_wad([q.price_wad for q in quotes])
+    spread = (max(q.price_wad for q in quotes) - min(q.price_wad for q in quotes)) / price
+    return price, max(q.observed_at for q in quotes), spread

@@ -18,77 +18,56 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from engine import MarginParams
 from proofs import ProofError, header_from_rlp, verify_account, verify_storage
 from proofs.account import Account
 from proofs.mpt import NodeCache
+from streams.audit_report import AuditReport, LogRecord, TraderAudit, merge
 from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice
+from streams.provenance import Anchor, Headers, Reorgs, Rounds
 from streams.risk import margin_by_market_set, next_attestation
 from streams.settings import StreamSettings
-from streams.state import Attested, TraderState
+from streams.state import Attested, TraderState, book_order
 from wire import topics
 from wire.commitment import book_commitment
 from wire.hexstr import from_hex, to_hex
 from wire.records import (
     Attestation,
+    AttestedPrice,
     BlockHeaderRecord,
     BookHead,
+    ChainReorg,
+    PriceUpdate,
     ProvenBook,
     RecordError,
     decode,
 )
 
-
-@dataclass(frozen=True)
-class LogRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass
-class TraderAudit:
-    trader: str
-    attestations: int = 0
-    matched: int = 0
-    repeated: int = 0  # a sequence number emitted again (each copy is recomputed too)
-    differences: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AuditReport:
-    records: int = 0
-    refused: int = 0
-    headers: int = 0
-    books: int = 0
-    traders: dict[str, TraderAudit] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # not tied to one trader
-
-    @property
-    def attestations(self) -> int:
-        return sum(t.attestations for t in self.traders.values())
-
-    @property
-    def matched(self) -> int:
-        return sum(t.matched for t in self.traders.values())
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and all(not t.differences for t in self.traders.values())
-
-
 # Attestations recomputed per engine call, and proof nodes remembered (by content).
 BATCH = 512
 CACHED_NODES = 200_000
 PROGRESS_EVERY = 2_000  # records read between two progress reports
+
+
+@dataclass(frozen=True)
+class BookSeen:
+    """What the audit keeps of a verified book besides its head: where it was read, and
+    the block and root its proofs were verified against."""
+
+    event_id: str
+    offset: int
+    trader: str
+    key: str
+    order: tuple[int, int]
+    chain_id: int
+    block_hash: str
+    block_number: int
+    state_root: str
 
 
 class Auditor:
@@ -97,20 +76,30 @@ class Auditor:
     Attestations are recomputed in batches (at most one per trader, so each batch sees
     the previous attestation it follows): the engine gives a trader the same bits alone
     or in a batch over the same markets, so batching changes nothing but the speed.
+    ``finality`` is each chain's finality depth (its ``finality_blocks``): a block is
+    final once the log holds a header that many blocks below it.
     """
 
     def __init__(self, settings: StreamSettings, params: MarginParams,
-                 share: tuple[int, int] = (0, 1)) -> None:
+                 share: tuple[int, int] = (0, 1),
+                 finality: Mapping[int, int] | None = None) -> None:
         self.settings = settings
         self.params = params
         # (index, count): this auditor takes the traders whose key hashes to ``index``.
         self.share = share
         self.report = AuditReport()
-        self.state_roots: dict[tuple[int, str], str] = {}
+        self.headers = Headers(finality or {})
+        self.reorgs = Reorgs()
+        self.rounds = Rounds(settings.max_price_deviation)
         self.books: dict[str, BookHead] = {}  # verified, kept without their proofs
+        self.seen: dict[str, BookSeen] = {}
+        self.by_trader: dict[str, dict[str, list[BookSeen]]] = {}
         # Per trader: the attestation before the last one, and the last one.
         self.previous: dict[str, tuple[Attestation | None, Attestation]] = {}
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
+        self.named: dict[str, tuple[str, int]] = {}  # book → first (trader, sequence)
+        self.quoted: dict[tuple[str, str, int], PriceUpdate] = {}  # rounds attested
+        self.priced: dict[AttestedPrice, tuple[list[str], list[PriceUpdate]]] = {}
         self.nodes = NodeCache()
         self.heap = LongLivedHeap()  # the books verified so far live on (streams.heap)
         self.accounts: dict[tuple[str, str, tuple[str, ...]], Account] = {}
@@ -127,27 +116,42 @@ class Auditor:
         return self.finish()
 
     def finish(self) -> AuditReport:
-        """Recompute what is still pending; the report is complete after this."""
+        """Recompute what is still pending and hold every book and attested round
+        against the whole log's headers and reorgs; the report is complete after this."""
         self.flush()
+        for event_id, seen in self.seen.items():
+            found = self.headers.check_block(f"book {event_id}", seen.chain_id,
+                                             seen.block_hash, seen.block_number,
+                                             seen.state_root)
+            if self.reorgs.orphans(seen.chain_id, seen.block_hash) and event_id in self.named:
+                found.append(f"book {event_id}: named by sequence {self.named[event_id][1]} "
+                             f"but its block is orphaned by a chain.reorg.v1")
+            self.trader(seen.trader).differences.extend(found)
+        for (asset, source, round_id), q in sorted(self.quoted.items()):
+            self.report.problems.extend(self.headers.check_block(
+                f"oracle round {asset} {source}#{round_id}", q.chain_id, q.block_hash,
+                q.block_number))
         return self.report
 
     def feed(self, record: LogRecord) -> None:
         index, count = self.share
+        shared = SHARED.get(record.topic)
         if record.topic in BY_TRADER:
             if share_of(record.key, count) != index:
                 return
-        elif index != 0:  # every share needs the state roots; share 0 reports on headers
-            if record.topic == topics.BLOCK_HEADER:
-                with contextlib.suppress(RecordError):
-                    self.header(record.value, quiet=True)
+        elif shared is not None and index != 0:
+            # Every share needs the headers, rounds and reorgs; share 0 reports on them.
+            with contextlib.suppress(RecordError):
+                shared(self, record, True)
             return
         self.report.records += 1
-        handler = {topics.BLOCK_HEADER: self.header, topics.POSITION_PROVEN: self.book,
-                   topics.ATTESTATION: self.attestation}.get(record.topic)
-        if handler is None:
-            return
         try:
-            handler(record.value)
+            if shared is not None:
+                shared(self, record, False)
+            elif record.topic == topics.POSITION_PROVEN:
+                self.book(record.value, record.offset)
+            elif record.topic == topics.ATTESTATION:
+                self.attestation(record.value)
         except RecordError:
             self.report.refused += 1  # refused by the live consumers too (dead-lettered)
 
@@ -163,30 +167,48 @@ class Auditor:
     def trader(self, address: str) -> TraderAudit:
         return self.report.traders.setdefault(address, TraderAudit(address))
 
-    def header(self, raw: bytes | None, quiet: bool = False) -> None:
-        """Keep the header's state root; ``quiet``: without reporting on it (another
-        share does)."""
-        h = decode(BlockHeaderRecord, raw)
+    def header(self, record: LogRecord, quiet: bool = False) -> None:
+        """Anchor the header's block if its RLP hashes to its hash; ``quiet``: without
+        reporting on it (another share does)."""
+        h = decode(BlockHeaderRecord, record.value)
         try:
-            rebuilt = header_from_rlp(from_hex(h.header_rlp),
-                                      expected_hash=from_hex(h.hash))
+            rebuilt = header_from_rlp(from_hex(h.header_rlp), expected_hash=from_hex(h.hash))
         except ProofError as e:
             if not quiet:
                 self.report.problems.append(f"header {h.chain_id}:{h.number}: {e}")
             return
-        if to_hex(rebuilt.state_root) != h.state_root and not quiet:
-            self.report.problems.append(f"header {h.chain_id}:{h.number}: state root differs")
-        self.state_roots[(h.chain_id, h.hash)] = h.state_root
+        parent, root = to_hex(rebuilt.parent_hash), to_hex(rebuilt.state_root)
+        if (root, rebuilt.number, parent) != (h.state_root, h.number, h.parent_hash) and not quiet:
+            self.report.problems.append(f"header {h.chain_id}:{h.number}: its fields are not "
+                                        f"its RLP's")
+        self.headers.add(h.chain_id, h.hash, Anchor(rebuilt.number, parent, root))
         self.report.headers += 0 if quiet else 1
 
-    def book(self, raw: bytes | None) -> None:
+    def price(self, record: LogRecord, quiet: bool = False) -> None:
+        self.rounds.add(decode(PriceUpdate, record.value))
+
+    def reorg(self, record: LogRecord, quiet: bool = False) -> None:
+        self.reorgs.add(decode(ChainReorg, record.value))
+
+    def book(self, raw: bytes | None, offset: int = -1) -> None:
         b = decode(ProvenBook, raw)
         if self.keyed_elsewhere(b.trader):
             return
-        audit = self.trader(b.trader)
-        known_root = self.state_roots.get((b.chain_id, b.block_hash))
-        if known_root is not None and known_root != b.state_root:
-            audit.differences.append(f"book {b.event_id}: state root is not its header's")
+        problem = self.verify_book(b)
+        if problem is not None:
+            self.trader(b.trader).differences.append(f"book {b.event_id}: {problem}")
+            return
+        if b.event_id not in self.books:
+            key = TraderState.book_key(b.chain_id, b.venue)
+            seen = BookSeen(b.event_id, offset, b.trader, key, book_order(b), b.chain_id,
+                            b.block_hash, b.block_number, b.state_root)
+            self.seen[b.event_id] = seen
+            self.by_trader.setdefault(b.trader, {}).setdefault(key, []).append(seen)
+        self.books[b.event_id] = b.head()
+        self.report.books += 1
+
+    def verify_book(self, b: ProvenBook) -> str | None:
+        """What is wrong with the book's proofs against its own state root, if anything."""
         if len(self.nodes) > CACHED_NODES:
             self.nodes = NodeCache()
             self.accounts = {}
@@ -196,27 +218,20 @@ class Auditor:
             proven = (b.state_root, b.venue, b.account_proof)
             account = self.accounts.get(proven)
             if account is None:
-                account = verify_account(from_hex(b.state_root),
-                                         from_hex(b.venue),
+                account = verify_account(from_hex(b.state_root), from_hex(b.venue),
                                          [from_hex(n) for n in b.account_proof],
                                          cache=self.nodes)
                 self.accounts[proven] = account
             word = verify_storage(account.storage_root, int(b.storage_slot, 16),
-                                  [from_hex(n) for n in b.storage_proof],
-                                  cache=self.nodes)
+                                  [from_hex(n) for n in b.storage_proof], cache=self.nodes)
         except ProofError as e:
-            audit.differences.append(f"book {b.event_id}: {type(e).__name__}: {e}")
-            return
+            return f"{type(e).__name__}: {e}"
         if word != int(b.commitment, 16):
-            audit.differences.append(f"book {b.event_id}: proven word is not the commitment")
-            return
+            return "proven word is not the commitment"
         # The proof holds for the word alone: the book margined must be what it commits to.
         if book_commitment(b.trader, b.collateral_wad, b.positions) != b.commitment:
-            audit.differences.append(f"book {b.event_id}: positions and collateral do not "
-                                     f"hash to the proven commitment")
-            return
-        self.books[b.event_id] = b.head()
-        self.report.books += 1
+            return "positions and collateral do not hash to the proven commitment"
+        return None
 
     def attestation(self, raw: bytes | None) -> None:
         a = decode(Attestation, raw)
@@ -242,11 +257,53 @@ class Auditor:
         if missing:
             audit.differences.append(f"sequence {a.sequence}: books not in the log: {missing}")
             return
+        inputs = self.check_books(a) + self.check_prices(a)
+        if inputs:
+            audit.differences.extend(inputs)
+            return
         if a.trader in self.pending:
             self.flush()
         self.pending[a.trader] = (a, previous)
         if len(self.pending) >= BATCH:
             self.flush()
+
+    def check_books(self, a: Attestation) -> list[str]:
+        """Are the books ``a`` names its trader's, and the newest of each (chain, venue)
+        read up to its ``book_offset`` (none orphaned by a reorg of the log so far)?"""
+        out = []
+        named: dict[str, str] = {}
+        for event_id in a.book_events:
+            seen = self.seen[event_id]
+            self.named.setdefault(event_id, (a.trader, a.sequence))
+            if seen.trader != a.trader:
+                out.append(f"sequence {a.sequence}: names book {event_id} of {seen.trader}")
+            named[seen.key] = event_id
+        for key, books in self.by_trader.get(a.trader, {}).items():
+            read = [b for b in books if b.offset <= a.book_offset
+                    and not self.reorgs.orphans(b.chain_id, b.block_hash)]
+            newest = max(read, key=lambda b: b.order, default=None)
+            expected = None if newest is None else newest.event_id
+            if named.get(key) != expected:
+                out.append(f"sequence {a.sequence}: book of {key} is {named.get(key)}, the "
+                           f"newest read by offset {a.book_offset} is {expected}")
+        return out
+
+    def check_prices(self, a: Attestation) -> list[str]:
+        """Is every price ``a`` lists the median of oracle rounds in the log, observed by
+        its data clock?"""
+        out = []
+        for price in a.prices:
+            cached = self.priced.get(price)
+            if cached is None:
+                cached = self.priced[price] = self.rounds.check_price(price)
+            found, quotes = cached
+            out += [f"sequence {a.sequence}: {f}" for f in found]
+            if price.observed_at > a.issued_at:
+                out.append(f"sequence {a.sequence}: price of {price.asset} observed at "
+                           f"{price.observed_at}, after the data clock {a.issued_at}")
+            for q in quotes:
+                self.quoted.setdefault((q.asset, q.source, q.round_id), q)
+        return out
 
     def flush(self) -> None:
         """Recompute the pending attestations, one engine call per set of prices and
@@ -257,7 +314,10 @@ class Auditor:
         self.pending = {}
         for items in groups.values():
             prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
-                                           breaker=p.breaker) for p in items[0][0].prices}
+                                           breaker=p.breaker,
+                                           rounds=tuple((r.source, r.round_id)
+                                                        for r in p.rounds))
+                      for p in items[0][0].prices}
             states = [self.state_before(a, previous) for a, previous in items]
             margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol)
             for (a, _), state, margin in zip(items, states, margins, strict=True):
@@ -285,47 +345,42 @@ class Auditor:
         return TraderState(
             trader=a.trader, sequence=a.sequence - 1,
             history={TraderState.book_key(b.chain_id, b.venue): (b,) for b in books},
-            last=Attested.of(previous) if previous is not None else None)
+            last=Attested.of(previous) if previous is not None else None,
+            book_offset=a.book_offset)
 
 
 BY_TRADER = frozenset({topics.POSITION_PROVEN, topics.ATTESTATION})
+# Read by every share: what every trader's inputs are held against.
+SHARED: dict[str, Callable[[Auditor, LogRecord, bool], None]] = {
+    topics.BLOCK_HEADER: Auditor.header, topics.PRICE: Auditor.price,
+    topics.REORG: Auditor.reorg}
 
 
 def share_of(key: bytes | None, count: int) -> int:
     return zlib.crc32(key or b"") % count
 
 
-def merge(reports: Sequence[AuditReport]) -> AuditReport:
-    """One report from the shares' (their traders are disjoint)."""
-    out = AuditReport()
-    for r in reports:
-        out.records += r.records
-        out.refused += r.refused
-        out.headers += r.headers
-        out.books += r.books
-        out.traders.update(r.traders)
-        out.problems += r.problems
-    return out
-
-
 # The log the forked share processes read, and their shared count of records read:
 # inherited, not pickled to them.
-_LOG: tuple[Sequence[LogRecord], StreamSettings, MarginParams, int, Any] | None = None
+_LOG: tuple[Sequence[LogRecord], StreamSettings, MarginParams, int, Any,
+            Mapping[int, int]] | None = None
 
 
 def _audit_share(index: int) -> AuditReport:
     assert _LOG is not None
-    records, settings, params, count, read = _LOG
+    records, settings, params, count, read, finality = _LOG
 
     def count_read(n: int) -> None:
         with read.get_lock():
             read.value += n
 
-    return Auditor(settings, params, share=(index, count)).feed_all(records, count_read)
+    return Auditor(settings, params, share=(index, count), finality=finality
+                   ).feed_all(records, count_read)
 
 
 def audit(records: Sequence[LogRecord], settings: StreamSettings, params: MarginParams,
-          processes: int = 1, progress: Callable[[int], None] | None = None) -> AuditReport:
+          processes: int = 1, progress: Callable[[int], None] | None = None,
+          finality: Mapping[int, int] | None = None) -> AuditReport:
     """``Auditor.feed_all`` over ``processes`` forked processes, one share of the traders
     each; the same report as one auditor gives (up to the order of its traders).
     ``progress`` is told, every so often, how many records have been read (on several
@@ -340,11 +395,11 @@ def audit(records: Sequence[LogRecord], settings: StreamSettings, params: Margin
             if progress is not None:
                 progress(done)
 
-        return Auditor(settings, params).feed_all(records, advance)
+        return Auditor(settings, params, finality=finality).feed_all(records, advance)
     global _LOG
     context = multiprocessing.get_context("fork")
     read = context.Value("q", 0)
-    _LOG = (records, settings, params, processes, read)
+    _LOG = (records, settings, params, processes, read, finality or {})
     try:
         with context.Pool(processes) as pool:
             shares = pool.map_async(_audit_share, range(processes))

@@ -328,4 +328,5 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
         "valid_until": valid_until, "chains": chains,
         "book_events": held.book_events,
         "prices": tuple(q.attested for q in quoted),
+        "book_offset": state.book_offset,
     })

@@ -52,6 +52,10 @@ class TraderState(BaseModel):
     history: dict[str, tuple[BookHead, ...]] = {}
     sequence: int = 0
     last: Attested | None = None
+    # The offset (on the trader's partition of venue.position_proven.v1) of the newest
+    # book folded in: the worker reads a partition in order, so every book of the
+    # trader at or below it has been (-1: none yet).
+    book_offset: int = -1
 
     @model_validator(mode="before")
     @classmethod
@@ -101,8 +105,8 @@ class TraderState(BaseModel):
             _STR.dump_json(key) + b":[" + b",".join(_book_json(b) for b in books) + b"]"
             for key, books in self.history.items())
         last = b"null" if self.last is None else self.last.model_dump_json().encode()
-        return b'{"trader":%b,"history":{%b},"sequence":%d,"last":%b}' % (
-            _STR.dump_json(self.trader), history, self.sequence, last)
+        return b'{"trader":%b,"history":{%b},"sequence":%d,"last":%b,"book_offset":%d}' % (
+            _STR.dump_json(self.trader), history, self.sequence, last, self.book_offset)
 
 
 _STR = TypeAdapter(str)
@@ -120,16 +124,17 @@ def _book_json(book: BookHead) -> bytes:
     return made[1]  # type: ignore[no-any-return]
 
 
-def apply_proven(state: TraderState, record: BookHead) -> TraderState:
-    """The state with ``record`` (a proven book, or its head) among the trader's books on
-    its (chain, venue); the newest by (block, log index) is the current one, whatever the
-    arrival order."""
+def apply_proven(state: TraderState, record: BookHead, offset: int = -1) -> TraderState:
+    """The state with ``record`` (a proven book, or its head, read at ``offset``) among
+    the trader's books on its (chain, venue); the newest by (block, log index) is the
+    current one, whatever the arrival order."""
     key = TraderState.book_key(record.chain_id, record.venue)
     held = state.history.get(key, ())
     if any(b.event_id == record.event_id for b in held):
         return state
-    history = tuple(sorted((*held, record.head()), key=_order))[-HISTORY:]
-    return state.model_copy(update={"history": {**state.history, key: history}})
+    history = tuple(sorted((*held, record.head()), key=book_order))[-HISTORY:]
+    return state.model_copy(update={"history": {**state.history, key: history},
+                                    "book_offset": max(state.book_offset, offset)})
 
 
 def apply_reorg(state: TraderState, chain_id: int, orphaned: frozenset[str]) -> TraderState:
@@ -151,5 +156,6 @@ def apply_attestation(state: TraderState, attestation: Attestation) -> TraderSta
         update={"sequence": attestation.sequence, "last": Attested.of(attestation)})
 
 
-def _order(book: BookHead) -> tuple[int, int]:
+def book_order(book: BookHead) -> tuple[int, int]:
+    """Books of one (chain, venue) in the order their events happened."""
     return book.block_number, int(book.event_id.rsplit(":", 1)[-1])

@@ -36,7 +36,7 @@ from streams.settings import StreamSettings
 from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
 from wire.records import Attestation, ChainReorg, PriceUpdate, ProvenBook, Recompute
 
-# Where a record came from: a Faust event (``.message.partition`` names its partition).
+# Where a record was read (``streams.intake.At``): its partition, its offset, the event.
 Origin = Any
 Work = list[tuple[TraderState, Origin]]
 
@@ -67,7 +67,7 @@ class RiskOutput(Protocol):
 
 
 def partition_of(origin: Origin) -> int:
-    return int(origin.message.partition)
+    return int(origin.partition)
 
 
 class RiskWorker:
@@ -108,7 +108,7 @@ class RiskWorker:
                 known = changed.get(book.trader)
                 state = (known[0] if known else self.states.states.get(book.trader)
                          ) or TraderState(trader=book.trader)
-                new = apply_proven(state, book)
+                new = apply_proven(state, book, origin.offset)
                 if new is not state:
                     changed[book.trader] = (new, origin)
             newest = max([0, *(book.block_timestamp for _, book in batch)])

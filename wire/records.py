@@ -164,14 +164,23 @@ class ChainCredit(Record):
     digest: Hash32
 
 
+class QuoteRef(Record):
+    """One oracle round, as ``oracle.price.v1`` carries it (``PriceUpdate``)."""
+
+    source: str
+    round_id: NonNegative
+
+
 class AttestedPrice(Record):
-    """A price an attestation was computed with (the oracle median, and whether degraded)."""
+    """A price an attestation was computed with (the oracle median, and whether degraded),
+    and the rounds it is the median of, so that an auditor finds them in the log."""
 
     asset: str
     price_wad: Annotated[int, Field(gt=0)]
     observed_at: NonNegative
     degraded: bool
     breaker: bool = False
+    rounds: tuple[QuoteRef, ...] = ()
 
 
 class Attestation(Record):
@@ -193,6 +202,10 @@ class Attestation(Record):
     chains: tuple[ChainCredit, ...]
     book_events: tuple[str, ...] = ()
     prices: tuple[AttestedPrice, ...] = ()
+    # The offset on venue.position_proven.v1 (the trader's partition) of the newest book
+    # folded into the state this was computed from: every book of the trader at or below
+    # it is reflected (-1: none). An auditor checks no newer book was left out.
+    book_offset: int = Field(default=-1, ge=-1)
 
 
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]

@@ -17,7 +17,7 @@ from relayer.node import log_format
 from xmargin.config import NodeSettings, load_settings
 
 if TYPE_CHECKING:
-    from streams.replay import AuditReport
+    from streams.audit_report import AuditReport
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 node_app = typer.Typer(no_args_is_help=True, help="Run a relayer node.")
@@ -287,7 +287,8 @@ def replay(
                   disable=quiet) as bar:
         task = bar.add_task(f"replaying on {processes} process(es)", total=len(records))
         report = audit(records, streams_settings, params, processes,
-                       progress=lambda n: bar.update(task, completed=n))
+                       progress=lambda n: bar.update(task, completed=n),
+                       finality={c.chain_id: c.finality_blocks for c in settings.chains})
         bar.update(task, completed=len(records))
     if as_json:
         typer.echo(json.dumps(audit_summary(report), indent=2))

@@ -201,6 +201,13 @@ def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subproc
     assert forged.returncode == 1
     assert (f"book {record['event_id']}: positions and collateral do not hash to the proven "
             "commitment") in forged.stdout
+    # A copy without its headers: no state root is taken on trust, every book is named.
+    shutil.copytree(tmp_path / "log", tmp_path / "headless")
+    (tmp_path / "headless" / "chain.block_header.v1.jsonl").unlink()
+    headless = subprocess.run([*base, "--from", str(tmp_path / "headless")],
+                              capture_output=True, text=True, timeout=120)
+    assert headless.returncode == 1
+    assert "has no header in the log" in headless.stdout
     # An auditor's copy with one attested figure changed: replay names it.
     tamper_first(tmp_path / "log" / "risk.attestation.v1.jsonl", "equity_wad")
     tampered = subprocess.run([*base, "--from", str(tmp_path / "log")], capture_output=True,

@@ -15,8 +15,9 @@ from tests.streams.test_state import SETTINGS, TRADER, WAD, proven
 from wire.records import Attestation, ChainReorg, Liquidation, PriceUpdate, Recompute, SourceBlock
 
 
-def origin(partition: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+def origin(partition: int, offset: int = 0) -> Any:
+    """Where a record was read (``streams.intake.At``): its partition and offset."""
+    return SimpleNamespace(partition=partition, offset=offset, event=None)
 
 
 class FakeTable:
@@ -73,14 +74,19 @@ def stored(table: FakeTable) -> TraderState:
 def test_a_new_book_is_attested_then_stored_and_a_repeat_sends_nothing() -> None:
     worker, table, output, log = worker_at(3000)
     book = proven(41001, 10, 0, 1.0)
-    asyncio.run(worker.on_proven([(origin(0), book)]))
+    asyncio.run(worker.on_proven([(origin(0, offset=41), book)]))
     [attestation] = output.attestations
     assert attestation.trader == TRADER and attestation.sequence == 1
     assert attestation.book_events == (book.event_id,)
+    # Every book of the trader up to the one read at offset 41 is reflected.
+    assert attestation.book_offset == 41
+    # The price names the oracle round it is the median of.
+    [eth] = attestation.prices
+    assert [(r.source, r.round_id) for r in eth.rounds] == [("41001:0x" + "ef" * 20, 1)]
     # The attestation reaches the broker before the state that names its sequence.
     assert log == ["send", "put", "flush"]
     assert stored(table).sequence == 1
-    asyncio.run(worker.on_proven([(origin(0), book)]))  # redelivered: deduped
+    asyncio.run(worker.on_proven([(origin(0, offset=90), book)]))  # redelivered: deduped
     assert len(output.attestations) == 1 and stored(table).sequence == 1
 
 
