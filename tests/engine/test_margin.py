@@ -128,10 +128,12 @@ def test_stressed_correlation_gives_less_credit() -> None:
 
 
 def test_results_carry_the_parameter_version() -> None:
-    assert margin([perp(1.0)], params=MarginParams(version=7)) is not None
     parsed = parse_book({"market": {"underlyings": {"BTC": {"spot": BTC}}},
                          "traders": [{"id": "x", "positions": [perp(1.0)]}]}, P)
-    assert compute_margin(parsed.book, parsed.market, MarginParams(version=7)).params_version == 7
+    for version in (1, 7):
+        result = compute_margin(parsed.book, parsed.market, MarginParams(version=version))
+        assert result.params_version == version
+        assert results(parsed, result)["params_version"] == version
 
 
 @settings(max_examples=60, deadline=None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from web3 import HTTPProvider, Web3
+from web3.exceptions import TransactionNotFound
 
 from bus.publisher import Publisher
 from devnet.deploy import anvil_account, contract, deploy_chain
@@ -77,7 +78,7 @@ def test_a_stuck_delivery_is_outbid_with_its_nonce_and_lands_once_after_a_restar
     w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     assert w3.eth.get_transaction_receipt(second_hash)["status"] == 1
-    with pytest.raises(Exception):  # noqa: B017 — the replaced transaction never lands
+    with pytest.raises(TransactionNotFound):  # the replaced transaction never lands
         w3.eth.get_transaction_receipt(first_hash)
     third, _ = asyncio.run(deliver_once())
     assert third is Outcome.DROPPED  # the oracle already holds it: no second effect

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import rlp
 
 from proofs import header_from_rlp, header_from_rpc, verify_get_proof
 from proofs.errors import HeaderHashMismatch
+from proofs.keccak import keccak
 from tests.conftest import CONFORMANCE, rpc_result
 
 EXEC_APIS = CONFORMANCE / "execution-apis"
@@ -89,15 +91,30 @@ RAW_HEADER_FILES = [p for p in sorted(EXEC_APIS.glob("*/debug_getRawHeader/*.io"
                     if rpc_result(p)]
 
 
+def chain_headers(chain_dir: Path) -> dict[int, bytes]:
+    """Number → header RLP of every block in the vector chain's ``chain.rlp`` (blocks
+    1 onwards, concatenated RLP items whose first element is the header)."""
+    data = (chain_dir / "chain.rlp").read_bytes()
+    headers, pos = {}, 0
+    while pos < len(data):
+        consumed = rlp.codec.consume_item(data, pos)
+        item, pos = consumed[0], consumed[-1]
+        headers[int.from_bytes(item[0][8], "big")] = rlp.encode(item[0])
+    return headers
+
+
 @pytest.mark.parametrize("path", RAW_HEADER_FILES, ids=lambda p: f"{p.parts[-3]}/{p.name}")
-def test_raw_header_matches_json_block(path: Path) -> None:
-    raw = rpc_result(path)
-    header = header_from_rlp(bytes.fromhex(raw[2:]))
+def test_raw_header_matches_the_chain_and_its_json_block(path: Path) -> None:
+    raw = bytes.fromhex(rpc_result(path)[2:])
+    header = header_from_rlp(raw)
     same = [rpc_result(p) for p in path.parent.parent.glob("eth_getBlockBy*/*.io")]
-    match = [b for b in same if b and int(b["number"], 16) == header.number]
-    assert match or header.number > 0, "no JSON block to compare the genesis header with"
-    for block in match:
-        assert block["hash"] == "0x" + header.hash.hex()
+    expected = [b["hash"] for b in same if b and int(b["number"], 16) == header.number]
+    chain = chain_headers(path.parent.parent)
+    if header.number in chain:
+        assert raw == chain[header.number]
+        expected.append("0x" + keccak(chain[header.number]).hex())
+    assert expected, f"nothing to compare block {header.number}'s header with"
+    assert set(expected) == {"0x" + header.hash.hex()}
 
 
 @pytest.mark.parametrize("header", MAINNET["headers"], ids=lambda h: f"{h['fork']}-{h['number']}")
