@@ -244,7 +244,9 @@ def test_a_websocket_head_feed_wakes_the_listener_long_before_its_poll(
         delays = []
         async with running(settings, broker, tmp_path):
             await until(lambda: path.exists())  # caught up at start
-            await asyncio.sleep(1.0)  # the head subscription is in place
+            metrics = tmp_path / "metrics.prom"
+            await until(lambda: metrics.exists()  # the head subscription is in place
+                        and 'xmargin_ws_connected{chain="ws"} 1' in metrics.read_text())
             for _ in range(3):
                 w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
                 head = w3.eth.block_number
@@ -301,8 +303,8 @@ def test_finality_by_the_chains_own_safe_tag(localnet: LocalNet, broker: str,
     async def scenario() -> int:
         async with running(settings, broker, tmp_path) as (client, _, _):
             await until(lambda: path.exists()
-                        and json.loads(path.read_text())["next_block"] > 40)
-            await asyncio.sleep(0.5)
+                        and json.loads(path.read_text())["next_block"] > 40
+                        and json.loads(path.read_text())["next_final"] == safe + 1)
             return await client.finalized_height()
 
     assert asyncio.run(scenario()) == safe
