@@ -13,14 +13,16 @@ from typing import Any
 import pytest
 
 from proofs import BlockHeader
+from relayer.chain.events import ANSWER_UPDATED_TOPIC
 from relayer.chain.listener import Listener
 from relayer.errors import ChainHalted
 from relayer.settings import ChainSettings, KeystoreSettings
 from relayer.statedir import StateDir
 from wire import topics
-from wire.records import BlockHeaderRecord, ChainReorg, Record
+from wire.records import BlockHeaderRecord, ChainReorg, PriceUpdate, Record
 
 CHAIN = 41095
+FEED = "0x" + "fe" * 20
 
 
 def block_hash(number: int, branch: int) -> bytes:
@@ -34,7 +36,8 @@ class FakeChain:
         unused = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
         self.settings = ChainSettings(
             name="fake", chain_id=CHAIN, rpc_urls=["http://127.0.0.1:1"], oracle="0x" + "aa" * 20,
-            submitter=unused, finality_blocks=finality_blocks, poll_interval_s=0.01)
+            submitter=unused, finality_blocks=finality_blocks, poll_interval_s=0.01,
+            price_feeds={"ETH": FEED})
         self.branch = dict.fromkeys(range(height + 1), 0)
         self.other_provider: dict[int, int] = {}  # a second provider's differing view
 
@@ -67,7 +70,14 @@ class FakeChain:
         return views
 
     async def logs(self, block_hash: str, addresses: list[str]) -> list[dict[str, Any]]:
-        return []
+        """A round of the ETH feed in every block (answer 3,000 + the block number)."""
+        if FEED not in addresses:
+            return []
+        number = int.from_bytes(bytes.fromhex(block_hash[2:])[1:], "big")
+        word = (lambda n: "0x" + n.to_bytes(32, "big").hex())  # noqa: E731
+        return [{"address": FEED, "logIndex": "0x0",
+                 "topics": [ANSWER_UPDATED_TOPIC, word((3000 + number) * 10**8), word(number)],
+                 "data": word(1_700_000_000 + number)}]
 
     async def proof(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -93,7 +103,7 @@ class FakeSink:
 async def run_until(chain: FakeChain, sink: FakeSink, state: Path,
                     done: Callable[[], bool]) -> None:
     stop = asyncio.Event()
-    task = asyncio.create_task(Listener(chain, sink, StateDir(state), {}).run(stop))
+    task = asyncio.create_task(Listener(chain, sink, StateDir(state), {"ETH": 8}).run(stop))
     deadline = asyncio.get_running_loop().time() + 5
     while not done() and not task.done():
         assert asyncio.get_running_loop().time() < deadline, "the listener never got there"
@@ -149,3 +159,22 @@ def test_providers_that_disagree_on_a_final_block_halt_it(tmp_path: Path) -> Non
         asyncio.run(run_until(chain, sink, tmp_path, lambda: False))
     assert halted.value.evidence["reason"] == "providers disagree on a final block"
     assert halted.value.evidence["providers"] == {"a": hexed(2, 0), "b": hexed(2, 1)}
+
+
+def test_price_rounds_are_published_from_final_blocks_only(tmp_path: Path) -> None:
+    chain, sink = FakeChain(height=9, finality_blocks=3), FakeSink()
+
+    def prices() -> list[PriceUpdate]:
+        return [r for _, r in sink.records if isinstance(r, PriceUpdate)]
+
+    checkpoint = StateDir(tmp_path).checkpoint(CHAIN)
+
+    def finalized() -> bool:  # every head published and every final block handled
+        return (len(sink.headers()) == 10 and checkpoint.exists()
+                and json.loads(checkpoint.read_text())["next_final"] == 7)
+
+    asyncio.run(run_until(chain, sink, tmp_path, finalized))
+    # Heads 0-9 are published; rounds only of blocks 0-6, final under 9 - 3.
+    assert [p.block_number for p in prices()] == list(range(7))
+    assert [p.price_wad for p in prices()][-1] == (3000 + 6) * 10**18
+    assert all(p.block_hash == hexed(p.block_number, 0) for p in prices())

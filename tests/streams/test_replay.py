@@ -263,3 +263,15 @@ def test_an_attestation_naming_an_orphaned_book_is_named() -> None:
     report = audited(chain, b1, a1, reorg)
     assert (f"book {b1.event_id}: named by sequence 1 but its block is orphaned by a "
             "chain.reorg.v1") in only_differences(report)
+
+
+def test_a_book_whose_storage_proof_does_not_verify_is_named() -> None:
+    chain, (b1, _, _), (a1, *_) = history()
+    node = bytearray.fromhex(b1.storage_proof[-1][2:])
+    node[-1] ^= 1  # one bit of the leaf: the commitment and the book still agree
+    broken = b1.model_copy(update={"storage_proof": (*b1.storage_proof[:-1],
+                                                     "0x" + node.hex())})
+    report = audited(chain, broken, a1)
+    assert any(d.startswith(f"book {b1.event_id}: ") and "Mismatch" in d
+               for d in only_differences(report)), only_differences(report)
+    assert not report.ok

@@ -124,3 +124,18 @@ def test_prices_and_reorgs_are_fanned_out_to_every_partition() -> None:
     worker, _, output, _ = worker_at(3000)
     asyncio.run(worker.on_prices([(origin(0), price(3100, 2))]))
     assert [w.price for w in output.fanned] == [price(3100, 2)]
+
+
+def test_a_trader_just_above_maintenance_is_not_liquidated() -> None:
+    # Maintenance margin of 10 ETH long at 3,000 does not depend on the collateral: find
+    # it, then hold just 1.4% more than it.
+    probe, _, probed, _ = worker_at(3000)
+    asyncio.run(probe.on_proven([(origin(0), proven(41001, 10, 0, 10.0, collateral=100_000))]))
+    mm_usd = probed.attestations[-1].maintenance_margin_wad / WAD
+    worker, _, output, _ = worker_at(3000)
+    collateral = int(mm_usd * 1.014) + 1
+    asyncio.run(worker.on_proven([(origin(0), proven(41001, 10, 0, 10.0,
+                                                     collateral=collateral))]))
+    [attestation] = output.attestations
+    assert 1.0 < attestation.health < 1.02
+    assert not output.liquidations
