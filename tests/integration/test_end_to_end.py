@@ -260,3 +260,15 @@ def test_a_supply_on_one_chain_hedges_a_short_perp_on_another(
         120.0))
     assert att.equity_wad == pytest.approx((5_000 + 10 * price) * WAD, rel=1e-9)
     assert att.maintenance_margin_wad < 0.2 * att.isolated_margin_wad
+
+
+def test_no_key_appears_in_any_process_log(node: tuple[Network, subprocess.Popen],
+                                           localnet: LocalNet) -> None:
+    # The node loaded the signer and submitter keys of the first anvil accounts from
+    # their keystores and has been running every test above: no log line holds one.
+    keys = [anvil_account(i).key.hex().removeprefix("0x") for i in range(10)]
+    logs = sorted(localnet.log_dir.glob("*.log"))
+    assert any(p.name == "node.log" for p in logs)
+    for path in logs:
+        text = path.read_text(errors="replace").lower()
+        assert not [k for k in keys if k in text], f"a private key in {path.name}"

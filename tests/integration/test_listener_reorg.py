@@ -9,7 +9,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -286,24 +286,27 @@ def test_a_restarted_listener_neither_skips_nor_repeats_a_block(
     assert numbers == list(range(w3.eth.block_number + 1))
 
 
-def test_finality_by_the_chains_own_safe_tag(localnet: LocalNet, broker: str,
-                                             tmp_path: Path) -> None:
-    url = localnet.chain(41055, block_time_s=None)
+@pytest.mark.parametrize("tag, mined, chain_id", [("safe", 40, 41055),
+                                                  ("finalized", 100, 41057)])
+def test_finality_by_the_chains_own_tag(localnet: LocalNet, broker: str, tmp_path: Path,
+                                        tag: Literal["safe", "finalized"], mined: int,
+                                        chain_id: int) -> None:
+    url = localnet.chain(chain_id, block_time_s=None)
     unused = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
-    settings = ChainSettings(name="tagged", chain_id=41055, rpc_urls=[url],
-                             finality_blocks=2, finality_tag="safe", poll_interval_s=0.1,
+    settings = ChainSettings(name="tagged", chain_id=chain_id, rpc_urls=[url],
+                             finality_blocks=2, finality_tag=tag, poll_interval_s=0.1,
                              oracle="0x" + "aa" * 20, submitter=unused)
     w3 = Web3(HTTPProvider(url))
-    for _ in range(40):
+    for _ in range(mined):
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-    safe = w3.eth.get_block("safe")["number"]
-    assert 0 < safe < 40 - 2  # anvil's safe block lags further than finality_blocks would
-    path = tmp_path / "listener-41055.json"
+    safe = w3.eth.get_block(tag)["number"]
+    assert 0 < safe < mined - 2  # anvil's tagged block lags further than finality_blocks
+    path = tmp_path / f"listener-{chain_id}.json"
 
     async def scenario() -> int:
         async with running(settings, broker, tmp_path) as (client, _, _):
             await until(lambda: path.exists()
-                        and json.loads(path.read_text())["next_block"] > 40
+                        and json.loads(path.read_text())["next_block"] > mined
                         and json.loads(path.read_text())["next_final"] == safe + 1)
             return await client.finalized_height()
 

@@ -73,3 +73,20 @@ def test_missing_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("XMARGIN__KAFKA__BOOTSTRAP", "10.0.0.1:1234")
     assert load_settings(config).kafka.bootstrap == "10.0.0.1:1234"
     assert load_settings(config, kafka={"bootstrap": "cli:1"}).kafka.bootstrap == "cli:1"
+
+
+def test_a_wrong_keystore_password_names_the_field(tmp_path: Path) -> None:
+    from eth_account import Account
+
+    from relayer.delivery.signing import load_keystore, write_keystore
+    from relayer.errors import ConfigError
+
+    account = Account.create()
+    settings = write_keystore(account, tmp_path, "signer", "right")
+    assert load_keystore(settings, "signers.0").address == account.address
+    settings.password_file.write_text("wrong")
+    with pytest.raises(ConfigError) as refused:
+        load_keystore(settings, "signers.0")
+    assert refused.value.field == "signers.0.keystore"
+    assert "cannot decrypt" in refused.value.message
+    assert account.key.hex().removeprefix("0x") not in str(refused.value)

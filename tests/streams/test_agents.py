@@ -93,3 +93,16 @@ def test_a_record_that_does_not_decode_is_refused_with_its_reason_and_the_rest_g
     assert (key, value, offset) == (TRADER.encode(), b'{"trader": "not an address"}', 0)
     assert reason.startswith("ProvenBook: ")
     assert [b for batch in worker.batches["on_proven"] for b in batch] == [BOOK]
+
+
+def test_the_reorg_and_recompute_agents_refuse_what_does_not_decode() -> None:
+    async def run() -> list[tuple[Any, ...]]:
+        agents, _, refused = agents_with_fakes()
+        for name in (topics.REORG, topics.RECOMPUTE):
+            async with agents[name].test_context() as agent:
+                await agent.put(key=b"1", value=b'{"chain_id": -1}')
+                await until(lambda n=name: len(refused) == 1 + (n == topics.RECOMPUTE))
+        return refused
+
+    refused = asyncio.run(run())
+    assert [reason.split(":")[0] for *_, reason in refused] == ["ChainReorg", "Recompute"]
