@@ -66,7 +66,9 @@ class Metrics:
         lines = []
         for (name, labels), value in sorted(self.values.items()):
             rendered = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+            # Block heights are integers: every digit, never 2.13457e+07.
+            shown = str(int(value)) if value.is_integer() else repr(value)
+            lines.append(f"{name}{{{rendered}}} {shown}" if rendered else f"{name} {shown}")
         return "\n".join(lines) + "\n"
 
     def write(self) -> None:

@@ -110,6 +110,23 @@ def demo(out: Annotated[Path | None, typer.Option(help="run directory")] = None)
         raise typer.Exit(130) from None
 
 
+@app.command()
+def deploy(
+    out: Annotated[Path, typer.Option(help="where node.toml and the keystores go")],
+    rpc_url: Annotated[list[str], typer.Option(help="a dev chain (anvil), repeatable")],
+    kafka: Annotated[str, typer.Option(help="the broker the node.toml names")] = "127.0.0.1:9092",
+    eth_price: Annotated[int, typer.Option(help="the ETH feed's first answer, USD")] = 3000,
+) -> None:
+    """Deploy the contracts on dev chains (funded by anvil's first accounts) and write a
+    node.toml with fresh signer keystores into OUT."""
+    from devnet.hedge import setup_network
+
+    network = setup_network(out, kafka, rpc_url, prices={"ETH": eth_price})
+    for d in network.deployments:
+        typer.echo(f"chain {d.chain_id}: oracle {d.oracle}, venue {d.venue}")
+    typer.echo(f"config written to {network.config_path}")
+
+
 def _print_verified(block: dict[str, Any], answer: dict[str, Any]) -> None:
     from proofs import ProofError
     from relayer.proving.check import check
