@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -93,6 +94,19 @@ class Book:
                     zeros, zeros.copy(), collateral_trader, collateral_usd)
 
 
+# Eigenvalues this far below zero are rounding, not a matrix that is not PSD.
+PSD_TOLERANCE = 1e-9
+
+
+@lru_cache(maxsize=256)
+def smallest_eigenvalue(matrix: bytes, n: int) -> float:
+    """The smallest eigenvalue of a symmetric n × n matrix (float64 bytes): the same few
+    correlation matrices come back on every recompute."""
+    if n == 0:
+        return 0.0
+    return float(np.linalg.eigvalsh(np.frombuffer(matrix).reshape(n, n))[0])
+
+
 @dataclass(frozen=True)
 class Market:
     """Spot, implied volatility, staleness and correlation per underlying."""
@@ -117,6 +131,13 @@ class Market:
             raise BookError("correlation", "must be underlyings × underlyings")
         if not ((rho == rho.T) & (np.abs(rho) <= 1)).all():
             raise BookError("correlation", "must be symmetric with entries in [−1, 1]")
+        smallest = smallest_eigenvalue(rho.tobytes(), n_underlyings)
+        if smallest < -PSD_TOLERANCE:
+            # Not a correlation matrix: Σ ρₖₗ WSₖ WSₗ could go negative and the scan
+            # vanish. Refused rather than repaired, so that no figure rests on a matrix
+            # nobody chose.
+            raise BookError("correlation", "must be positive semi-definite (smallest "
+                                           f"eigenvalue {smallest:.4g})")
 
     @staticmethod
     def flat(spot_usd: FloatArray, vol: FloatArray | None = None,

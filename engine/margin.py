@@ -343,17 +343,27 @@ def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
 def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArray:
     """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart.
 
+    K² = (1 − s) · Σₖₗ ρₖₗ WSₖ WSₗ + s · (Σₖ |WSₖ|)², s = ``correlation_stress``: each
+    trader's correlations are stressed towards the sign that hurts its own book (+1
+    between same-direction exposures, −1 across a spread), i.e. towards σσᵀ with σ the
+    signs of its WS. Both matrices are positive semi-definite (``Market.validate``
+    refuses a ρ that is not), so K² ≥ 0 but for rounding; and since (Σ|WSₖ|)² bounds
+    every Σ ρₖₗ WSₖ WSₗ, stress never lowers a requirement.
+
     Elementwise products, then one sum per row: a row's bits do not depend on how many
     rows there are (einsum and matmul pick their loops by shape, and did differ).
     """
-    rho = market.correlation + params.correlation_stress * (1.0 - market.correlation)
+    rho = market.correlation
     risky = ws
     if market.stablecoin is not None and market.stablecoin.any():
         risky = np.where(market.stablecoin[None, :], 0.0, ws)
     terms = risky[:, :, None] * rho[None, :, :]
     terms *= risky[:, None, :]
     k2 = terms.reshape(ws.shape[0], -1).sum(axis=1)
-    k = np.sqrt(np.maximum(k2, 0.0))
+    stress = params.correlation_stress
+    if stress:
+        k2 = (1.0 - stress) * k2 + stress * np.abs(risky).sum(axis=1) ** 2
+    k = np.sqrt(np.maximum(k2, 0.0))  # a negative K² here is rounding: ρ is PSD
     if risky is not ws:
         k += np.abs(np.where(market.stablecoin[None, :], ws, 0.0)).sum(axis=1)  # type: ignore[index]
     return k
@@ -446,7 +456,9 @@ def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) ->
         c = slice(groups.n_isolated, groups.n_isolated + groups.n_cross)
         p = slice(c.stop, groups.n)
         isolated = sum_by(book.trader, total[: c.start], n_t)
-        cross = sum_by(groups.trader[c], total[c], n_t)
+        # Netting never costs: a mode is capped by the one that nets less. (A long
+        # option capped at its value alone loses that cap in a group with linear legs.)
+        cross = np.minimum(sum_by(groups.trader[c], total[c], n_t), isolated)
         t, u = groups.trader[p], groups.underlying[p]
         # A loss found on a falling price is a long exposure, on a rising one a short one.
         w = worst[p]
@@ -454,7 +466,8 @@ def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) ->
         ws = np.zeros((n_t, n_u))
         ws[t, u] = signed
         worst_cell[t, u] = w
-        portfolio = correlated(ws, market, params) + sum_by(t, addons[p], n_t)
+        portfolio = np.minimum(correlated(ws, market, params) + sum_by(t, addons[p], n_t),
+                               cross)
         greeks[:, t, u] = groups.terms[p, DELTA : VEGA + 1].T
     initial = params.initial_to_maintenance * portfolio
     # A book with no requirement is infinitely healthy, whatever its equity.

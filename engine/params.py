@@ -38,6 +38,8 @@ class MarginParams:
     stablecoin_depeg_charge: float = 0.02
     funding_provision: float = 0.0006  # 2 days of 0.01% per 8 h, on gross perp notional
     basis_charge: float = 0.01         # of futures offset by other expiries, perps or spot
+    # Weight s in [0, 1] moving each trader's correlations towards the signs that hurt
+    # its book (+1 same direction, −1 across a spread): never lowers a requirement.
     correlation_stress: float = 0.0
     default_correlation: float = 0.5
     initial_to_maintenance: float = 1.25

@@ -121,10 +121,10 @@ def test_stressed_correlation_gives_less_credit() -> None:
     kw = {"BTC": {"spot": BTC, "vol": 0.5}, "ETH": {"spot": 3000.0, "vol": 0.6}}
     calm = mm(margin(book, {"BTC/ETH": 0.3}, **kw))
     stressed = mm(margin(book, {"BTC/ETH": 0.3}, MarginParams(correlation_stress=0.5), **kw))
-    assert stressed < calm  # for a hedged pair, stress toward 1 means more offset…
+    assert stressed > calm  # for a hedged pair, stress takes the hedge's credit away…
     same_way = [perp(1.0), perp(20.0, underlying="ETH", entry=3000.0)]
     assert (mm(margin(same_way, {"BTC/ETH": 0.3}, MarginParams(correlation_stress=0.5), **kw))
-            > mm(margin(same_way, {"BTC/ETH": 0.3}, **kw)))  # …and less diversification
+            > mm(margin(same_way, {"BTC/ETH": 0.3}, **kw)))  # …and the diversification
 
 
 def test_results_carry_the_parameter_version() -> None:
