@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 ANVIL_VERSION := 1.7.1
 ANVIL_STAMP := .tools/.anvil-$(ANVIL_VERSION)
+KAFKA_VERSION := 3.9.0
+KAFKA_STAMP := .tools/.kafka-$(KAFKA_VERSION)
 
-.PHONY: install demo test lint unit clean
+.PHONY: install demo test test-kafka lint unit clean kafka
 
 install: $(VENV)/.installed $(ANVIL_STAMP)
 
@@ -21,6 +23,17 @@ $(ANVIL_STAMP):
 	npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION)
 	touch $@
 
+# Apache Kafka's jars from Maven Central (deploy/kafka/pom.xml) for the tests' second
+# broker (`make test-kafka`; needs Java 17 and Maven). `make demo` and `make test` run on
+# Tansu and need neither.
+kafka: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	mkdir -p .tools/kafka
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(abspath .tools/kafka/libs) -DincludeScope=runtime
+	touch $@
+
 demo: install
 	$(BIN)/xmargin demo
 
@@ -31,6 +44,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# The integration tests on Tansu and again on Apache Kafka (KRaft).
+test-kafka: install kafka
+	XMARGIN_TEST_BROKERS=tansu,kafka $(BIN)/pytest -q -m integration
 
 unit: install
 	$(BIN)/pytest -q -m "not integration"

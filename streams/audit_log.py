@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bus.admin import topic_partitions
 from streams.audit_report import LogRecord
 from wire import topics
 
@@ -27,16 +28,13 @@ def in_log_order(records: Iterable[LogRecord]) -> list[LogRecord]:
 async def read_topics(bootstrap: str, names: Iterable[str] = AUDITED,
                       until_ms: int | None = None) -> list[LogRecord]:
     """Every record of ``names`` from offset 0 to the end offsets seen at the start."""
+    names = list(names)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(t, p) for t in names
-                      for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not partitions:
-            await consumer.topics()  # refresh metadata once, then look again
-            partitions = [TopicPartition(t, p) for t in names
-                          for p in sorted(consumer.partitions_for_topic(t) or ())]
+        known = await topic_partitions(bootstrap, names)
+        partitions = [TopicPartition(t, p) for t in names for p in known.get(t, ())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

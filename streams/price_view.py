@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus import tansu
+from bus.admin import topic_partitions
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
 from streams.settings import StreamSettings
 from wire import topics
@@ -62,9 +63,7 @@ class PriceView:
                                     fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
         await consumer.start()
         try:
-            await consumer.topics()
-            partitions = [TopicPartition(topics.PRICE, p)
-                          for p in sorted(consumer.partitions_for_topic(topics.PRICE) or ())]
+            partitions = await price_partitions(bootstrap)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             while True:
@@ -82,3 +81,14 @@ class PriceView:
             raise
         finally:
             await consumer.stop()
+
+
+async def price_partitions(bootstrap: str) -> list[TopicPartition]:
+    """The partitions of the price topic, once the broker has them (a worker may start
+    before the node created its topics)."""
+    while True:
+        found = (await topic_partitions(bootstrap, [topics.PRICE])).get(topics.PRICE)
+        if found:
+            return [TopicPartition(topics.PRICE, p) for p in found]
+        log.info("waiting for the price topic's partitions")
+        await asyncio.sleep(0.5)

@@ -1,19 +1,22 @@
 """Shared fixtures: the conformance data in ../shared, and real local components.
 
-Integration fixtures start a real Tansu broker and real anvil chains on free ports of
-127.0.0.1 and always stop them, whatever the tests do.
+Integration fixtures start a real broker (Tansu, then Apache Kafka) and real anvil chains
+on free ports of 127.0.0.1 and always stop them, whatever the tests do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devnet.kafka import kafka_cluster
 from devnet.localnet import REPO, LocalNet
+from relayer.errors import ToolMissing
 
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "data" / "conformance"
@@ -41,9 +44,26 @@ def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         yield net
 
 
-@pytest.fixture(scope="module")
-def broker(localnet: LocalNet) -> str:
-    return localnet.broker()
+# The brokers every integration test runs on: Tansu by default; `make test-kafka` adds
+# Apache Kafka (XMARGIN_TEST_BROKERS=tansu,kafka). Kafka is not yet in `make test`: one
+# scale-out run in two left a survivor idle after a SIGKILL rebalance (issue "Apache
+# Kafka"), and a flaky half would fail CI.
+BROKERS = tuple(os.environ.get("XMARGIN_TEST_BROKERS", "tansu").split(","))
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def broker(request: pytest.FixtureRequest, localnet: LocalNet) -> str:
+    """A Kafka-protocol broker: Tansu, then (when asked for) Apache Kafka in KRaft mode,
+    every integration test on each. Without Java or the Kafka jars the Kafka half is
+    skipped, saying how to get them, except under CI=true, where that fails."""
+    if request.param == "tansu":
+        return localnet.broker()
+    try:
+        return kafka_cluster(localnet, 1)[0].bootstrap
+    except ToolMissing as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Kafka is required under CI=true: {e}")
+        pytest.skip(f"Kafka half skipped: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -48,18 +48,23 @@ async def produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None
 
 
 async def attestations(bootstrap: str, wanted: int, timeout_s: float) -> list[Attestation]:
+    """The first ``wanted`` distinct (trader, sequence) attestations, in log order. A
+    worker killed between an attestation and its state's changelog write emits that
+    sequence number again (the documented repeat): a copy is not counted twice."""
     consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
-    seen: list[Attestation] = []
+    seen: dict[tuple[str, int], Attestation] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < wanted and time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
-                seen += [Attestation.model_validate_json(m.value) for m in messages]
+                for m in messages:
+                    a = Attestation.model_validate_json(m.value)
+                    seen.setdefault((a.trader, a.sequence), a)
     finally:
         await consumer.stop()
-    return seen
+    return list(seen.values())
 
 
 def worker_config(tmp_path: Path, broker: str, app_id: str) -> Path:

@@ -1,0 +1,140 @@
+"""Apache Kafka in KRaft mode on 127.0.0.1, from the jars `make kafka` copies out of Maven
+Central into ``.tools/kafka/libs`` (``deploy/kafka/pom.xml``, the version of
+docker-compose.yml).
+
+``kafka_cluster(net, n)`` formats the storage of ``n`` combined broker + controller
+nodes (one cluster id, a quorum of all of them) and starts each as a process of the
+``LocalNet``, which stops them with the rest; it returns once every node answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from devnet.localnet import REPO, LocalNet, free_port
+from relayer.errors import ToolMissing
+
+LIBS = REPO / ".tools" / "kafka" / "libs"
+HOW_TO_GET = ("run `make kafka` (needs Java 17 and Maven: apt-get install openjdk-17-jdk "
+              "maven), which copies the pinned jars into .tools/kafka/libs")
+
+
+def java_binary() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ToolMissing("java", HOW_TO_GET)
+    if not LIBS.is_dir() or not any(LIBS.glob("kafka_2.13-*.jar")):
+        raise ToolMissing("kafka", HOW_TO_GET)
+    return java
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    port: int
+    controller_port: int
+    log_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def properties(node: KafkaNode, voters: str, replication: int) -> str:
+    """server.properties of one combined node; ``replication`` for the internal topics."""
+    return "\n".join([
+        "process.roles=broker,controller",
+        f"node.id={node.node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:"
+        f"{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={node.log_dir}",
+        f"offsets.topic.replication.factor={replication}",
+        f"transaction.state.log.replication.factor={replication}",
+        f"transaction.state.log.min.isr={min(replication, 2)}",
+        f"default.replication.factor={replication}",
+        f"min.insync.replicas={min(replication, 2)}",
+        # Tests start groups at once; production keeps Kafka's 3 s.
+        "group.initial.rebalance.delay.ms=0",
+        # As Tansu does, so tests may produce to a topic before anyone created it; the
+        # node and workers create theirs (bus.admin.ensure_topics) with 4 partitions.
+        "auto.create.topics.enable=true",
+        "num.partitions=4",
+    ]) + "\n"
+
+
+def kafka_cluster(net: LocalNet, n: int = 1, name: str = "kafka") -> list[KafkaNode]:
+    """Start ``n`` Kafka nodes as one KRaft cluster; their bootstrap addresses."""
+    java = java_binary()
+    nodes = [KafkaNode(i + 1, free_port(), free_port(), net.log_dir / f"{name}-{i + 1}-data")
+             for i in range(n)]
+    voters = ",".join(f"{k.node_id}@127.0.0.1:{k.controller_port}" for k in nodes)
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    classpath = f"{LIBS}/*"
+    for node in nodes:
+        config = net.log_dir / f"{name}-{node.node_id}.properties"
+        net.log_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(properties(node, voters, min(n, 3)))
+        subprocess.run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                        "-t", cluster_id, "-c", str(config)], check=True,
+                       capture_output=True, timeout=120)
+    for node in nodes:
+        start_node(net, java, name, node)
+    for node in nodes:
+        wait_serving(node.bootstrap, 90.0)
+    return nodes
+
+
+def start_node(net: LocalNet, java: str, name: str, node: KafkaNode) -> None:
+    """Start (or restart, on its formatted storage) one node of the cluster."""
+    config = net.log_dir / f"{name}-{node.node_id}.properties"
+    net.start(f"{name}-{node.node_id}",
+              [java, "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC",
+               f"-Dlog4j.configuration=file:{log4j_config(net)}", "-cp", f"{LIBS}/*",
+               "kafka.Kafka", str(config)], node.port)
+
+
+def log4j_config(net: LocalNet) -> Path:
+    path = net.log_dir / "kafka-log4j.properties"
+    if not path.exists():
+        path.write_text("log4j.rootLogger=WARN, stdout\n"
+                        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+                        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+                        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n")
+    return path
+
+
+def wait_serving(bootstrap: str, timeout_s: float) -> None:
+    """Until the broker answers a metadata request (its port opens before it serves)."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    async def ask() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            asyncio.run(ask())
+            return
+        except (KafkaError, OSError) as e:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kafka at {bootstrap} not serving: {e!r}") from e
+            time.sleep(0.5)
