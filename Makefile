@@ -34,8 +34,10 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 		-DoutputDirectory=$(abspath .tools/kafka/libs) -DincludeScope=runtime
 	touch $@
 
-demo: install
-	$(BIN)/xmargin demo
+# `make demo BROKER=kafka` runs it on Apache Kafka (needs Java 17 and Maven).
+BROKER ?= tansu
+demo: install $(if $(filter kafka,$(BROKER)),kafka)
+	$(BIN)/xmargin demo --broker $(BROKER)
 
 lint: install
 	$(BIN)/ruff check engine proofs wire bus streams relayer devnet xmargin tests benchmarks

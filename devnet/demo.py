@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 from rich.console import Console
 
 from devnet.hedge import run_hedge, setup_network, summary_json
+from devnet.kafka import kafka_cluster
 from devnet.localnet import REPO, LocalNet
 
 CHAIN_A, CHAIN_B = 41001, 41002
@@ -26,7 +28,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0) -> Path:
+def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
+             broker: Literal["tansu", "kafka"] = "tansu") -> Path:
+    """The demo on ``broker``: Tansu (embedded, the default) or Apache Kafka (KRaft,
+    from ``make kafka``'s jars)."""
     console = Console(stderr=True)
     started = time.monotonic()
     run_dir = run_dir or REPO / ".xmargin" / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -35,8 +40,12 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0) -> Path:
         signal.signal(sig, _terminate)
     with LocalNet(run_dir / "logs") as net:
         console.print(f"[bold]xmargin demo[/] run dir {run_dir} (process logs in logs/)")
-        bootstrap = net.broker()
-        console.print(f"  broker  Tansu on {bootstrap}")
+        if broker == "kafka":
+            bootstrap = kafka_cluster(net, 1)[0].bootstrap
+            console.print(f"  broker  Apache Kafka (KRaft) on {bootstrap}")
+        else:
+            bootstrap = net.broker()
+            console.print(f"  broker  Tansu on {bootstrap}")
         rpc_urls = [net.chain(CHAIN_A), net.chain(CHAIN_B)]
         console.print(f"  chains  anvil {CHAIN_A} on {rpc_urls[0]}, {CHAIN_B} on {rpc_urls[1]}")
         network = setup_network(run_dir, bootstrap, rpc_urls, prices={"ETH": 3000})

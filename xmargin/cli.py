@@ -96,12 +96,17 @@ def worker(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def demo(out: Annotated[Path | None, typer.Option(help="run directory")] = None) -> None:
+def demo(out: Annotated[Path | None, typer.Option(help="run directory")] = None,
+         broker: Annotated[str, typer.Option(help="tansu (embedded) or kafka (make kafka)")
+                           ] = "tansu") -> None:
     """Broker, two chains, a node and a hedged trader: the netted attestation on both chains."""
     from devnet.demo import run_demo
 
+    if broker not in ("tansu", "kafka"):
+        typer.echo(f"error: --broker: {broker!r} is neither tansu nor kafka", err=True)
+        raise typer.Exit(2)
     try:
-        run_demo(out)
+        run_demo(out, broker="kafka" if broker == "kafka" else "tansu")
     except ToolMissing as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
