@@ -9,6 +9,7 @@ from importlib.metadata import version
 from aiokafka import AIOKafkaConsumer
 from faust.streams import _current_event
 from faust.tables.base import Collection
+from faust.transport.consumer import Consumer as FaustConsumer
 
 from streams.transport import faust_private
 
@@ -23,6 +24,8 @@ def test_every_private_member_used_exists() -> None:
     for owner, member in faust_private.MEMBERS:
         if owner is AIOKafkaConsumer:  # an attribute its constructor sets
             assert f"self.{member} =" in inspect.getsource(owner.__init__), member
+        elif member == "_committed_offset":  # set by Faust's base consumer
+            assert f"self.{member} =" in inspect.getsource(FaustConsumer.__init__), member
         else:
             assert hasattr(owner, member), f"{owner.__name__}.{member} is gone"
     # Set per table in Collection.__init__, and the current-event context variable.
