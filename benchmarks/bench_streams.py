@@ -295,8 +295,8 @@ def main() -> None:
         head: list[tuple[str, str, bytes]] = [
             (topics.BLOCK_HEADER, str(CHAIN), h.to_bytes())
             for h in headers_of([marker_books, *proven, end_books, [settle]])]
-        head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), headers_of([marker_books])[0],
-                                         0).to_bytes())
+        marker_block = headers_of([marker_books])[0]
+        head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), marker_block, 0).to_bytes())
                  for a in (*ASSETS, *marker_assets)]
         head += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in marker_books]
         body: list[tuple[str, str, bytes]] = []
@@ -305,7 +305,8 @@ def main() -> None:
             body += [(topics.PRICE, u.asset, u.to_bytes()) for u in row]
         # End markers: a new book per trader partition, a 5% move per marker asset.
         tail = [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in end_books]
-        tail += [(topics.PRICE, a, price(a, 105.0, headers_of([end_books])[0], 1).to_bytes())
+        end_block = headers_of([end_books])[0]
+        tail += [(topics.PRICE, a, price(a, 105.0, end_block, 1).to_bytes())
                  for a in marker_assets]
         asyncio.run(produce(bootstrap, head + body + tail))
         n_events = len(body)

@@ -9,6 +9,7 @@ nodes (one cluster id, a quorum of all of them) and starts each as a process of 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import subprocess
@@ -17,10 +18,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from devnet.localnet import REPO, LocalNet, free_port
 from relayer.errors import ToolMissing
 
 LIBS = REPO / ".tools" / "kafka" / "libs"
+CLASSPATH = f"{LIBS}/*"
 HOW_TO_GET = ("run `make kafka` (needs Java 17 and Maven: apt-get install openjdk-17-jdk "
               "maven), which copies the pinned jars into .tools/kafka/libs")
 
@@ -80,12 +85,11 @@ def kafka_cluster(net: LocalNet, n: int = 1, name: str = "kafka") -> list[KafkaN
              for i in range(n)]
     voters = ",".join(f"{k.node_id}@127.0.0.1:{k.controller_port}" for k in nodes)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
-    classpath = f"{LIBS}/*"
     for node in nodes:
         config = net.log_dir / f"{name}-{node.node_id}.properties"
         net.log_dir.mkdir(parents=True, exist_ok=True)
         config.write_text(properties(node, voters, min(n, 3)))
-        subprocess.run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+        subprocess.run([java, "-cp", CLASSPATH, "kafka.tools.StorageTool", "format",
                         "-t", cluster_id, "-c", str(config)], check=True,
                        capture_output=True, timeout=120)
     for node in nodes:
@@ -100,7 +104,7 @@ def start_node(net: LocalNet, java: str, name: str, node: KafkaNode) -> None:
     config = net.log_dir / f"{name}-{node.node_id}.properties"
     net.start(f"{name}-{node.node_id}",
               [java, "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC",
-               f"-Dlog4j.configuration=file:{log4j_config(net)}", "-cp", f"{LIBS}/*",
+               f"-Dlog4j.configuration=file:{log4j_config(net)}", "-cp", CLASSPATH,
                "kafka.Kafka", str(config)], node.port)
 
 
@@ -116,11 +120,6 @@ def log4j_config(net: LocalNet) -> Path:
 
 def wait_serving(bootstrap: str, timeout_s: float) -> None:
     """Until the broker answers a metadata request (its port opens before it serves)."""
-    import asyncio
-
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
     async def ask() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         await admin.start()

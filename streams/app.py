@@ -27,6 +27,12 @@ from wire.records import ChainReorg, DeadLetter, PriceUpdate, ProvenBook, Recomp
 Handler = Callable[[Any], Awaitable[None]]
 
 
+def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    """A topic of raw bytes: pydantic, not Faust, owns the records' schema."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw",
+                     partitions=partitions)
+
+
 def faust_app(settings: StreamSettings, bootstrap: str) -> faust.App:
     return faust.App(
         settings.app_id,
@@ -112,8 +118,7 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
     )
     agents = {}
     for name, model, handle in handlers:
-        channel = app.topic(name, key_serializer="raw", value_serializer="raw",
-                            partitions=settings.partitions)
+        channel = raw_topic(app, name, settings.partitions)
         agents[name] = app.agent(channel, name=f"xmargin.{name}")(
             agent_over(model, handle, settings, refuse))
     return agents
@@ -132,9 +137,8 @@ def create_app(settings: StreamSettings, bootstrap: str,
                heap: LongLivedHeap | None = None) -> faust.App:
     """The app; ``heap``, when given, settles after every batch (see ``streams.heap``)."""
     app = faust_app(settings, bootstrap)
-    recompute = app.topic(topics.RECOMPUTE, key_serializer="raw", value_serializer="raw",
-                          partitions=settings.partitions)
-    output = BrokerOutput(app, recompute, settings.partitions)
+    output = BrokerOutput(app, raw_topic(app, topics.RECOMPUTE, settings.partitions),
+                          settings.partitions)
     view = PriceView(settings,
                      on_new_asset=lambda update: output.fan_out(Recompute(price=update)))
     worker = RiskWorker(settings, MarginParams(version=settings.params_version),
@@ -147,9 +151,8 @@ def create_app(settings: StreamSettings, bootstrap: str,
         message = event.message
         letter = DeadLetter.refused(message.topic, key, value, reason, message.partition,
                                     offset)
-        await app.topic(topics.dead_letter(message.topic), key_serializer="raw",
-                        value_serializer="raw", partitions=settings.partitions,
-                        ).send(key=key, value=letter.to_bytes())
+        await raw_topic(app, topics.dead_letter(message.topic), settings.partitions).send(
+            key=key, value=letter.to_bytes())
 
     attach_agents(app, worker, settings, refuse)
 
