@@ -124,9 +124,15 @@ def deploy(
 ) -> None:
     """Deploy the contracts on dev chains (funded by anvil's first accounts) and write a
     node.toml with fresh signer keystores into OUT."""
+    from web3.exceptions import Web3Exception
+
     from devnet.hedge import setup_network
 
-    network = setup_network(out, kafka, rpc_url, prices={"ETH": eth_price})
+    try:
+        network = setup_network(out, kafka, rpc_url, prices={"ETH": eth_price})
+    except (OSError, Web3Exception) as e:
+        typer.echo(f"error: --rpc-url: cannot deploy: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(2) from e
     for d in network.deployments:
         typer.echo(f"chain {d.chain_id}: oracle {d.oracle}, venue {d.venue}")
     typer.echo(f"config written to {network.config_path}")

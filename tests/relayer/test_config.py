@@ -90,3 +90,13 @@ def test_a_wrong_keystore_password_names_the_field(tmp_path: Path) -> None:
     assert refused.value.field == "signers.0.keystore"
     assert "cannot decrypt" in refused.value.message
     assert account.key.hex().removeprefix("0x") not in str(refused.value)
+
+
+def test_deploy_to_an_unreachable_chain_exits_2_naming_the_option(tmp_path: Path) -> None:
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "xmargin.cli", "deploy", "--out",
+                           str(tmp_path / "etc"), "--rpc-url", "http://127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --rpc-url: cannot deploy: ")
