@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
@@ -17,6 +17,23 @@ from wire.commitment import market_bytes
 VENUE_INITIAL_MARGIN_BPS = 2000
 # A borrow draws its value plus this share of it from the credit.
 POOL_BORROW_MARGIN_BPS = 2000
+# A liquidation charges 1% of the closed notional, half to the caller, half to the
+# venue's insurance fund.
+LIQUIDATION_PENALTY_BPS = 100
+LIQUIDATOR_SHARE_BPS = 5000
+# A venue refuses a price older than this (the local nets' feeds move when told to).
+MAX_PRICE_AGE_S = 86_400
+# The collateral token: USDC's shape. The pool's assets keep their usual decimals.
+USDC_DECIMALS = 6
+ASSET_DECIMALS = {"BTC": 8}  # every other asset: 18
+# Lending rates per second (18 decimals): 2% a year at rest, +20% at full utilisation.
+YEAR_S = 365 * 86_400
+POOL_BASE_RATE = 2 * 10**16 // YEAR_S
+POOL_SLOPE = 20 * 10**16 // YEAR_S
+# What the deployer seeds each venue with (token units): the house (every trader's
+# counterparty) and the insurance fund.
+HOUSE_FUNDS = 10_000_000 * 10**USDC_DECIMALS
+INSURANCE_FUNDS = 100_000 * 10**USDC_DECIMALS
 
 # anvil's development accounts (its default mnemonic), funded on local chains only.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -36,10 +53,21 @@ class Deployment:
     feeds: dict[str, str]
     pool: str = ""
     options: str = ""
+    ledger: str = ""
+    token: str = ""  # the collateral stablecoin
+    assets: dict[str, str] = field(default_factory=dict)  # the pool's asset tokens
+
+    @property
+    def venues(self) -> dict[str, str]:
+        """Contract name → address of every venue that holds the stablecoin."""
+        return {"PerpVenue": self.venue, "LendingPool": self.pool, "OptionVenue": self.options}
 
 
 def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
-    tx = call.build_transaction({"from": account.address,
+    # Estimated against the pending block, where the transaction lands: a contract that
+    # reads block.number (a per-block cap) may cost or answer differently at the latest.
+    gas = call.estimate_gas({"from": account.address}, block_identifier="pending")
+    tx = call.build_transaction({"from": account.address, "gas": gas,
                                  "nonce": w3.eth.get_transaction_count(account.address, "pending")})
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.1)
@@ -61,25 +89,65 @@ def contract(w3: Web3, name: str, address: str) -> Any:
 
 def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], threshold: int,
                  prices: dict[str, int]) -> Deployment:
-    """MarginOracle; PerpVenue, LendingPool and OptionVenue (each checking risk against
-    the oracle); a PriceFeed per asset (8 decimals, first round = ``prices``)."""
+    """MarginOracle and its CreditLedger; a 6-decimal stablecoin; PerpVenue, LendingPool
+    and OptionVenue (each drawing new risk from the ledger), the perp and option venues
+    seeded with house and insurance funds; per asset a PriceFeed (8 decimals, first
+    round = ``prices``) and, for the pool, a token."""
     w3 = Web3(HTTPProvider(rpc_url))
-    feeds = {}
     sorted_signers = [Web3.to_checksum_address(s) for s in signers]
     oracle = deploy_contract(w3, deployer, "MarginOracle", sorted_signers, threshold)
-    venue = deploy_contract(w3, deployer, "PerpVenue", Web3.to_checksum_address(oracle),
-                            VENUE_INITIAL_MARGIN_BPS)
-    pool = deploy_contract(w3, deployer, "LendingPool", Web3.to_checksum_address(oracle),
-                           POOL_BORROW_MARGIN_BPS)
-    options = deploy_contract(w3, deployer, "OptionVenue", Web3.to_checksum_address(oracle),
-                              VENUE_INITIAL_MARGIN_BPS)
+    ledger = deploy_contract(w3, deployer, "CreditLedger", Web3.to_checksum_address(oracle))
+    token = deploy_contract(w3, deployer, "Token", "USD Coin", "USDC", USDC_DECIMALS)
+    at = Web3.to_checksum_address
+    liquidation = (LIQUIDATION_PENALTY_BPS, LIQUIDATOR_SHARE_BPS)
+    venue = deploy_contract(w3, deployer, "PerpVenue", at(ledger), at(token),
+                            VENUE_INITIAL_MARGIN_BPS, *liquidation)
+    pool = deploy_contract(w3, deployer, "LendingPool", at(ledger), at(token),
+                           POOL_BORROW_MARGIN_BPS, *liquidation)
+    options = deploy_contract(w3, deployer, "OptionVenue", at(ledger), at(token),
+                              VENUE_INITIAL_MARGIN_BPS, *liquidation)
+    credit = contract(w3, "CreditLedger", ledger)
+    for address in (venue, pool, options):
+        transact(w3, deployer, credit.functions.register(at(address)))
+    feeds, assets = {}, {}
     for asset, price_usd in prices.items():
         feed = deploy_contract(w3, deployer, "PriceFeed", market_bytes(asset), 8)
         transact(w3, deployer, contract(w3, "PriceFeed", feed).functions.submit(price_usd * 10**8))
-        for name, address in (("PerpVenue", venue), ("LendingPool", pool),
-                              ("OptionVenue", options)):
-            transact(w3, deployer, contract(w3, name, address).functions.list_market(
-                market_bytes(asset), Web3.to_checksum_address(feed)))
+        name = market_bytes(asset)
+        assets[asset] = deploy_contract(w3, deployer, "Token", f"Wrapped {asset}", f"W{asset}",
+                                        ASSET_DECIMALS.get(asset, 18))
+        transact(w3, deployer, contract(w3, "PerpVenue", venue).functions.list_market(
+            name, at(feed), MAX_PRICE_AGE_S))
+        transact(w3, deployer, contract(w3, "OptionVenue", options).functions.list_market(
+            name, at(feed), MAX_PRICE_AGE_S))
+        transact(w3, deployer, contract(w3, "LendingPool", pool).functions.list_market(
+            name, at(feed), MAX_PRICE_AGE_S, at(assets[asset]), POOL_BASE_RATE, POOL_SLOPE))
         feeds[asset] = feed
-    return Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
-                      feeds=feeds, pool=pool, options=options)
+    d = Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
+                   feeds=feeds, pool=pool, options=options, ledger=ledger, token=token,
+                   assets=assets)
+    usdc = contract(w3, "Token", token)
+    transact(w3, deployer, usdc.functions.mint(deployer.address, 2 * HOUSE_FUNDS + INSURANCE_FUNDS))
+    for kind, funded in (("PerpVenue", venue), ("OptionVenue", options)):
+        transact(w3, deployer, usdc.functions.approve(at(funded), 2**256 - 1))
+        transact(w3, deployer, contract(w3, kind, funded).functions.fund_house(HOUSE_FUNDS))
+    transact(w3, deployer, contract(w3, "PerpVenue", venue).functions.fund_insurance(
+        INSURANCE_FUNDS))
+    return d
+
+
+def fund(w3: Web3, d: Deployment, deployer: LocalAccount, trader: LocalAccount,
+         usdc: int, assets: dict[str, int] | None = None) -> None:
+    """Mint ``usdc`` stablecoin units (and asset token units) to ``trader`` and approve
+    every venue to take them: what a trader's wallet holds before depositing."""
+    at = Web3.to_checksum_address
+    token = contract(w3, "Token", d.token)
+    if usdc:
+        transact(w3, deployer, token.functions.mint(trader.address, usdc))
+    for address in d.venues.values():
+        if token.functions.allowance(trader.address, at(address)).call() == 0:
+            transact(w3, trader, token.functions.approve(at(address), 2**256 - 1))
+    for asset, amount in (assets or {}).items():
+        asset_token = contract(w3, "Token", d.assets[asset])
+        transact(w3, deployer, asset_token.functions.mint(trader.address, amount))
+        transact(w3, trader, asset_token.functions.approve(at(d.pool), 2**256 - 1))

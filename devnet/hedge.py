@@ -22,11 +22,14 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from devnet.deploy import (
+    ASSET_DECIMALS,
+    USDC_DECIMALS,
     VENUE_INITIAL_MARGIN_BPS,
     Deployment,
     anvil_account,
     contract,
     deploy_chain,
+    fund,
     transact,
 )
 from relayer.delivery.signing import write_keystore
@@ -83,10 +86,13 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
 
 
 def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -> int:
-    """Deposit on the chain's venue; the block number of the deposit."""
+    """Mint ``collateral_usd`` of the stablecoin to the trader and deposit it on the
+    chain's perp venue; the block number of the deposit."""
     w3 = Web3(HTTPProvider(deployment.rpc_url))
+    units = collateral_usd * 10**USDC_DECIMALS
+    fund(w3, deployment, anvil_account(0), trader, units)
     venue = contract(w3, "PerpVenue", deployment.venue)
-    return int(transact(w3, trader, venue.functions.deposit(collateral_usd * WAD))["blockNumber"])
+    return int(transact(w3, trader, venue.functions.deposit(units))["blockNumber"])
 
 
 def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float) -> int:
@@ -100,8 +106,10 @@ def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float
 def supply(deployment: Deployment, trader: LocalAccount, market: str, units: float) -> int:
     """Supply ``units`` of ``market`` to the chain's lending pool; the block number."""
     w3 = Web3(HTTPProvider(deployment.rpc_url))
+    amount = round(units * 10**ASSET_DECIMALS.get(market, 18))
+    fund(w3, deployment, anvil_account(0), trader, 0, {market: amount})
     pool = contract(w3, "LendingPool", deployment.pool)
-    receipt = transact(w3, trader, pool.functions.supply(market_bytes(market), int(units * WAD)))
+    receipt = transact(w3, trader, pool.functions.supply(market_bytes(market), amount))
     return int(receipt["blockNumber"])
 
 

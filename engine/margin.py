@@ -77,6 +77,9 @@ class MarginResult:
     scenarios: Scenarios
     isolated_mm_usd: FloatArray
     protocol_cross_mm_usd: FloatArray
+    # The options' share of equity_usd (Black-76 values): the one part of equity that has
+    # no exact form in integers, so a caller can add the rest exactly.
+    option_value_usd: FloatArray
 
 
 @dataclass(frozen=True)
@@ -406,7 +409,7 @@ def compute_margin(book: Book, market: Market, params: MarginParams) -> MarginRe
         **{name: np.concatenate([getattr(p, name) for p in parts])
            for name in ("equity_usd", "maintenance_margin_usd", "initial_margin_usd", "health",
                         "free_collateral_usd", "delta", "gamma", "vega", "worst_scenario",
-                        "isolated_mm_usd", "protocol_cross_mm_usd")})
+                        "isolated_mm_usd", "protocol_cross_mm_usd", "option_value_usd")})
 
 
 def trader_chunks(book: Book) -> list[Book]:
@@ -436,6 +439,7 @@ def trader_chunks(book: Book) -> list[Book]:
 def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) -> MarginResult:
     n_t, n_u = book.n_traders, len(book.underlyings)
     equity = sum_by(book.collateral_trader, book.collateral_usd, n_t)
+    option_value = np.zeros(n_t)
     portfolio = np.zeros(n_t)
     isolated, cross = portfolio, portfolio
     greeks = np.zeros((3, n_t, n_u))
@@ -444,6 +448,7 @@ def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) ->
     if book.trader.shape[0]:
         pt = position_terms(book, market, sc, params)
         equity += sum_by(book.trader, pt.value, n_t)
+        option_value = sum_by(book.trader[pt.option_rows], pt.value[pt.option_rows], n_t)
         groups = offset_groups(book, pt)
         scan_loss, worst = scan(groups, sc)
         addons = add_ons(groups.terms, params)
@@ -478,5 +483,5 @@ def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) ->
         initial_margin_usd=initial, health=health,
         free_collateral_usd=np.maximum(0.0, equity - initial), delta=greeks[0],
         gamma=greeks[1], vega=greeks[2], worst_scenario=worst_cell, scenarios=sc,
-        isolated_mm_usd=isolated, protocol_cross_mm_usd=cross,
+        isolated_mm_usd=isolated, protocol_cross_mm_usd=cross, option_value_usd=option_value,
     )

@@ -250,6 +250,25 @@ def margin_by_market_set(
     return out
 
 
+def exact_equity_wad(state: TraderState, prices: Mapping[str, OraclePrice],
+                     option_value_usd: float) -> int:
+    """The trader's equity in wei, what the venues hold valued at the oracle prices:
+    cash and every linear leg in integers (a perp at its P&L against its average entry, a
+    lending balance at the price; both rounded toward minus infinity, against the trader),
+    options at the engine's Black-76 value. So an attestation's equity equals on-chain
+    cash plus unrealized P&L to the wei for a book without options."""
+    total = 0
+    for _, book in engine_rows(state).ordered:
+        total += book.collateral_wad
+        for p in book.positions:
+            price = prices[p.market].price_wad
+            if p.kind == "perp":
+                total += p.size_wad * (price - p.entry_price_wad) // WAD
+            elif p.kind == "lending":
+                total += p.size_wad * price // WAD
+    return total + to_wad(option_value_usd)
+
+
 def moved(previous: Attested, mm_wad: int, equity_wad: int, threshold: float) -> bool:
     """Did MM or equity move by more than ``threshold`` (relative) since ``previous``?"""
     def rel(old: int, new: int) -> float:
@@ -270,7 +289,8 @@ def next_attestation(
     the same clock decides a renewal (``renew_before_s`` before ``valid_until``).
     On a degraded price nothing healthier than the previous attestation is emitted.
     """
-    equity = to_wad(result.equity_usd[row])
+    equity = (exact_equity_wad(state, prices, float(result.option_value_usd[row])) if prices
+              else to_wad(result.equity_usd[row]))
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last
     quoted = [prices[m] for m in state.markets if m in prices] if prices else []
@@ -303,16 +323,27 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
     sequence = state.sequence + 1
     # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
     free = free_total // max(len(settings.targets), 1)
-    # Every chain gets the same credit line, so one struct hash serves all their digests.
-    struct_hash = attestation_struct_hash(
-        trader=from_hex(state.trader), sequence=sequence, equity_wad=equity,
-        maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
-        params_version=result.params_version, source_blocks_hash=held.source_blocks_hash,
-        valid_until=valid_until)
+    # Per chain, the newest block of it among the books: a draw on its CreditLedger in
+    # or before that block is in these figures (proofs of a chain arrive in block order).
+    seen = {b.chain_id: b.number for b in held.source_blocks}
+    struct_hashes: dict[int, bytes] = {}
+
+    def struct_hash(source_block: int) -> bytes:
+        # Chains without a book share source block 0: one struct hash each.
+        if source_block not in struct_hashes:
+            struct_hashes[source_block] = attestation_struct_hash(
+                trader=from_hex(state.trader), sequence=sequence, equity_wad=equity,
+                maintenance_margin_wad=mm, initial_margin_wad=im, free_collateral_wad=free,
+                params_version=result.params_version,
+                source_blocks_hash=held.source_blocks_hash, source_block=source_block,
+                valid_until=valid_until)
+        return struct_hashes[source_block]
+
     chains = tuple(
         {"chain_id": target.chain_id, "oracle": target.oracle, "free_collateral_wad": free,
+         "source_block": seen.get(target.chain_id, 0),
          "digest": to_hex(typed_data_digest(target.chain_id, from_hex(target.oracle),
-                                            struct_hash))}
+                                            struct_hash(seen.get(target.chain_id, 0))))}
         for target in settings.targets)
     # Validated in one call from plain values and the records shared with other
     # attestations (source blocks per history, prices per batch): cheaper than building

@@ -19,7 +19,7 @@ DOMAIN_TYPEHASH = keccak(
 ATTESTATION_TYPEHASH = keccak(
     b"Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,"
     b"uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,"
-    b"bytes32 sourceBlocksHash,uint64 validUntil)"
+    b"bytes32 sourceBlocksHash,uint64 sourceBlock,uint64 validUntil)"
 )
 NAME_HASH = keccak(b"xmargin MarginOracle")
 VERSION_HASH = keccak(b"1")
@@ -46,13 +46,15 @@ def source_blocks_hash(blocks: Iterable[tuple[int, int, bytes]]) -> bytes:
 def attestation_struct_hash(
     *, trader: bytes, sequence: int, equity_wad: int, maintenance_margin_wad: int,
     initial_margin_wad: int, free_collateral_wad: int, params_version: int,
-    source_blocks_hash: bytes, valid_until: int,
+    source_blocks_hash: bytes, source_block: int, valid_until: int,
 ) -> bytes:
-    """hashStruct(attestation) (EIP-712): the same on every chain given the same credit."""
+    """hashStruct(attestation) (EIP-712). ``source_block``: the newest block of the
+    destination chain the figures have seen (its CreditLedger counts only draws after
+    it), so the struct differs per chain."""
     return keccak(b"".join((
         ATTESTATION_TYPEHASH, word(trader), word(sequence), word(equity_wad),
         word(maintenance_margin_wad), word(initial_margin_wad), word(free_collateral_wad),
-        word(params_version), word(source_blocks_hash), word(valid_until))))
+        word(params_version), word(source_blocks_hash), word(source_block), word(valid_until))))
 
 
 def typed_data_digest(chain_id: int, oracle: bytes, struct_hash: bytes) -> bytes:
@@ -63,11 +65,12 @@ def typed_data_digest(chain_id: int, oracle: bytes, struct_hash: bytes) -> bytes
 def attestation_digest(
     *, chain_id: int, oracle: bytes, trader: bytes, sequence: int, equity_wad: int,
     maintenance_margin_wad: int, initial_margin_wad: int, free_collateral_wad: int,
-    params_version: int, source_blocks_hash: bytes, valid_until: int,
+    params_version: int, source_blocks_hash: bytes, source_block: int, valid_until: int,
 ) -> bytes:
     """The digest one chain's MarginOracle checks."""
     return typed_data_digest(chain_id, oracle, attestation_struct_hash(
         trader=trader, sequence=sequence, equity_wad=equity_wad,
         maintenance_margin_wad=maintenance_margin_wad, initial_margin_wad=initial_margin_wad,
         free_collateral_wad=free_collateral_wad, params_version=params_version,
-        source_blocks_hash=source_blocks_hash, valid_until=valid_until))
+        source_blocks_hash=source_blocks_hash, source_block=source_block,
+        valid_until=valid_until))

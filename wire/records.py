@@ -87,7 +87,7 @@ class VenueBlock(Record):
 
 class PositionEvent(VenueBlock):
     log_index: NonNegative
-    collateral_wad: NonNegative
+    collateral_wad: int  # the trader's cash on the venue, 18 decimals (< 0: a debt)
     positions: tuple[Position, ...]
     commitment: Hash32
     # A later event of the same trader on the same venue in the same block: the storage
@@ -99,7 +99,7 @@ class BookHead(VenueBlock):
     """A trader's whole book on one venue at one block: what margining needs of it (and
     all a trader's state keeps)."""
 
-    collateral_wad: NonNegative
+    collateral_wad: int
     positions: tuple[Position, ...]
 
     def head(self) -> BookHead:
@@ -156,11 +156,14 @@ class Recompute(Record):
 
 
 class ChainCredit(Record):
-    """What one chain's MarginOracle receives: its credit line and its EIP-712 digest."""
+    """What one chain's MarginOracle receives: its credit line, the newest block of that
+    chain the figures have seen (its CreditLedger counts only draws after it), and its
+    EIP-712 digest."""
 
     chain_id: NonNegative
     oracle: Address
     free_collateral_wad: NonNegative
+    source_block: NonNegative = 0
     digest: Hash32
 
 

@@ -15,10 +15,10 @@ from wire.records import Position
 
 POSITION_TUPLE = "(bytes32,int256,uint256)"
 POSITION_CHANGED_TOPIC = to_hex(keccak(
-    f"PositionChanged(address,uint256,{POSITION_TUPLE}[],bytes32)".encode()))
+    f"PositionChanged(address,int256,{POSITION_TUPLE}[],bytes32)".encode()))
 OPTION_TUPLE = "(bytes32,int256,uint256,uint256,uint64,bool)"
 OPTION_POSITION_CHANGED_TOPIC = to_hex(keccak(
-    f"OptionPositionChanged(address,uint256,{OPTION_TUPLE}[],bytes32)".encode()))
+    f"OptionPositionChanged(address,int256,{OPTION_TUPLE}[],bytes32)".encode()))
 ANSWER_UPDATED_TOPIC = to_hex(keccak(b"AnswerUpdated(int256,uint256,uint256)"))
 
 
@@ -36,7 +36,7 @@ def _decode_book(log: dict[str, Any], event: str, row_type: str) -> tuple[str, i
     try:
         trader = "0x" + log["topics"][1][-40:]
         collateral, rows, commitment = abi_decode(
-            ["uint256", f"{row_type}[]", "bytes32"], from_hex(log["data"]))
+            ["int256", f"{row_type}[]", "bytes32"], from_hex(log["data"]))
     except (KeyError, IndexError, ValueError, TypeError) as e:
         raise LogDecodeError(f"{event}: {type(e).__name__}: {e}") from e
     return trader.lower(), collateral, rows, to_hex(commitment)

@@ -1,132 +1,349 @@
 # pragma version ~=0.4.3
 """
 @title LendingPool
-@notice A minimal lending market. Per trader and asset it keeps one signed balance:
-        supplied minus borrowed units (18 decimals), beside USD cash collateral. The
-        book is committed and announced exactly as PerpVenue does it (same struct, same
-        event, `commitment` at mapping slot 0), so the relayer proves it the same way;
-        the relayer knows from its configuration that these balances are held assets
-        and debts, not futures.
+@notice A lending market that holds real tokens. Each listed market is an asset with
+        its own ERC-20 and price feed; per trader and market the pool keeps one signed
+        balance, supplied (> 0) or borrowed (< 0), beside cash in the collateral token
+        (the stablecoin). Supply, withdraw, borrow and repay move the asset's tokens;
+        deposit and withdraw_cash move the stablecoin.
+        Interest accrues by index per market: the borrow rate is utilisation-based
+        (`base_rate` + `slope` × borrowed / supplied, per second, 18 decimals); the supply
+        index grows by the borrow rate × utilisation, so suppliers earn what borrowers
+        owe. A balance is stored scaled by its index; rounding goes against the trader
+        (a debt rounds up, a supply down).
+        The book is committed and announced exactly as PerpVenue does it (same struct,
+        same event, `commitment` at mapping slot 0): each leg's size is its balance in 18
+        decimals *with interest accrued to the block of the change*, the entry price the
+        price then. Interest accrued since is not in the proven book until the book is
+        touched again; `poke(trader)` (anyone) re-commits it.
         Withdrawing a supply or borrowing takes value out of the margin system, so it
-        draws on the trader's free collateral on this chain as the MarginOracle last
-        attested it (less what earlier draws since that attestation took): the value
-        withdrawn, or the value borrowed plus `borrow_margin_bps` of it. Supplying and
-        repaying always pass.
-@dev Token custody is left out: balances are accounting entries, like PerpVenue's cash.
+        draws on the chain's CreditLedger: the value withdrawn, or the value borrowed plus
+        `borrow_margin_bps` of it. Supplying and repaying always pass.
+        Liquidation (only on an unexpired flag): a debt is repaid by the caller in the
+        asset's tokens, who takes its value plus the penalty's caller share out of the
+        trader's cash; a supply is sold to the caller at the feed price less that share.
+        The rest of the penalty (`penalty_bps` of the value) goes to the insurance fund.
+@dev Token balances: Σ supplied − Σ borrowed (plus interest repaid) of each asset, and
+     Σ cash + insurance_fund of the stablecoin.
 """
 
 import credit
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC20Detailed
 
 struct Position:
     market: bytes32
     size: int256
     entry_price: uint256
 
+struct Market:
+    token: address
+    unit_wad: uint256          # 10 ** (18 - the asset token's decimals)
+    base_rate: uint256         # per second, 18 decimals
+    slope: uint256             # per second at 100 % utilisation, 18 decimals
+    supply_index: uint256      # 18 decimals, starts at 1
+    borrow_index: uint256
+    supplied_scaled: uint256
+    borrowed_scaled: uint256
+    accrued_at: uint256
+
 MAX_POSITIONS: constant(uint256) = 8
+BPS: constant(uint256) = 10000
+WAD: constant(uint256) = 10**18
 
 event PositionChanged:
     trader: indexed(address)
-    collateral: uint256
+    collateral: int256
     positions: DynArray[Position, MAX_POSITIONS]
     commitment: bytes32
 
+event Liquidated:
+    trader: indexed(address)
+    liquidator: indexed(address)
+    market: bytes32
+    size: int256
+    price: uint256
+    penalty: uint256
+
 commitment: public(HashMap[address, bytes32])
-collateral: public(HashMap[address, uint256])
-books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
-feeds: public(HashMap[bytes32, address])
+cash: public(HashMap[address, int256])
+scaled: public(HashMap[address, HashMap[bytes32, int256]])
+held: HashMap[address, DynArray[bytes32, MAX_POSITIONS]]
+entry: HashMap[address, HashMap[bytes32, uint256]]
+markets: public(HashMap[bytes32, Market])
 owner: public(address)
 borrow_margin_bps: public(uint256)
+penalty_bps: public(uint256)
+liquidator_share_bps: public(uint256)
+insurance_fund: public(uint256)
 initializes: credit
-exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
+exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
+          credit.max_price_age)
 
 
 @deploy
-def __init__(oracle: address, borrow_margin_bps: uint256):
-    assert borrow_margin_bps <= 10000, "bad margin rate"
-    credit.__init__(oracle)
+def __init__(ledger: address, token: address, borrow_margin_bps: uint256,
+             penalty_bps: uint256, liquidator_share_bps: uint256):
+    assert borrow_margin_bps <= BPS, "bad margin rate"
+    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
+    credit.__init__(ledger, token)
     self.owner = msg.sender
     self.borrow_margin_bps = borrow_margin_bps
+    self.penalty_bps = penalty_bps
+    self.liquidator_share_bps = liquidator_share_bps
 
 
 @external
-def list_market(market: bytes32, feed: address):
+def list_market(market: bytes32, feed: address, max_price_age: uint256, asset: address,
+                base_rate: uint256, slope: uint256):
     assert msg.sender == self.owner, "only owner"
-    self.feeds[market] = feed
+    credit.list(market, feed, max_price_age)
+    decimals: uint256 = convert(staticcall IERC20Detailed(asset).decimals(), uint256)
+    assert decimals <= 18, "token has more than 18 decimals"
+    self.markets[market] = Market(token=asset, unit_wad=10 ** (18 - decimals), base_rate=base_rate,
+                                  slope=slope, supply_index=WAD, borrow_index=WAD,
+                                  supplied_scaled=0, borrowed_scaled=0, accrued_at=block.timestamp)
 
 
 @external
 def deposit(amount: uint256):
-    self.collateral[msg.sender] += amount
+    """Cash collateral in the stablecoin (token units)."""
+    credit.take(msg.sender, amount)
+    self.cash[msg.sender] += convert(amount, int256)
+    self._commit(msg.sender)
+
+
+@external
+def withdraw_cash(amount: uint256):
+    assert amount > 0, "zero amount"
+    left: int256 = self.cash[msg.sender] - convert(amount, int256)
+    assert left >= 0, "withdraws more than cash"
+    credit.draw(msg.sender, amount * credit.unit_wad)
+    self.cash[msg.sender] = left
+    credit.pay(msg.sender, amount)
     self._commit(msg.sender)
 
 
 @external
 def supply(market: bytes32, amount: uint256):
-    self._move(market, convert(amount, int256), 0)
+    """Supply `amount` of the asset (its token's units)."""
+    m: Market = self._accrue(market)
+    self._take_asset(m, msg.sender, amount)
+    self._move(msg.sender, market, m, convert(amount * m.unit_wad, int256), credit.price_wad(market))
+    self._commit(msg.sender)
 
 
 @external
 def repay(market: bytes32, amount: uint256):
-    balance: int256 = self._balance(msg.sender, market)
-    assert balance < 0 and convert(amount, int256) <= -balance, "repays more than borrowed"
-    self._move(market, convert(amount, int256), 0)
+    """Repay up to `amount` token units; an amount at or above the debt clears it (the
+    last unit rounds up)."""
+    m: Market = self._accrue(market)
+    balance: int256 = self._balance(msg.sender, market, m)
+    assert balance < 0, "nothing borrowed"
+    debt: uint256 = convert(-balance, uint256)
+    paid: uint256 = min(amount, self._ceil_div(debt, m.unit_wad))
+    self._take_asset(m, msg.sender, paid)
+    self._move(msg.sender, market, m, convert(min(paid * m.unit_wad, debt), int256), credit.price_wad(market))
+    self._commit(msg.sender)
 
 
 @external
 def withdraw(market: bytes32, amount: uint256):
-    balance: int256 = self._balance(msg.sender, market)
-    assert balance > 0 and convert(amount, int256) <= balance, "withdraws more than supplied"
-    self._move(market, -convert(amount, int256), 10000)
+    """Withdraw up to `amount` token units of a supply; an amount at or above the supply
+    closes it (what is below one token unit stays with the pool)."""
+    m: Market = self._accrue(market)
+    balance: int256 = self._balance(msg.sender, market, m)
+    assert balance > 0, "nothing supplied"
+    held: uint256 = convert(balance, uint256) // m.unit_wad
+    paid: uint256 = min(amount, held)
+    assert paid > 0, "zero amount"
+    delta: int256 = -convert(paid * m.unit_wad, int256)
+    if paid == held:
+        delta = -balance
+    price: uint256 = credit.price_wad(market)
+    credit.draw(msg.sender, self._ceil_div(paid * m.unit_wad * price, WAD))
+    self._move(msg.sender, market, m, delta, price)
+    self._pay_asset(m, msg.sender, paid)
+    self._commit(msg.sender)
 
 
 @external
 def borrow(market: bytes32, amount: uint256):
-    assert self._balance(msg.sender, market) <= 0, "withdraw the supply first"
-    self._move(market, -convert(amount, int256), 10000 + self.borrow_margin_bps)
+    m: Market = self._accrue(market)
+    assert self._balance(msg.sender, market, m) <= 0, "withdraw the supply first"
+    price: uint256 = credit.price_wad(market)
+    value: uint256 = self._ceil_div(amount * m.unit_wad * price, WAD)
+    credit.draw(msg.sender, self._ceil_div(value * (BPS + self.borrow_margin_bps), BPS))
+    self._move(msg.sender, market, m, -convert(amount * m.unit_wad, int256), price)
+    self._pay_asset(m, msg.sender, amount)
+    self._commit(msg.sender)
+
+
+@external
+def poke(trader: address):
+    """Accrue every market the trader holds and commit the book with that interest."""
+    for market: bytes32 in self.held[trader]:
+        self._accrue(market)
+    self._commit(trader)
+
+
+@external
+def liquidate(trader: address, market: bytes32, size: uint256):
+    """
+    @notice Close up to `size` (asset token units) of `trader`'s balance in `market`,
+            only while the MarginOracle flags the trader on an unexpired attestation.
+    """
+    assert credit.flagged(trader), "trader is not flagged"
+    assert size > 0, "zero size"
+    m: Market = self._accrue(market)
+    balance: int256 = self._balance(trader, market, m)
+    assert balance != 0, "no such position"
+    price: uint256 = credit.price_wad(market)
+    close: uint256 = min(size, convert(abs(balance), uint256) // m.unit_wad)
+    assert close > 0, "below one token unit"
+    value_wad: uint256 = close * m.unit_wad * price // WAD
+    penalty: uint256 = credit.units_up(self._ceil_div(value_wad * self.penalty_bps, BPS))
+    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
+    value: uint256 = 0
+    if balance < 0:
+        # The caller repays the debt and takes its value (rounded up) from the cash.
+        value = credit.units_up(value_wad)
+        # Only cash held here pays a liquidator here; a debt backed by collateral on
+        # other chains is settled across chains, not by this pool's other traders' cash.
+        assert self.cash[trader] >= convert(value + penalty, int256), "cash here does not cover the repaid debt"
+        self._take_asset(m, msg.sender, close)
+        self._move(trader, market, m, convert(close * m.unit_wad, int256), price)
+        self.cash[trader] -= convert(value + penalty, int256)
+        credit.pay(msg.sender, value + to_liquidator)
+    else:
+        # The caller buys the supply at the feed price (the trader's proceeds round down).
+        value = convert(credit.units_down(convert(value_wad, int256)), uint256)
+        assert value >= penalty, "supply worth less than the penalty"
+        credit.take(msg.sender, value - to_liquidator)
+        self._move(trader, market, m, -convert(close * m.unit_wad, int256), price)
+        self.cash[trader] += convert(value - penalty, int256)
+        self._pay_asset(m, msg.sender, close)
+    self.insurance_fund += penalty - to_liquidator
+    log Liquidated(trader=trader, liquidator=msg.sender, market=market,
+                   size=convert(close * m.unit_wad, int256), price=price, penalty=penalty)
+    self._commit(trader)
 
 
 @view
 @external
 def positions(trader: address) -> DynArray[Position, MAX_POSITIONS]:
-    return self.books[trader]
+    return self._book(trader)
+
+
+@view
+@external
+def borrow_rate(market: bytes32) -> uint256:
+    return self._borrow_rate(self.markets[market])
 
 
 @view
 @internal
-def _balance(trader: address, market: bytes32) -> int256:
-    for p: Position in self.books[trader]:
-        if p.market == market:
-            return p.size
-    return 0
+def _borrow_rate(m: Market) -> uint256:
+    supplied: uint256 = m.supplied_scaled * m.supply_index // WAD
+    if supplied == 0:
+        return m.base_rate
+    borrowed: uint256 = m.borrowed_scaled * m.borrow_index // WAD
+    return m.base_rate + m.slope * min(borrowed, supplied) // supplied
 
 
 @internal
-def _move(market: bytes32, delta: int256, credit_bps: uint256):
-    """Add `delta` units to the trader's balance in `market`; when `credit_bps` > 0, draw
-    that share of the moved value from the attested free collateral."""
-    price: uint256 = credit.price_wad(self.feeds[market])  # reverts on an unknown market
+def _accrue(market: bytes32) -> Market:
+    m: Market = self.markets[market]
+    assert m.token != empty(address), "unknown market"
+    dt: uint256 = block.timestamp - m.accrued_at
+    if dt > 0:
+        rate: uint256 = self._borrow_rate(m)
+        supplied: uint256 = m.supplied_scaled * m.supply_index // WAD
+        borrowed: uint256 = m.borrowed_scaled * m.borrow_index // WAD
+        m.borrow_index += self._ceil_div(m.borrow_index * rate * dt, WAD)
+        if supplied > 0:
+            # Suppliers earn the borrowers' interest, rounded down.
+            m.supply_index += m.supply_index * rate * dt * min(borrowed, supplied) // supplied // WAD
+        m.accrued_at = block.timestamp
+        self.markets[market] = m
+    return m
+
+
+@view
+@internal
+def _balance(trader: address, market: bytes32, m: Market) -> int256:
+    s: int256 = self.scaled[trader][market]
+    if s >= 0:
+        return convert(convert(s, uint256) * m.supply_index // WAD, int256)
+    return -convert(self._ceil_div(convert(-s, uint256) * m.borrow_index, WAD), int256)
+
+
+@internal
+def _move(trader: address, market: bytes32, m: Market, delta: int256, price: uint256):
+    """Add `delta` (18 decimals) to the trader's balance in `market`."""
     assert delta != 0, "zero amount"
-    if credit_bps > 0:
-        value: uint256 = convert(abs(delta), uint256) * price // 10**18
-        credit.draw(msg.sender, value * credit_bps // 10000)
-    updated: DynArray[Position, MAX_POSITIONS] = []
-    old: int256 = 0
-    for p: Position in self.books[msg.sender]:
-        if p.market == market:
-            old = p.size
-        else:
-            updated.append(p)
-    if old + delta != 0:
-        updated.append(Position(market=market, size=old + delta, entry_price=price))
-    self.books[msg.sender] = updated
-    self._commit(msg.sender)
+    old: int256 = self._balance(trader, market, m)
+    new: int256 = old + delta
+    assert old == 0 or new == 0 or (old > 0) == (new > 0), "crosses zero"
+    mm: Market = self.markets[market]
+    s: int256 = self.scaled[trader][market]
+    if s > 0:
+        mm.supplied_scaled -= convert(s, uint256)
+    elif s < 0:
+        mm.borrowed_scaled -= convert(-s, uint256)
+    if new > 0:
+        s = convert(convert(new, uint256) * WAD // mm.supply_index, int256)
+        mm.supplied_scaled += convert(s, uint256)
+    elif new < 0:
+        s = -convert(self._ceil_div(convert(-new, uint256) * WAD, mm.borrow_index), int256)
+        mm.borrowed_scaled += convert(-s, uint256)
+    else:
+        s = 0
+    self.markets[market] = mm
+    self.scaled[trader][market] = s
+    self.entry[trader][market] = price
+    held: DynArray[bytes32, MAX_POSITIONS] = []
+    for h: bytes32 in self.held[trader]:
+        if h != market:
+            held.append(h)
+    if new != 0:
+        held.append(market)
+    self.held[trader] = held
+
+
+@internal
+def _take_asset(m: Market, sender: address, amount: uint256):
+    assert amount > 0, "zero amount"
+    assert extcall IERC20(m.token).transferFrom(sender, self, amount, default_return_value=True), "transfer failed"
+
+
+@internal
+def _pay_asset(m: Market, receiver: address, amount: uint256):
+    assert extcall IERC20(m.token).transfer(receiver, amount, default_return_value=True), "transfer failed"
+
+
+@pure
+@internal
+def _ceil_div(a: uint256, b: uint256) -> uint256:
+    return (a + b - 1) // b
+
+
+@view
+@internal
+def _book(trader: address) -> DynArray[Position, MAX_POSITIONS]:
+    book: DynArray[Position, MAX_POSITIONS] = []
+    for market: bytes32 in self.held[trader]:
+        book.append(Position(market=market, size=self._balance(trader, market, self.markets[market]),
+                             entry_price=self.entry[trader][market]))
+    return book
 
 
 @internal
 def _commit(trader: address):
-    book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
+    book: DynArray[Position, MAX_POSITIONS] = self._book(trader)
+    cash_wad: int256 = self.cash[trader] * convert(credit.unit_wad, int256)
     c: bytes32 = empty(bytes32)
-    if self.collateral[trader] != 0 or len(book) != 0:
-        c = keccak256(abi_encode(trader, self.collateral[trader], book))
+    if cash_wad != 0 or len(book) != 0:
+        c = keccak256(abi_encode(trader, cash_wad, book))
     self.commitment[trader] = c
-    log PositionChanged(trader=trader, collateral=self.collateral[trader], positions=book, commitment=c)
+    log PositionChanged(trader=trader, collateral=cash_wad, positions=book, commitment=c)

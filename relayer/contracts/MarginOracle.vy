@@ -22,6 +22,7 @@ struct Attestation:
     free_collateral: uint256
     params_version: uint32
     source_blocks_hash: bytes32
+    source_block: uint64  # the newest block of this chain the figures have seen
     valid_until: uint64
 
 event SignersRotated:
@@ -42,7 +43,7 @@ EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 ATTESTATION_TYPEHASH: constant(bytes32) = keccak256(
-    "Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,bytes32 sourceBlocksHash,uint64 validUntil)"
+    "Attestation(address trader,uint64 sequence,int256 equity,uint256 maintenanceMargin,uint256 initialMargin,uint256 freeCollateral,uint32 paramsVersion,bytes32 sourceBlocksHash,uint64 sourceBlock,uint64 validUntil)"
 )
 ROTATION_TYPEHASH: constant(bytes32) = keccak256(
     "Rotation(bytes32 signersHash,uint256 threshold,uint256 nonce)"
@@ -50,7 +51,8 @@ ROTATION_TYPEHASH: constant(bytes32) = keccak256(
 NAME_HASH: constant(bytes32) = keccak256("xmargin MarginOracle")
 VERSION_HASH: constant(bytes32) = keccak256("1")
 
-DOMAIN_SEPARATOR: public(immutable(bytes32))
+CACHED_CHAIN_ID: immutable(uint256)
+CACHED_DOMAIN_SEPARATOR: immutable(bytes32)
 is_signer: public(HashMap[address, bool])
 signers: public(DynArray[address, MAX_SIGNERS])
 threshold: public(uint256)
@@ -61,7 +63,30 @@ latest: public(HashMap[address, Attestation])
 @deploy
 def __init__(signers: DynArray[address, MAX_SIGNERS], threshold: uint256):
     self._install(signers, threshold)
-    DOMAIN_SEPARATOR = keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+    CACHED_CHAIN_ID = chain.id
+    CACHED_DOMAIN_SEPARATOR = self._separator()
+
+
+@view
+@internal
+def _separator() -> bytes32:
+    return keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+
+
+@view
+@internal
+def _domain_separator() -> bytes32:
+    # Recomputed when the chain id is no longer the one at deployment (a fork), as
+    # OpenZeppelin's EIP712 does: a signature for the old id must not verify here.
+    if chain.id == CACHED_CHAIN_ID:
+        return CACHED_DOMAIN_SEPARATOR
+    return self._separator()
+
+
+@view
+@external
+def DOMAIN_SEPARATOR() -> bytes32:
+    return self._domain_separator()
 
 
 @internal
@@ -99,7 +124,7 @@ def _check_signatures(d: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
 def _rotation_digest(signers: DynArray[address, MAX_SIGNERS], threshold: uint256, nonce: uint256) -> bytes32:
     struct_hash: bytes32 = keccak256(abi_encode(
         ROTATION_TYPEHASH, keccak256(abi_encode(signers)), threshold, nonce))
-    return keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, struct_hash))
+    return keccak256(concat(b"\x19\x01", self._domain_separator(), struct_hash))
 
 
 @view
@@ -123,9 +148,10 @@ def rotate(signers: DynArray[address, MAX_SIGNERS], threshold: uint256,
 def _digest(a: Attestation) -> bytes32:
     struct_hash: bytes32 = keccak256(abi_encode(
         ATTESTATION_TYPEHASH, a.trader, a.sequence, a.equity, a.maintenance_margin,
-        a.initial_margin, a.free_collateral, a.params_version, a.source_blocks_hash, a.valid_until,
+        a.initial_margin, a.free_collateral, a.params_version, a.source_blocks_hash,
+        a.source_block, a.valid_until,
     ))
-    return keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, struct_hash))
+    return keccak256(concat(b"\x19\x01", self._domain_separator(), struct_hash))
 
 
 @view
@@ -145,16 +171,35 @@ def submit(a: Attestation, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
 
 
 @view
+@internal
+def _live(a: Attestation) -> bool:
+    return a.sequence > 0 and convert(a.valid_until, uint256) >= block.timestamp
+
+
+@view
 @external
 def free_collateral(trader: address) -> uint256:
+    """The attested free collateral (USD, 18 decimals); 0 once the attestation expired."""
     a: Attestation = self.latest[trader]
-    if convert(a.valid_until, uint256) < block.timestamp:
+    if not self._live(a):
         return 0
     return a.free_collateral
 
 
 @view
 @external
-def is_liquidatable(trader: address) -> bool:
+def credit_of(trader: address) -> (uint256, uint64):
+    """(free collateral, or 0 once expired; the block of this chain it has seen)."""
     a: Attestation = self.latest[trader]
-    return a.sequence > 0 and a.equity < convert(a.maintenance_margin, int256)
+    if not self._live(a):
+        return 0, a.source_block
+    return a.free_collateral, a.source_block
+
+
+@view
+@external
+def is_liquidatable(trader: address) -> bool:
+    """Flagged on an attestation that has not expired: a stale flag liquidates nobody,
+    since the trader may have recovered since."""
+    a: Attestation = self.latest[trader]
+    return self._live(a) and a.equity < convert(a.maintenance_margin, int256)

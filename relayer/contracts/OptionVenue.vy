@@ -1,16 +1,26 @@
 # pragma version ~=0.4.3
 """
 @title OptionVenue
-@notice A minimal European options venue trading at premiums its owner quotes per series
-        (underlying, strike, expiry, call or put). Per trader it keeps the book and one
-        storage word, `commitment[trader]` = keccak256(abi_encode(trader, collateral,
-        positions)), announced with the whole book in `OptionPositionChanged`, so the
-        relayer proves it with one storage proof as for the other venues.
-        Buying pays the premium out of the trader's cash here. Writing (adding short
-        contracts) is new risk checked against *global* margin: `initial_margin_bps` of
-        the added notional must fit in the free collateral the MarginOracle attests for
-        the trader on this chain, less what earlier draws since that attestation took.
-@dev Exercise and settlement at expiry are out of scope: an expired series cannot trade.
+@notice A European options venue that holds real collateral (the stablecoin, as cash
+        per trader) and trades at premiums its owner quotes per series (underlying,
+        strike, expiry, call or put). The venue is every trader's counterparty: premiums
+        and settlements move between the trader's cash and `house`, so
+
+            token.balanceOf(venue) == Σ cash + house + insurance_fund.
+
+        Per trader it keeps the book and one storage word, `commitment[trader]` =
+        keccak256(abi_encode(trader, cash × unit_wad, positions)), announced with the whole
+        book in `OptionPositionChanged`, so the relayer proves it with one storage proof.
+        Buying pays the premium out of cash (rounded up); writing credits it (rounded
+        down). Writing (adding short contracts) is new risk checked against *global*
+        margin: `initial_margin_bps` of the added notional is drawn from the chain's
+        CreditLedger. A withdrawal draws its value from the same ledger.
+        Once a series has expired anyone may settle it for a trader in cash at the feed
+        price (intrinsic value × contracts: a long is paid, rounded down; a writer pays,
+        rounded up). Liquidation (only on an unexpired flag) closes up to the contracts
+        named at the quoted premium and charges `penalty_bps` of the underlying's notional
+        (at most the trader's cash), `liquidator_share_bps` of it to the caller and the
+        rest to the insurance fund.
 """
 
 import credit
@@ -24,30 +34,55 @@ struct OptionPosition:
     is_call: bool
 
 MAX_POSITIONS: constant(uint256) = 8
+BPS: constant(uint256) = 10000
+WAD: constant(uint256) = 10**18
 
 event OptionPositionChanged:
     trader: indexed(address)
-    collateral: uint256
+    collateral: int256
     positions: DynArray[OptionPosition, MAX_POSITIONS]
     commitment: bytes32
 
+event Settled:
+    trader: indexed(address)
+    series: bytes32
+    size: int256
+    price: uint256
+    payoff: int256  # token units, to the trader
+
+event Liquidated:
+    trader: indexed(address)
+    liquidator: indexed(address)
+    series: bytes32
+    size: int256
+    premium: uint256
+    penalty: uint256
+
 commitment: public(HashMap[address, bytes32])
-collateral: public(HashMap[address, uint256])
+cash: public(HashMap[address, int256])
 books: HashMap[address, DynArray[OptionPosition, MAX_POSITIONS]]
-feeds: public(HashMap[bytes32, address])
 premiums: public(HashMap[bytes32, uint256])  # series id → quoted premium per contract
 owner: public(address)
 initial_margin_bps: public(uint256)
+penalty_bps: public(uint256)
+liquidator_share_bps: public(uint256)
+house: public(int256)
+insurance_fund: public(uint256)
 initializes: credit
-exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
+exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
+          credit.max_price_age)
 
 
 @deploy
-def __init__(oracle: address, initial_margin_bps: uint256):
-    assert initial_margin_bps > 0 and initial_margin_bps <= 10000, "bad margin rate"
-    credit.__init__(oracle)
+def __init__(ledger: address, token: address, initial_margin_bps: uint256,
+             penalty_bps: uint256, liquidator_share_bps: uint256):
+    assert initial_margin_bps > 0 and initial_margin_bps <= BPS, "bad margin rate"
+    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
+    credit.__init__(ledger, token)
     self.owner = msg.sender
     self.initial_margin_bps = initial_margin_bps
+    self.penalty_bps = penalty_bps
+    self.liquidator_share_bps = liquidator_share_bps
 
 
 @pure
@@ -57,22 +92,40 @@ def series(market: bytes32, strike: uint256, expiry: uint64, is_call: bool) -> b
 
 
 @external
-def list_market(market: bytes32, feed: address):
+def list_market(market: bytes32, feed: address, max_price_age: uint256):
     assert msg.sender == self.owner, "only owner"
-    self.feeds[market] = feed
+    credit.list(market, feed, max_price_age)
 
 
 @external
 def quote(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, premium: uint256):
     assert msg.sender == self.owner, "only owner"
-    assert self.feeds[market] != empty(address), "unknown market"
+    assert credit.feeds[market] != empty(address), "unknown market"
     assert strike > 0 and convert(expiry, uint256) > block.timestamp, "bad series"
     self.premiums[keccak256(abi_encode(market, strike, expiry, is_call))] = premium
 
 
 @external
+def fund_house(amount: uint256):
+    credit.take(msg.sender, amount)
+    self.house += convert(amount, int256)
+
+
+@external
 def deposit(amount: uint256):
-    self.collateral[msg.sender] += amount
+    credit.take(msg.sender, amount)
+    self.cash[msg.sender] += convert(amount, int256)
+    self._commit(msg.sender)
+
+
+@external
+def withdraw(amount: uint256):
+    assert amount > 0, "zero amount"
+    left: int256 = self.cash[msg.sender] - convert(amount, int256)
+    assert left >= 0, "withdraws more than cash"
+    credit.draw(msg.sender, amount * credit.unit_wad)
+    self.cash[msg.sender] = left
+    credit.pay(msg.sender, amount)
     self._commit(msg.sender)
 
 
@@ -85,30 +138,77 @@ def trade(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, size_
     assert size_delta != 0, "zero size"
     premium: uint256 = self.premiums[keccak256(abi_encode(market, strike, expiry, is_call))]
     assert premium > 0, "no quote"
-    cost: uint256 = convert(abs(size_delta), uint256) * premium // 10**18
     if size_delta > 0:
-        assert self.collateral[msg.sender] >= cost, "premium exceeds cash"
-        self.collateral[msg.sender] -= cost
+        cost: int256 = convert(credit.units_up(self._ceil_div(convert(size_delta, uint256) * premium, WAD)), int256)
+        assert self.cash[msg.sender] >= cost, "premium exceeds cash"
+        self._move_cash(msg.sender, -cost)
     else:
-        self.collateral[msg.sender] += cost
-    updated: DynArray[OptionPosition, MAX_POSITIONS] = []
-    old: int256 = 0
-    for p: OptionPosition in self.books[msg.sender]:
-        if p.market == market and p.strike == strike and p.expiry == expiry and p.is_call == is_call:
-            old = p.size
-        else:
-            updated.append(p)
+        self._move_cash(msg.sender, credit.units_down(-size_delta * convert(premium, int256) // convert(WAD, int256)))
+    old: int256 = self._resize(msg.sender, market, strike, expiry, is_call, size_delta, premium)
     new: int256 = old + size_delta
-    if new != 0:
-        updated.append(OptionPosition(market=market, size=new, entry_price=premium, strike=strike,
-                                      expiry=expiry, is_call=is_call))
     written: int256 = max(-new, 0) - max(-old, 0)
     if written > 0:
-        spot: uint256 = credit.price_wad(self.feeds[market])
-        notional: uint256 = convert(written, uint256) * spot // 10**18
-        credit.draw(msg.sender, notional * self.initial_margin_bps // 10000)
-    self.books[msg.sender] = updated
+        spot: uint256 = credit.price_wad(market)
+        notional: uint256 = self._ceil_div(convert(written, uint256) * spot, WAD)
+        credit.draw(msg.sender, self._ceil_div(notional * self.initial_margin_bps, BPS))
     self._commit(msg.sender)
+
+
+@external
+def settle(trader: address, market: bytes32, strike: uint256, expiry: uint64, is_call: bool):
+    """Cash-settle an expired series of `trader` at the feed price; anyone may call."""
+    assert convert(expiry, uint256) <= block.timestamp, "series has not expired"
+    size: int256 = self._size(trader, market, strike, expiry, is_call)
+    assert size != 0, "no such position"
+    price: uint256 = credit.price_wad(market)
+    intrinsic: uint256 = 0
+    if is_call and price > strike:
+        intrinsic = price - strike
+    elif not is_call and strike > price:
+        intrinsic = strike - price
+    payoff: int256 = credit.units_down(size * convert(intrinsic, int256) // convert(WAD, int256))
+    if size < 0:
+        # What a writer pays rounds up: floor of the negative product, not truncation.
+        payoff = credit.floor_div(size * convert(intrinsic, int256), convert(WAD * credit.unit_wad, int256))
+    self._move_cash(trader, payoff)
+    self._resize(trader, market, strike, expiry, is_call, -size, 0)
+    log Settled(trader=trader, series=keccak256(abi_encode(market, strike, expiry, is_call)),
+                size=size, price=price, payoff=payoff)
+    self._commit(trader)
+
+
+@external
+def liquidate(trader: address, market: bytes32, strike: uint256, expiry: uint64, is_call: bool,
+              size: uint256):
+    """
+    @notice Close up to `size` contracts of one series of `trader` at the quoted premium,
+            only while the MarginOracle flags the trader on an unexpired attestation.
+    """
+    assert credit.flagged(trader), "trader is not flagged"
+    assert size > 0, "zero size"
+    held: int256 = self._size(trader, market, strike, expiry, is_call)
+    assert held != 0, "no such position"
+    series_id: bytes32 = keccak256(abi_encode(market, strike, expiry, is_call))
+    premium: uint256 = self.premiums[series_id]
+    spot: uint256 = credit.price_wad(market)
+    close: int256 = convert(min(size, convert(abs(held), uint256)), int256)
+    if held < 0:
+        close = -close
+        # Buying back written contracts costs the premium, rounded up.
+        self._move_cash(trader, -convert(credit.units_up(self._ceil_div(convert(-close, uint256) * premium, WAD)), int256))
+    else:
+        self._move_cash(trader, credit.units_down(close * convert(premium, int256) // convert(WAD, int256)))
+    self._resize(trader, market, strike, expiry, is_call, -close, premium)
+    notional: uint256 = self._ceil_div(convert(abs(close), uint256) * spot, WAD)
+    penalty: uint256 = min(credit.units_up(self._ceil_div(notional * self.penalty_bps, BPS)),
+                           convert(max(self.cash[trader], 0), uint256))
+    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
+    self.cash[trader] -= convert(penalty, int256)
+    self.insurance_fund += penalty - to_liquidator
+    credit.pay(msg.sender, to_liquidator)
+    log Liquidated(trader=trader, liquidator=msg.sender, series=series_id, size=close,
+                   premium=premium, penalty=penalty)
+    self._commit(trader)
 
 
 @view
@@ -118,10 +218,52 @@ def positions(trader: address) -> DynArray[OptionPosition, MAX_POSITIONS]:
 
 
 @internal
+def _move_cash(trader: address, amount: int256):
+    """Between the trader's cash and the house (the counterparty)."""
+    self.cash[trader] += amount
+    self.house -= amount
+
+
+@view
+@internal
+def _size(trader: address, market: bytes32, strike: uint256, expiry: uint64, is_call: bool) -> int256:
+    for p: OptionPosition in self.books[trader]:
+        if p.market == market and p.strike == strike and p.expiry == expiry and p.is_call == is_call:
+            return p.size
+    return 0
+
+
+@internal
+def _resize(trader: address, market: bytes32, strike: uint256, expiry: uint64, is_call: bool,
+            size_delta: int256, premium: uint256) -> int256:
+    """Add `size_delta` contracts of a series; returns the size before."""
+    updated: DynArray[OptionPosition, MAX_POSITIONS] = []
+    old: int256 = 0
+    for p: OptionPosition in self.books[trader]:
+        if p.market == market and p.strike == strike and p.expiry == expiry and p.is_call == is_call:
+            old = p.size
+        else:
+            updated.append(p)
+    new: int256 = old + size_delta
+    if new != 0:
+        updated.append(OptionPosition(market=market, size=new, entry_price=premium, strike=strike,
+                                      expiry=expiry, is_call=is_call))
+    self.books[trader] = updated
+    return old
+
+
+@pure
+@internal
+def _ceil_div(a: uint256, b: uint256) -> uint256:
+    return (a + b - 1) // b
+
+
+@internal
 def _commit(trader: address):
     book: DynArray[OptionPosition, MAX_POSITIONS] = self.books[trader]
+    cash_wad: int256 = self.cash[trader] * convert(credit.unit_wad, int256)
     c: bytes32 = empty(bytes32)
-    if self.collateral[trader] != 0 or len(book) != 0:
-        c = keccak256(abi_encode(trader, self.collateral[trader], book))
+    if cash_wad != 0 or len(book) != 0:
+        c = keccak256(abi_encode(trader, cash_wad, book))
     self.commitment[trader] = c
-    log OptionPositionChanged(trader=trader, collateral=self.collateral[trader], positions=book, commitment=c)
+    log OptionPositionChanged(trader=trader, collateral=cash_wad, positions=book, commitment=c)

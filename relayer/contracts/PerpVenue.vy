@@ -1,17 +1,39 @@
 # pragma version ~=0.4.3
 """
 @title PerpVenue
-@notice A minimal perpetual-futures venue. Per trader it keeps the book (collateral and
-        positions) and one storage word, `commitment[trader]`, equal to
-        keccak256(abi_encode(trader, collateral, positions)). The relayer proves that word
-        with an EIP-1186 storage proof and checks the event data against it, so one proof
-        covers the trader's whole book on this venue.
-        Risk is checked against *global* margin: a trade that adds exposure needs
-        initial margin (`initial_margin_bps` of the added notional) out of the trader's
-        free collateral on this chain as the MarginOracle last attested it, less what
-        earlier trades since that attestation already drew; reducing exposure is always
-        allowed. Liquidation is open to anyone, only for a trader the oracle flags, and
-        closes only the leg named.
+@notice A perpetual-futures venue that holds real collateral: an ERC-20 (the local nets
+        use a 6-decimal stablecoin), taken with `transferFrom` on deposit and paid out
+        with `transfer`. The venue is every trader's counterparty; its own liquidity is
+        `house`, funded with tokens like everything else, so at all times
+
+            token.balanceOf(venue) == Σ cash + house + insurance_fund + liquidator_reserve
+
+        (cash is signed: a debt a liquidation left uncovered stays as negative cash and
+        as recorded bad debt, never silently absorbed).
+        Per trader: `cash` (token units) and positions at their average entry price.
+        Every reduce, close, flip and liquidation realizes P&L into cash, taken from or
+        paid by the house. Commitment: `commitment[trader]` =
+        keccak256(abi_encode(trader, cash × unit_wad, positions)) — cash in 18 decimals
+        (exact: scaling up loses nothing) — proven by the relayer with one storage proof.
+        Risk is checked against *global* margin: a trade that adds exposure draws
+        `initial_margin_bps` of the added notional, and a withdrawal draws its value, from
+        the chain's CreditLedger (the free collateral the MarginOracle attests, less
+        what was drawn since the block the attestation has seen). Unrealized profit is
+        not cash: only cash can be withdrawn, and while positions are open what stays
+        must cover max(initial margin, 10 % of notional) with unrealized losses counted
+        and unrealized profit not.
+        Rounding, always against the trader: a realized P&L converts to token units
+        toward minus infinity; an average entry rounds up for a long and down for a
+        short; a credit draw and a penalty round up.
+        Liquidation: only while the oracle flags the trader on an attestation that has
+        not expired; closes up to the size named at the feed price; charges
+        `penalty_bps` of the closed notional (never more than the cash the trader has
+        here), `liquidator_share_bps` of it to the caller and the rest to the insurance
+        fund; liquidated notional per market is capped per block and per window except
+        for approved liquidators. A trader left with no position here and negative cash
+        is a bad debt: the insurance fund covers it, then the liquidator reserve (at most
+        `reserve_cap` per event), and what remains is recorded (`BadDebt`, `bad_debt_of`).
+        Funding payments are not charged.
 @dev `commitment` is declared first so that its mapping base slot is 0.
 """
 
@@ -23,50 +45,158 @@ struct Position:
     entry_price: uint256
 
 MAX_POSITIONS: constant(uint256) = 8
+BPS: constant(uint256) = 10000
+WAD: constant(uint256) = 10**18
+WITHDRAW_HOLDBACK_BPS: constant(uint256) = 1000  # 10 % of notional, as Hyperliquid keeps
+
+event PositionChanged:
+    trader: indexed(address)
+    collateral: int256
+    positions: DynArray[Position, MAX_POSITIONS]
+    commitment: bytes32
+
+event Deposited:
+    trader: indexed(address)
+    amount: uint256
+
+event Withdrawn:
+    trader: indexed(address)
+    amount: uint256
+
+event Realized:
+    trader: indexed(address)
+    market: bytes32
+    closed: int256
+    price: uint256
+    pnl: int256  # token units
 
 event Liquidated:
     trader: indexed(address)
     liquidator: indexed(address)
     market: bytes32
     size: int256
+    price: uint256
+    pnl: int256
+    penalty: uint256
+    to_liquidator: uint256
 
-event PositionChanged:
+event BadDebt:
     trader: indexed(address)
-    collateral: uint256
-    positions: DynArray[Position, MAX_POSITIONS]
-    commitment: bytes32
+    deficit: uint256
+    from_insurance: uint256
+    from_reserve: uint256
+    uncovered: uint256
 
 commitment: public(HashMap[address, bytes32])
-collateral: public(HashMap[address, uint256])
+cash: public(HashMap[address, int256])
 books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
-feeds: public(HashMap[bytes32, address])
 owner: public(address)
 initial_margin_bps: public(uint256)
+house: public(int256)
+insurance_fund: public(uint256)
+liquidator_reserve: public(uint256)
+reserve_cap: public(uint256)
+bad_debt: public(uint256)
+bad_debt_of: public(HashMap[address, uint256])
+penalty_bps: public(uint256)
+liquidator_share_bps: public(uint256)
+block_cap: public(uint256)   # liquidated notional (USD, 18 decimals) per market and block
+window_s: public(uint256)
+window_cap: public(uint256)  # ... per market and window of `window_s`
+window_start: public(HashMap[bytes32, uint256])
+window_total: public(HashMap[bytes32, uint256])
+block_total: public(HashMap[bytes32, HashMap[uint256, uint256]])
+approved_liquidator: public(HashMap[address, bool])
 initializes: credit
-exports: (credit.oracle, credit.drawn, credit.drawn_at_sequence)
+exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
+          credit.max_price_age)
 
 
 @deploy
-def __init__(oracle: address, initial_margin_bps: uint256):
-    assert initial_margin_bps > 0 and initial_margin_bps <= 10000, "bad margin rate"
-    credit.__init__(oracle)
+def __init__(ledger: address, token: address, initial_margin_bps: uint256,
+             penalty_bps: uint256, liquidator_share_bps: uint256):
+    assert initial_margin_bps > 0 and initial_margin_bps <= BPS, "bad margin rate"
+    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
+    credit.__init__(ledger, token)
     self.owner = msg.sender
     self.initial_margin_bps = initial_margin_bps
+    self.penalty_bps = penalty_bps
+    self.liquidator_share_bps = liquidator_share_bps
 
 
 @external
-def list_market(market: bytes32, feed: address):
+def list_market(market: bytes32, feed: address, max_price_age: uint256):
     assert msg.sender == self.owner, "only owner"
-    self.feeds[market] = feed
+    credit.list(market, feed, max_price_age)
+
+
+@external
+def set_liquidation_limits(block_cap: uint256, window_s: uint256, window_cap: uint256,
+                           reserve_cap: uint256):
+    """Caps of 0 mean no cap."""
+    assert msg.sender == self.owner, "only owner"
+    self.block_cap = block_cap
+    self.window_s = window_s
+    self.window_cap = window_cap
+    self.reserve_cap = reserve_cap
+
+
+@external
+def approve_liquidator(liquidator: address, approved: bool):
+    assert msg.sender == self.owner, "only owner"
+    self.approved_liquidator[liquidator] = approved
+
+
+@external
+def fund_house(amount: uint256):
+    credit.take(msg.sender, amount)
+    self.house += convert(amount, int256)
+
+
+@external
+def fund_insurance(amount: uint256):
+    credit.take(msg.sender, amount)
+    self.insurance_fund += amount
+
+
+@external
+def fund_reserve(amount: uint256):
+    credit.take(msg.sender, amount)
+    self.liquidator_reserve += amount
 
 
 @external
 def deposit(amount: uint256):
-    """
-    @notice Credit USD collateral (18 decimals). The skeleton venue keeps collateral as
-            an accounting entry; token custody comes with the full venue.
-    """
-    self.collateral[msg.sender] += amount
+    """Take `amount` token units into the trader's cash (repaying recorded bad debt first)."""
+    credit.take(msg.sender, amount)
+    self.cash[msg.sender] += convert(amount, int256)
+    debt: uint256 = self.bad_debt_of[msg.sender]
+    if debt > 0:
+        repaid: uint256 = min(debt, amount)
+        self.bad_debt_of[msg.sender] = debt - repaid
+        self.bad_debt -= repaid
+    log Deposited(trader=msg.sender, amount=amount)
+    self._commit(msg.sender)
+
+
+@external
+def withdraw(amount: uint256):
+    """Pay out `amount` token units of cash; its value is drawn from the global credit."""
+    assert amount > 0, "zero amount"
+    left: int256 = self.cash[msg.sender] - convert(amount, int256)
+    assert left >= 0, "withdraws more than cash"
+    book: DynArray[Position, MAX_POSITIONS] = self.books[msg.sender]
+    if len(book) > 0:
+        notional: uint256 = 0
+        losses: int256 = 0
+        notional, losses = self._mark(book)
+        hold: uint256 = notional * max(self.initial_margin_bps, WITHDRAW_HOLDBACK_BPS) // BPS
+        assert left * convert(credit.unit_wad, int256) + losses >= convert(hold, int256), \
+            "unrealized profit is not cash"
+    credit.draw(msg.sender, amount * credit.unit_wad)
+    self.cash[msg.sender] = left
+    credit.pay(msg.sender, amount)
+    log Withdrawn(trader=msg.sender, amount=amount)
     self._commit(msg.sender)
 
 
@@ -74,50 +204,167 @@ def deposit(amount: uint256):
 def trade(market: bytes32, size_delta: int256):
     """
     @notice Change the trader's position in `market` by `size_delta` (18 decimals) at
-            the feed's latest price; a position that reaches zero is removed.
+            the feed's latest price, realizing the P&L of whatever part is closed.
     """
-    feed: address = self.feeds[market]
-    assert feed != empty(address), "unknown market"
     assert size_delta != 0, "zero size"
-    price: uint256 = credit.price_wad(feed)
-    book: DynArray[Position, MAX_POSITIONS] = self.books[msg.sender]
-    updated: DynArray[Position, MAX_POSITIONS] = []
-    old_size: int256 = 0
-    for p: Position in book:
-        if p.market == market:
-            old_size = p.size
-        else:
-            updated.append(p)
-    new_size: int256 = old_size + size_delta
-    if new_size != 0:
-        updated.append(Position(market=market, size=new_size, entry_price=price))
-    self._draw_credit(msg.sender, self._added_exposure(old_size, new_size) * price // 10**18)
-    self.books[msg.sender] = updated
+    price: uint256 = credit.price_wad(market)
+    old: int256 = self._size(msg.sender, market)
+    added: uint256 = self._added_exposure(old, old + size_delta)
+    self._resize(msg.sender, market, old + size_delta, price)
+    if added > 0:
+        credit.draw(msg.sender, self._ceil_div(self._ceil_div(added * price, WAD) * self.initial_margin_bps, BPS))
     self._commit(msg.sender)
 
 
 @external
-def liquidate(trader: address, market: bytes32):
+def liquidate(trader: address, market: bytes32, size: uint256):
     """
-    @notice Close `trader`'s position in `market`, only while the MarginOracle flags the
-            trader (equity below maintenance margin on the global book).
+    @notice Close up to `size` (18 decimals, unsigned) of `trader`'s position in `market`
+            at the feed price, only while the MarginOracle flags the trader on an
+            attestation that has not expired.
     """
-    assert credit.flagged(trader), "trader is healthy"
-    book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
-    updated: DynArray[Position, MAX_POSITIONS] = []
-    closed: int256 = 0
-    for p: Position in book:
-        if p.market == market:
-            closed = p.size
-        else:
-            updated.append(p)
-    assert closed != 0, "no such position"
-    self.books[trader] = updated
-    log Liquidated(trader=trader, liquidator=msg.sender, market=market, size=closed)
+    assert credit.flagged(trader), "trader is not flagged"
+    assert size > 0, "zero size"
+    old: int256 = self._size(trader, market)
+    assert old != 0, "no such position"
+    price: uint256 = credit.price_wad(market)
+    close: uint256 = min(size, convert(abs(old), uint256))
+    notional: uint256 = self._ceil_div(close * price, WAD)
+    self._count_against_caps(market, notional)
+    closed: int256 = convert(close, int256)
+    if old < 0:
+        closed = -closed
+    pnl: int256 = self._resize(trader, market, old - closed, price)
+    penalty: uint256 = min(credit.units_up(self._ceil_div(notional * self.penalty_bps, BPS)),
+                           convert(max(self.cash[trader], 0), uint256))
+    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
+    self.cash[trader] -= convert(penalty, int256)
+    self.insurance_fund += penalty - to_liquidator
+    if self.cash[trader] < 0 and len(self.books[trader]) == 0:
+        self._cover_bad_debt(trader)
+    credit.pay(msg.sender, to_liquidator)
+    log Liquidated(trader=trader, liquidator=msg.sender, market=market, size=closed,
+                   price=price, pnl=pnl, penalty=penalty, to_liquidator=to_liquidator)
     self._commit(trader)
 
 
 @view
+@external
+def positions(trader: address) -> DynArray[Position, MAX_POSITIONS]:
+    return self.books[trader]
+
+
+@internal
+def _count_against_caps(market: bytes32, notional: uint256):
+    if self.approved_liquidator[msg.sender]:
+        return
+    in_block: uint256 = self.block_total[market][block.number] + notional
+    assert self.block_cap == 0 or in_block <= self.block_cap, "block liquidation cap"
+    self.block_total[market][block.number] = in_block
+    if self.window_s == 0:
+        return
+    if block.timestamp >= self.window_start[market] + self.window_s:
+        self.window_start[market] = block.timestamp
+        self.window_total[market] = 0
+    in_window: uint256 = self.window_total[market] + notional
+    assert self.window_cap == 0 or in_window <= self.window_cap, "window liquidation cap"
+    self.window_total[market] = in_window
+
+
+@internal
+def _cover_bad_debt(trader: address):
+    """The backstop order: insurance fund, then the capped liquidator reserve, then a
+    recorded bad debt (the trader's cash stays negative by that much)."""
+    deficit: uint256 = convert(-self.cash[trader], uint256)
+    from_insurance: uint256 = min(deficit, self.insurance_fund)
+    self.insurance_fund -= from_insurance
+    rest: uint256 = deficit - from_insurance
+    from_reserve: uint256 = min(rest, self.liquidator_reserve)
+    if self.reserve_cap > 0:
+        from_reserve = min(from_reserve, self.reserve_cap)
+    self.liquidator_reserve -= from_reserve
+    uncovered: uint256 = rest - from_reserve
+    self.cash[trader] += convert(from_insurance + from_reserve, int256)
+    self.bad_debt += uncovered
+    self.bad_debt_of[trader] += uncovered
+    log BadDebt(trader=trader, deficit=deficit, from_insurance=from_insurance,
+                from_reserve=from_reserve, uncovered=uncovered)
+
+
+@view
+@internal
+def _size(trader: address, market: bytes32) -> int256:
+    for p: Position in self.books[trader]:
+        if p.market == market:
+            return p.size
+    return 0
+
+
+@internal
+def _resize(trader: address, market: bytes32, new: int256, price: uint256) -> int256:
+    """Set the trader's position in `market` to `new` at `price`; realize into cash the
+    P&L of what is closed. Returns that P&L in token units."""
+    book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
+    updated: DynArray[Position, MAX_POSITIONS] = []
+    old: int256 = 0
+    entry: uint256 = 0
+    for p: Position in book:
+        if p.market == market:
+            old = p.size
+            entry = p.entry_price
+        else:
+            updated.append(p)
+    flip: bool = old != 0 and new != 0 and (old > 0) != (new > 0)
+    closed: int256 = 0  # signed like `old`
+    if old != 0 and (new == 0 or flip):
+        closed = old
+    elif old != 0 and abs(new) < abs(old):
+        closed = old - new
+    pnl: int256 = 0
+    if closed != 0:
+        pnl = credit.floor_div(closed * (convert(price, int256) - convert(entry, int256)),
+                               convert(WAD * credit.unit_wad, int256))
+        self.cash[trader] += pnl
+        self.house -= pnl
+        log Realized(trader=trader, market=market, closed=closed, price=price, pnl=pnl)
+    if new != 0:
+        if old == 0 or flip:
+            entry = price
+        elif abs(new) > abs(old):
+            entry = self._average_entry(old, entry, new, price)
+        updated.append(Position(market=market, size=new, entry_price=entry))
+    self.books[trader] = updated
+    return pnl
+
+
+@pure
+@internal
+def _average_entry(old: int256, entry: uint256, new: int256, price: uint256) -> uint256:
+    """Size-weighted entry of a grown position: up for a long, down for a short."""
+    a: uint256 = convert(abs(old), uint256)
+    b: uint256 = convert(abs(new), uint256)
+    total: uint256 = a * entry + (b - a) * price
+    if new > 0:
+        return self._ceil_div(total, b)
+    return total // b
+
+
+@view
+@internal
+def _mark(book: DynArray[Position, MAX_POSITIONS]) -> (uint256, int256):
+    """(notional, unrealized losses ≤ 0) of a book at the feed prices, 18 decimals."""
+    notional: uint256 = 0
+    losses: int256 = 0
+    for p: Position in book:
+        price: uint256 = credit.price_wad(p.market)
+        notional += convert(abs(p.size), uint256) * price // WAD
+        pnl: int256 = credit.floor_div(p.size * (convert(price, int256) - convert(p.entry_price, int256)),
+                                       convert(WAD, int256))
+        losses += min(pnl, 0)
+    return notional, losses
+
+
+@pure
 @internal
 def _added_exposure(old_size: int256, new_size: int256) -> uint256:
     """Units of new exposure: growth on the same side, or the whole new side on a flip."""
@@ -130,24 +377,18 @@ def _added_exposure(old_size: int256, new_size: int256) -> uint256:
     return 0
 
 
+@pure
 @internal
-def _draw_credit(trader: address, notional: uint256):
-    if notional == 0:
-        return  # reducing risk needs no credit
-    credit.draw(trader, notional * self.initial_margin_bps // 10000)
-
-
-@view
-@external
-def positions(trader: address) -> DynArray[Position, MAX_POSITIONS]:
-    return self.books[trader]
+def _ceil_div(a: uint256, b: uint256) -> uint256:
+    return (a + b - 1) // b
 
 
 @internal
 def _commit(trader: address):
     book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
+    cash_wad: int256 = self.cash[trader] * convert(credit.unit_wad, int256)
     c: bytes32 = empty(bytes32)
-    if self.collateral[trader] != 0 or len(book) != 0:
-        c = keccak256(abi_encode(trader, self.collateral[trader], book))
+    if cash_wad != 0 or len(book) != 0:
+        c = keccak256(abi_encode(trader, cash_wad, book))
     self.commitment[trader] = c
-    log PositionChanged(trader=trader, collateral=self.collateral[trader], positions=book, commitment=c)
+    log PositionChanged(trader=trader, collateral=cash_wad, positions=book, commitment=c)

@@ -1,44 +1,65 @@
 # pragma version ~=0.4.3
 """
 @title credit
-@notice What every venue shares: new risk drawn from the free collateral the
-        MarginOracle attests for a trader on this chain, less what earlier draws since
-        that attestation took (a newer attestation counts them, and the window restarts),
-        and prices read from round-based feeds in 18 decimals.
+@notice What every venue shares: the chain's CreditLedger, where new risk is drawn from
+        the free collateral the MarginOracle attests (one ledger per chain, so one credit
+        line is spent once whichever venue spends it); the oracle's liquidation flag; the
+        collateral token, with the exact conversion between its decimals and the
+        venues' 18-decimal accounting; and prices from round-based feeds, refused when
+        older than the market's maximum age.
 @dev A module: a venue `initializes:` it (after its `commitment` mapping, which must
      keep base slot 0) and exports the getters it wants.
 """
 
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC20Detailed
+
 interface PriceFeed:
-    def latestAnswer() -> int256: view
+    def latestRoundData() -> (uint80, int256, uint256, uint256, uint80): view
     def decimals() -> uint8: view
 
 interface MarginOracle:
-    def free_collateral(trader: address) -> uint256: view
     def is_liquidatable(trader: address) -> bool: view
-    def latest(trader: address) -> (address, uint64, int256, uint256, uint256, uint256, uint32, bytes32, uint64): view
 
+interface CreditLedger:
+    def oracle() -> address: view
+    def draw(trader: address, amount: uint256): nonpayable
+
+ledger: public(address)
 oracle: public(address)
-drawn: public(HashMap[address, uint256])
-drawn_at_sequence: public(HashMap[address, uint64])
+token: public(address)
+# 10 ** (18 - token decimals): one token unit in the venues' 18-decimal accounting.
+unit_wad: public(uint256)
+feeds: public(HashMap[bytes32, address])
+max_price_age: public(HashMap[bytes32, uint256])  # seconds, per market
 
 
 @deploy
-def __init__(oracle: address):
-    assert oracle != empty(address), "no oracle"
-    self.oracle = oracle
+def __init__(ledger: address, token: address):
+    assert ledger != empty(address), "no ledger"
+    assert token != empty(address), "no token"
+    self.ledger = ledger
+    self.oracle = staticcall CreditLedger(ledger).oracle()
+    self.token = token
+    decimals: uint256 = convert(staticcall IERC20Detailed(token).decimals(), uint256)
+    assert decimals <= 18, "token has more than 18 decimals"
+    self.unit_wad = 10 ** (18 - decimals)
+
+
+@internal
+def list(market: bytes32, feed: address, max_age: uint256):
+    assert feed != empty(address), "no feed"
+    assert max_age > 0, "no maximum price age"
+    self.feeds[market] = feed
+    self.max_price_age[market] = max_age
 
 
 @internal
 def draw(trader: address, required: uint256):
     """Take `required` (USD, 18 decimals) from the trader's attested free collateral."""
-    sequence: uint64 = (staticcall MarginOracle(self.oracle).latest(trader))[1]
-    if sequence != self.drawn_at_sequence[trader]:
-        self.drawn[trader] = 0
-        self.drawn_at_sequence[trader] = sequence
-    free: uint256 = staticcall MarginOracle(self.oracle).free_collateral(trader)
-    assert self.drawn[trader] + required <= free, "insufficient free collateral"
-    self.drawn[trader] += required
+    if required == 0:
+        return  # reducing risk needs no credit
+    extcall CreditLedger(self.ledger).draw(trader, required)
 
 
 @view
@@ -49,9 +70,56 @@ def flagged(trader: address) -> bool:
 
 @view
 @internal
-def price_wad(feed: address) -> uint256:
+def price_wad(market: bytes32) -> uint256:
+    """The market's latest feed answer in 18 decimals; reverts when older than allowed."""
+    feed: address = self.feeds[market]
     assert feed != empty(address), "unknown market"
-    answer: int256 = staticcall PriceFeed(feed).latestAnswer()
+    answer: int256 = 0
+    updated_at: uint256 = 0
+    _: uint80 = 0
+    _s: uint256 = 0
+    _a: uint80 = 0
+    _, answer, _s, updated_at, _a = staticcall PriceFeed(feed).latestRoundData()
     assert answer > 0, "bad price"
+    assert updated_at + self.max_price_age[market] >= block.timestamp, "stale price"
     decimals: uint8 = staticcall PriceFeed(feed).decimals()
     return convert(answer, uint256) * 10 ** (18 - convert(decimals, uint256))
+
+
+@internal
+def take(sender: address, amount: uint256):
+    """Custody: `amount` token units from `sender` to this venue."""
+    assert amount > 0, "zero amount"
+    assert extcall IERC20(self.token).transferFrom(sender, self, amount, default_return_value=True), "transfer failed"
+
+
+@internal
+def pay(receiver: address, amount: uint256):
+    if amount == 0:
+        return
+    assert extcall IERC20(self.token).transfer(receiver, amount, default_return_value=True), "transfer failed"
+
+
+@pure
+@internal
+def floor_div(a: int256, b: int256) -> int256:
+    """a / b rounded toward minus infinity (b > 0): Vyper's `//` truncates toward zero."""
+    q: int256 = a // b
+    if a % b != 0 and a < 0:
+        q -= 1
+    return q
+
+
+@view
+@internal
+def units_down(amount_wad: int256) -> int256:
+    """18-decimal USD to token units, toward minus infinity: a gain rounds down, a loss
+    rounds up; either way against the trader."""
+    return self.floor_div(amount_wad, convert(self.unit_wad, int256))
+
+
+@view
+@internal
+def units_up(amount_wad: uint256) -> uint256:
+    """18-decimal USD to token units, rounded up: what a trader is charged."""
+    return (amount_wad + self.unit_wad - 1) // self.unit_wad

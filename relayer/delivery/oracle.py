@@ -29,7 +29,7 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
         AsyncWeb3.to_checksum_address(attestation.trader), attestation.sequence,
         attestation.equity_wad, attestation.maintenance_margin_wad,
         attestation.initial_margin_wad, credit.free_collateral_wad, attestation.params_version,
-        from_hex(attestation.source_blocks_hash), attestation.valid_until,
+        from_hex(attestation.source_blocks_hash), credit.source_block, attestation.valid_until,
     )
 
 

@@ -69,7 +69,7 @@ def local_digest(attestation: Attestation, credit: ChainCredit) -> str:
         free_collateral_wad=credit.free_collateral_wad,
         params_version=attestation.params_version,
         source_blocks_hash=from_hex(attestation.source_blocks_hash),
-        valid_until=attestation.valid_until,
+        source_block=credit.source_block, valid_until=attestation.valid_until,
     )
     return to_hex(digest)
 

@@ -19,6 +19,7 @@ from devnet.deploy import (
     contract,
     deploy_chain,
     deploy_contract,
+    fund,
     transact,
 )
 from devnet.localnet import LocalNet
@@ -35,13 +36,14 @@ from relayer.delivery.signing import rotation_digest, sign_digest, threshold_sig
 from relayer.proving.fetcher import ProofFetcher
 from relayer.proving.service import prove_event
 from relayer.settings import ChainSettings, KeystoreSettings
-from tests.support.credit import attest
+from tests.support.credit import attest, new_account
 from wire.commitment import book_commitment, market_bytes
 from wire.eip712 import attestation_digest
 from wire.records import PositionEvent
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
+USDC = 10**6
 SIGNERS = [Account.create() for _ in range(3)]
 
 
@@ -57,13 +59,13 @@ def fields(trader: str, sequence: int, valid_until: int) -> dict[str, Any]:
     return dict(trader=trader, sequence=sequence, equity_wad=20_000 * WAD,
                 maintenance_margin_wad=300 * WAD, initial_margin_wad=375 * WAD,
                 free_collateral_wad=9_000 * WAD, params_version=1,
-                source_blocks_hash=b"\x42" * 32, valid_until=valid_until)
+                source_blocks_hash=b"\x42" * 32, source_block=0, valid_until=valid_until)
 
 
 def as_struct(f: dict[str, Any]) -> tuple[Any, ...]:
     return (Web3.to_checksum_address(f["trader"]), f["sequence"], f["equity_wad"],
             f["maintenance_margin_wad"], f["initial_margin_wad"], f["free_collateral_wad"],
-            f["params_version"], f["source_blocks_hash"], f["valid_until"])
+            f["params_version"], f["source_blocks_hash"], f["source_block"], f["valid_until"])
 
 
 def digest_for(d: Deployment, f: dict[str, Any], chain_id: int | None = None) -> bytes:
@@ -131,7 +133,8 @@ def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) 
 
 def _trade(w3: Web3, d: Deployment, trader: Any, size: float) -> PositionEvent:
     venue = contract(w3, "PerpVenue", d.venue)
-    transact(w3, trader, venue.functions.deposit(5_000 * WAD))
+    fund(w3, d, anvil_account(0), trader, 5_000 * USDC)
+    transact(w3, trader, venue.functions.deposit(5_000 * USDC))
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
     receipt = transact(w3, trader, venue.functions.trade(market_bytes("ETH"), int(size * WAD)))
     log = next(entry for entry in receipt["logs"]
@@ -236,22 +239,24 @@ def test_venue_draws_new_risk_from_the_attested_free_collateral(
     w3, _ = chain
     d = two_markets
     venue = contract(w3, "PerpVenue", d.venue)
+    ledger = contract(w3, "CreditLedger", d.ledger)
     trader = anvil_account(5)
-    transact(w3, trader, venue.functions.deposit(10_000 * WAD))
+    fund(w3, d, anvil_account(0), trader, 10_000 * USDC)
+    transact(w3, trader, venue.functions.deposit(10_000 * USDC))
     eth = market_bytes("ETH")
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
         venue.functions.trade(eth, WAD).call({"from": trader.address})  # no attestation yet
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=1_000)
     # 1 ETH at $3,000 needs 20% = $600 of the $1,000 line; a second one is $1,200 in all.
     transact(w3, trader, venue.functions.trade(eth, WAD))
-    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+    assert ledger.functions.unseen(trader.address).call() == 600 * WAD
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
         venue.functions.trade(eth, WAD).call({"from": trader.address})
     transact(w3, trader, venue.functions.trade(eth, -WAD // 2))  # reducing needs nothing
     # A newer attestation counts the open position: the window starts again.
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=700)
     transact(w3, trader, venue.functions.trade(eth, WAD))  # +1 ETH: $600 of $700
-    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+    assert ledger.functions.unseen(trader.address).call() == 600 * WAD
     # Flipping sides is new risk on the whole new side.
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=0)
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
@@ -264,18 +269,20 @@ def test_liquidation_only_for_a_flagged_trader_and_only_the_named_leg(
     d = two_markets
     venue = contract(w3, "PerpVenue", d.venue)
     trader, liquidator = anvil_account(6), anvil_account(7)
-    transact(w3, trader, venue.functions.deposit(10_000 * WAD))
+    fund(w3, d, anvil_account(0), trader, 10_000 * USDC)
+    transact(w3, trader, venue.functions.deposit(10_000 * USDC))
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
     transact(w3, trader, venue.functions.trade(market_bytes("ETH"), 2 * WAD))
     transact(w3, trader, venue.functions.trade(market_bytes("BTC"), WAD // 10))
-    with pytest.raises(ContractLogicError, match="trader is healthy"):
-        venue.functions.liquidate(trader.address, market_bytes("ETH")).call(
+    with pytest.raises(ContractLogicError, match="trader is not flagged"):
+        venue.functions.liquidate(trader.address, market_bytes("ETH"), 2 * WAD).call(
             {"from": liquidator.address})
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=0, equity_usd=900, mm_usd=1_000)
     with pytest.raises(ContractLogicError, match="no such position"):
-        venue.functions.liquidate(trader.address, market_bytes("SOL")).call(
+        venue.functions.liquidate(trader.address, market_bytes("SOL"), WAD).call(
             {"from": liquidator.address})
-    transact(w3, liquidator, venue.functions.liquidate(trader.address, market_bytes("ETH")))
+    transact(w3, liquidator, venue.functions.liquidate(trader.address, market_bytes("ETH"),
+                                                       5 * WAD))  # more than held: all of it
     left = venue.functions.positions(trader.address).call()
     assert [(p[0], p[1]) for p in left] == [(market_bytes("BTC"), WAD // 10)]
 
@@ -287,6 +294,10 @@ def test_lending_pool_draws_borrows_and_withdrawals_from_the_attested_credit(
     pool = contract(w3, "LendingPool", d.pool)
     trader = anvil_account(8)
     eth = market_bytes("ETH")
+    lender = new_account(w3)
+    fund(w3, d, anvil_account(0), lender, 0, {"BTC": 10**8})  # WBTC has 8 decimals
+    transact(w3, lender, pool.functions.supply(market_bytes("BTC"), 10**8))
+    fund(w3, d, anvil_account(0), trader, 0, {"ETH": 2 * WAD})
     transact(w3, trader, pool.functions.supply(eth, 2 * WAD))  # adding assets always passes
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
         pool.functions.withdraw(eth, WAD).call({"from": trader.address})
@@ -297,9 +308,10 @@ def test_lending_pool_draws_borrows_and_withdrawals_from_the_attested_credit(
     btc = market_bytes("BTC")
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=7_000)
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
-        pool.functions.borrow(btc, WAD // 10).call({"from": trader.address})  # $6,000 + 20%
-    transact(w3, trader, pool.functions.borrow(btc, WAD // 20))  # $3,000 + 20% = $3,600
-    transact(w3, trader, pool.functions.repay(btc, WAD // 20))  # repaying always passes
+        pool.functions.borrow(btc, 10**7).call({"from": trader.address})  # $6,000 + 20%
+    transact(w3, trader, pool.functions.borrow(btc, 5 * 10**6))  # $3,000 + 20% = $3,600
+    fund(w3, d, anvil_account(0), trader, 0, {"BTC": 1})  # the interest's last unit
+    transact(w3, trader, pool.functions.repay(btc, 10**8))  # repaying always passes
     book = {p[0]: p[1] for p in pool.functions.positions(trader.address).call()}
     assert book == {eth: WAD}
 
@@ -315,16 +327,18 @@ def test_option_venue_books_are_proven_and_writing_draws_on_the_credit(
     transact(w3, anvil_account(0), venue.functions.quote(*call, 120 * WAD))
     transact(w3, anvil_account(0), venue.functions.quote(*put, 90 * WAD))
     trader = anvil_account(9)
-    transact(w3, trader, venue.functions.deposit(1_000 * WAD))
+    fund(w3, d, anvil_account(0), trader, 1_000 * USDC)
+    transact(w3, trader, venue.functions.deposit(1_000 * USDC))
     transact(w3, trader, venue.functions.trade(*call, 2 * WAD))  # buying pays from cash
-    assert venue.functions.collateral(trader.address).call() == 760 * WAD
+    assert venue.functions.cash(trader.address).call() == 760 * USDC
     with pytest.raises(ContractLogicError, match="premium exceeds cash"):
         venue.functions.trade(*call, 10 * WAD).call({"from": trader.address})
     with pytest.raises(ContractLogicError, match="insufficient free collateral"):
         venue.functions.trade(*put, -WAD).call({"from": trader.address})  # writing is risk
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=1_000)
     receipt = transact(w3, trader, venue.functions.trade(*put, -WAD))  # $3,000 × 20% = $600
-    assert venue.functions.drawn(trader.address).call() == 600 * WAD
+    assert contract(w3, "CreditLedger", d.ledger).functions.unseen(trader.address).call() \
+        == 600 * WAD
 
     log = next(e for e in receipt["logs"]
                if "0x" + e["topics"][0].hex().removeprefix("0x") == OPTION_POSITION_CHANGED_TOPIC)

@@ -3,8 +3,7 @@ for tests of the venues that draw on it (the node does this through the whole pi
 
 from __future__ import annotations
 
-import time
-
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
@@ -16,8 +15,10 @@ WAD = 10**18
 
 
 def attest(w3: Web3, d: Deployment, signers: list[LocalAccount], threshold: int, trader: str,
-           free_usd: float, equity_usd: float = 100_000.0, mm_usd: float = 0.0) -> int:
-    """Submit the next attestation for ``trader``; its sequence."""
+           free_usd: float, equity_usd: float = 100_000.0, mm_usd: float = 0.0,
+           source_block: int | None = None, valid_for_s: int = 3600) -> int:
+    """Submit the next attestation for ``trader``, as having seen this chain up to
+    ``source_block`` (default: the latest block); its sequence."""
     oracle = contract(w3, "MarginOracle", d.oracle)
     who = Web3.to_checksum_address(trader)
     sequence = int(oracle.functions.latest(who).call()[1]) + 1
@@ -25,12 +26,21 @@ def attest(w3: Web3, d: Deployment, signers: list[LocalAccount], threshold: int,
                   maintenance_margin_wad=int(mm_usd * WAD),
                   initial_margin_wad=int(mm_usd * 1.25 * WAD),
                   free_collateral_wad=int(free_usd * WAD), params_version=1,
-                  source_blocks_hash=b"\x42" * 32, valid_until=int(time.time()) + 3600)
+                  source_blocks_hash=b"\x42" * 32,
+                  source_block=w3.eth.block_number if source_block is None else source_block,
+                  valid_until=int(w3.eth.get_block("latest")["timestamp"]) + valid_for_s)
     digest = attestation_digest(chain_id=d.chain_id, oracle=bytes.fromhex(d.oracle[2:]),
                                 trader=bytes.fromhex(trader.lower()[2:]), **fields)
     signatures = threshold_signatures([sign_digest(s, digest) for s in signers], threshold)
     struct = (who, sequence, fields["equity_wad"], fields["maintenance_margin_wad"],
               fields["initial_margin_wad"], fields["free_collateral_wad"], 1,
-              fields["source_blocks_hash"], fields["valid_until"])
+              fields["source_blocks_hash"], fields["source_block"], fields["valid_until"])
     transact(w3, anvil_account(1), oracle.functions.submit(struct, signatures))
     return sequence
+
+
+def new_account(w3: Web3) -> LocalAccount:
+    """A fresh account with gas money (anvil_setBalance): a party of its own."""
+    account = Account.create()
+    w3.provider.make_request("anvil_setBalance", [account.address, hex(10 * WAD)])
+    return account
