@@ -38,6 +38,7 @@ from wire.commitment import market_bytes
 from wire.records import Attestation, RecordError, decode
 
 WAD = 10**18
+KEEPER_ACCOUNT = 8  # anvil's development account the node's keeper sends from
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
     signer_stores = [write_keystore(s, keys, f"signer-{i}", f"pw-signer-{i}")
                      for i, s in enumerate(signers)]
     submitter = write_keystore(anvil_account(1), keys, "submitter", "pw-submitter")
+    keeper = write_keystore(anvil_account(KEEPER_ACCOUNT), keys, "keeper", "pw-keeper")
     # Chains are independent, and each transaction waits for its block: deploy in parallel.
     with ThreadPoolExecutor(max_workers=len(rpc_urls)) as pool:
         deployments = tuple(pool.map(
@@ -79,6 +81,8 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
             "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
             f'submitter = {{ keystore = "{submitter.keystore}", '
             f'password_file = "{submitter.password_file}" }}',
+            f'keeper = {{ keystore = "{keeper.keystore}", '
+            f'password_file = "{keeper.password_file}" }}',
         ]
     config = run_dir / "node.toml"
     config.write_text("\n".join(lines) + "\n")

@@ -51,6 +51,9 @@ class ChainSettings(BaseModel):
     # max(1.1 × the last, a fresh estimate), never above the cap.
     confirm_timeout_s: float = Field(default=60.0, gt=0)
     max_fee_cap_gwei: float = Field(default=500.0, gt=0)
+    # The keeper's own account on this chain (never the submitter's: the two would
+    # replace each other's transactions by nonce). None: no keeper on this chain.
+    keeper: KeystoreSettings | None = None
 
 
 class RelayerSettings(BaseModel):
@@ -64,6 +67,9 @@ class RelayerSettings(BaseModel):
     signers: list[KeystoreSettings] = Field(min_length=1)
     signer_threshold: int = Field(default=1, ge=1)
     submit_max_attempts: int = Field(default=8, ge=1)
+    # Execute liquidation plans on every chain with a keeper account; off when another
+    # party runs the keeper.
+    keeper_enabled: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> RelayerSettings:
@@ -72,6 +78,9 @@ class RelayerSettings(BaseModel):
             raise ValueError("chains: two chains share a chain_id")
         if self.signer_threshold > len(self.signers):
             raise ValueError("signer_threshold: exceeds the number of signers")
+        for i, c in enumerate(self.chains):
+            if c.keeper is not None and c.keeper.keystore == c.submitter.keystore:
+                raise ValueError(f"chains.{i}.keeper: must not be the submitter's account")
         return self
 
     def chain(self, chain_id: int) -> ChainSettings:

@@ -4,6 +4,9 @@
     incident-<chain id>-<block>.json the evidence of a chain halt
     deliveries-<chain id>.json       deliveries being retried or dead-lettered
     in-flight-<chain id>.json        transactions sent and not yet confirmed
+    keeper-<chain id>.json           liquidation legs executed or skipped, and why
+    keeper-retries-<chain id>.json   liquidation legs being retried or dead-lettered
+    keeper-in-flight-<chain id>.json liquidations sent and not yet confirmed
     metrics.prom                     the node's metrics (Prometheus text format)
 
 Every file is replaced atomically (``write_atomically``), so a crash leaves the old
@@ -43,6 +46,15 @@ class StateDir:
 
     def in_flight(self, chain_id: int) -> Path:
         return self.root / f"in-flight-{chain_id}.json"
+
+    def keeper_legs(self, chain_id: int) -> Path:
+        return self.root / f"keeper-{chain_id}.json"
+
+    def keeper_retries(self, chain_id: int) -> Path:
+        return self.root / f"keeper-retries-{chain_id}.json"
+
+    def keeper_in_flight(self, chain_id: int) -> Path:
+        return self.root / f"keeper-in-flight-{chain_id}.json"
 
     @property
     def metrics(self) -> Path:

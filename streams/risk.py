@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from engine import Book, Kind, MarginParams, MarginResult, Market, compute_margin
-from engine.liquidation import plan_liquidation
+from engine.liquidation import STEPS, plan_liquidation
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.settings import StreamSettings
 from streams.state import Attested, TraderState
@@ -183,11 +183,22 @@ def liquidation_for(state: TraderState, attestation: Attestation,
         trader=state.trader, sequence=attestation.sequence, health=plan.health_before,
         health_after=min(plan.health_after, 1e9),
         legs=tuple(LiquidationLeg(chain_id=legs[i][1].chain_id, venue=legs[i][1].venue,
-                                  market=legs[i][2].market, size_wad=legs[i][2].size_wad)
-                   for i in plan.legs),
+                                  market=legs[i][2].market, size_wad=legs[i][2].size_wad,
+                                  kind=legs[i][2].kind, strike_wad=legs[i][2].strike_wad,
+                                  expiry=legs[i][2].expiry,
+                                  close_wad=close_wad(legs[i][2].size_wad, fraction))
+                   for i, fraction in zip(plan.legs, plan.fractions, strict=True)),
         reason=(f"health {plan.health_before:.3f} < 1 at sequence {attestation.sequence}; "
                 f"closing {len(plan.legs)} leg(s) restores {min(plan.health_after, 1e9):.3f}"),
     )
+
+
+def close_wad(size_wad: int, fraction: float) -> int | None:
+    """How much of a leg a plan closes (``None``: all of it); a part rounds down to the
+    plan's step, so what is closed never exceeds what the plan priced."""
+    if fraction >= 1.0:
+        return None
+    return abs(size_wad) * round(fraction * STEPS) // STEPS
 
 
 def markets_of(states: Sequence[TraderState]) -> list[str]:

@@ -215,10 +215,29 @@ DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]
 
 
 class LiquidationLeg(Record):
+    """One position to close: where, which (an option names its series), as the venue
+    held it when the plan was made, and how much of it to close."""
+
     chain_id: NonNegative
     venue: Address
     market: str
-    size_wad: int  # the position to close (signed, as held)
+    size_wad: int  # the position as held (signed): a keeper closes nothing if it changed
+    kind: Literal["perp", "lending", "call", "put"] = "perp"
+    strike_wad: NonNegative = 0
+    expiry: NonNegative = 0
+    close_wad: NonNegative | None = None  # how much to close (unsigned); None: all of it
+
+    @property
+    def to_close_wad(self) -> int:
+        return abs(self.size_wad) if self.close_wad is None else min(self.close_wad,
+                                                                     abs(self.size_wad))
+
+    @property
+    def leg_id(self) -> str:
+        """venue:market, and the series of an option."""
+        if self.kind in ("call", "put"):
+            return f"{self.venue}:{self.market}:{self.kind}:{self.strike_wad}:{self.expiry}"
+        return f"{self.venue}:{self.market}"
 
 
 class Liquidation(Record):
@@ -233,12 +252,16 @@ class Liquidation(Record):
 
 
 class Delivery(Record):
+    """What became of an attestation on one chain, or (``leg`` set) of one leg of a
+    liquidation plan."""
+
     trader: Address
     sequence: Annotated[int, Field(gt=0)]
     chain_id: NonNegative
     status: DeliveryStatus
     reason: str = ""
     tx_hash: Hash32 | None = None
+    leg: str = ""  # LiquidationLeg.leg_id for a liquidation
 
 
 class DeadLetter(Record):

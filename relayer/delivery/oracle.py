@@ -3,7 +3,8 @@
 
 The adapter is where web3's errors become the relayer's: a revert in simulation is an
 answer (its reason), a receipt not seen in time is ``None``, a used nonce is
-``NonceTooLow``, and any other failure of the chain's providers is ``RpcError``.
+``NonceTooLow`` (``relayer.delivery.sending``), and any other failure of the chain's
+providers is ``RpcError``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import ContractLogicError
 
 from relayer.chain.rpc import RpcPool
 from relayer.contracts import compiled
-from relayer.errors import NonceTooLow
+from relayer.delivery.sending import ChainTransactions, TransactionWriter
 from wire.hexstr import from_hex
 from wire.records import Attestation, ChainCredit
 
@@ -33,12 +34,7 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
     )
 
 
-class OracleWriter(Protocol):
-    chain_id: int
-    name: str
-    confirm_timeout_s: float
-    max_fee_cap_wei: int
-
+class OracleWriter(TransactionWriter, Protocol):
     async def latest_sequence(self, trader: str) -> int:
         """The newest sequence the oracle holds for ``trader`` (0 for none)."""
         ...
@@ -47,32 +43,12 @@ class OracleWriter(Protocol):
         """The revert reason of ``call`` sent now by ``sender``, or ``None`` if it passes."""
         ...
 
-    async def build(self, call: OracleCall, sender: str) -> dict[str, Any]:
-        """An EIP-1559 transaction for ``call`` with the chain's fee estimates (unsigned,
-        ``maxFeePerGas`` and ``maxPriorityFeePerGas`` set, no nonce yet)."""
-        ...
 
-    async def pending_nonce(self, address: str) -> int: ...
-
-    async def send_raw(self, raw: bytes, nonce: int) -> None:
-        """Broadcast a signed transaction; ``NonceTooLow`` when its nonce is used."""
-        ...
-
-    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
-        """The receipt's status (1 success, 0 reverted), or ``None`` if none within
-        ``timeout_s``."""
-        ...
-
-
-class OracleChain:
+class OracleChain(ChainTransactions):
     """``OracleWriter`` over a chain's providers, failing over as ``RpcPool`` does."""
 
     def __init__(self, pool: RpcPool) -> None:
-        self.pool = pool
-        self.chain_id = pool.settings.chain_id
-        self.name = pool.settings.name
-        self.confirm_timeout_s = pool.settings.confirm_timeout_s
-        self.max_fee_cap_wei = int(pool.settings.max_fee_cap_gwei * 10**9)
+        super().__init__(pool)
         self.address = AsyncWeb3.to_checksum_address(pool.settings.oracle)
         self.abi = compiled("MarginOracle").abi
 
@@ -95,38 +71,5 @@ class OracleChain:
         return None
 
     async def build(self, call: OracleCall, sender: str) -> dict[str, Any]:
-        tx = await self.pool.on_provider(
-            "submit (build)", lambda w3: self._contract(w3).functions.submit(
-                *call).build_transaction({"from": sender, "chainId": self.chain_id}))
-        return dict(tx)
-
-    async def pending_nonce(self, address: str) -> int:
-        return int(await self.pool.on_provider(
-            "eth_getTransactionCount",
-            lambda w3: w3.eth.get_transaction_count(address, "pending")))  # type: ignore[arg-type]
-
-    async def send_raw(self, raw: bytes, nonce: int) -> None:
-        try:
-            # A signed transaction has one hash: sent again through the next provider,
-            # it is the same transaction.
-            await self.pool.on_provider(
-                "eth_sendRawTransaction", lambda w3: w3.eth.send_raw_transaction(raw),
-                is_answer=nonce_used)
-        except Web3Exception as e:
-            raise NonceTooLow(self.name, nonce, str(e)) from e
-
-    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
-        try:
-            receipt = await self.pool.on_provider(
-                "eth_getTransactionReceipt",
-                lambda w3: w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=timeout_s, poll_latency=0.2),  # type: ignore[arg-type]
-                timeout_s=timeout_s + self.pool.settings.rpc_timeout_s,
-                is_answer=lambda e: isinstance(e, TimeExhausted))
-        except TimeExhausted:
-            return None
-        return int(receipt["status"])
-
-
-def nonce_used(error: Exception) -> bool:
-    return isinstance(error, Web3Exception) and "nonce too low" in str(error).lower()
+        return await self.build_call(
+            "submit (build)", lambda w3: self._contract(w3).functions.submit(*call), sender)

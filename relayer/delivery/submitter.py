@@ -8,55 +8,27 @@ never signed. The chain is reached only through an ``OracleWriter``.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 from eth_account.signers.local import LocalAccount
 
 from bus.publisher import RecordSink, dead_letter
 from relayer.delivery.oracle import OracleCall, OracleWriter, oracle_struct
-from relayer.delivery.retries import InFlight, InFlightStore, RetryStore, with_retries
+from relayer.delivery.outcome import Outcome, Reason, Result, delivery_status
+from relayer.delivery.retries import InFlightStore, RetryStore, with_retries
+from relayer.delivery.sending import TransactionSender
 from relayer.delivery.signing import sign_digest, threshold_signatures
-from relayer.errors import NonceTooLow, RelayerError
+from relayer.errors import RelayerError
 from relayer.statedir import StateDir
 from wire import topics
 from wire.eip712 import attestation_digest
 from wire.hexstr import from_hex, to_hex
-from wire.records import Attestation, ChainCredit, Delivery, DeliveryStatus
+from wire.records import Attestation, ChainCredit, Delivery
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    DROPPED = "dropped"
-    RETRY = "retrying"
-
-
-class Reason(enum.Enum):
-    """Why a delivery ended as it did; the value is its metrics label."""
-
-    CONFIRMED = "confirmed"
-    ALREADY_HELD = "already_held"          # the oracle holds this sequence or a newer one
-    EXPIRED = "expired"                    # past valid_until before it could be sent
-    SIMULATION_REVERTED = "simulation_reverted"
-    REVERTED = "reverted"                  # mined, and reverted
-    NOT_CONFIRMED = "not_confirmed"        # no receipt within confirm_timeout_s
-    CHAIN_HALTED = "chain_halted"
-    CHAIN_ERROR = "chain_error"            # a RelayerError talking to the chain
-    RETRIES_SPENT = "retries_spent"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    cause: Reason
-    reason: str = ""  # the one line a delivery record and the retry state show
-    tx_hash: str | None = None
 
 
 def local_digest(attestation: Attestation, credit: ChainCredit) -> str:
@@ -72,12 +44,6 @@ def local_digest(attestation: Attestation, credit: ChainCredit) -> str:
         source_block=credit.source_block, valid_until=attestation.valid_until,
     )
     return to_hex(digest)
-
-
-def delivery_status(result: Result) -> DeliveryStatus:
-    if result.outcome is Outcome.RETRY:
-        return "dead_lettered"
-    return "delivered" if result.outcome is Outcome.DELIVERED else "dropped"
 
 
 class Submitter:
@@ -96,6 +62,7 @@ class Submitter:
         self.halted = halted if halted is not None else {}
         self.in_flight = in_flight or InFlightStore(
             StateDir(retries.path.parent).in_flight(self.chain_id))
+        self.sending = TransactionSender(oracle, sender, self.in_flight)
 
     async def handle(self, attestation: Attestation, message: ConsumerRecord) -> None:
         credit = next((c for c in attestation.chains if c.chain_id == self.chain_id), None)
@@ -143,8 +110,8 @@ class Submitter:
                 # landed (the oracle holds the sequence) or no longer matters.
                 self.in_flight.put(key, None)
                 return prepared
-            tx_hash = await self.submit(key, prepared)
-            result = await self.confirm(tx_hash)
+            tx_hash = await self.sending.submit(key, prepared)
+            result = await self.sending.confirm(tx_hash)
             if result.outcome is not Outcome.RETRY:
                 self.in_flight.put(key, None)
             return result
@@ -171,50 +138,3 @@ class Submitter:
             return Result(Outcome.DROPPED, Reason.SIMULATION_REVERTED,
                           f"simulation reverted: {reverted}")
         return call
-
-    async def submit(self, key: str, call: OracleCall) -> str:
-        """Send ``call``; a delivery already in flight is replaced with the same nonce
-        and fees of max(1.1 × the last, a fresh estimate), capped: a stuck transaction
-        is outbid, never queued behind."""
-        tx = await self.oracle.build(call, self.sender.address)
-        previous = self.in_flight.get(key)
-        nonce, max_fee, tip = await self.fees(previous, tx)
-        if previous is not None and max_fee <= previous.max_fee_wei:
-            # At the cap: wait for the transaction already out rather than re-send it.
-            return previous.tx_hash
-        tx.update({"nonce": nonce, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
-        signed = self.sender.sign_transaction(tx)
-        tx_hash = to_hex(bytes(signed.hash))
-        self.in_flight.put(key, InFlight(nonce, max_fee, tip, tx_hash))
-        try:
-            await self.oracle.send_raw(signed.raw_transaction, nonce)
-        except NonceTooLow:
-            # Used by this delivery (the oracle says so next time) or by another: either
-            # way a fresh nonce next attempt.
-            self.in_flight.put(key, None)
-            raise
-        log.info("delivery sent", extra={"chain": self.chain_id, "tx": tx_hash,
-                                         "nonce": nonce, "replaces": previous is not None})
-        return tx_hash
-
-    async def fees(self, previous: InFlight | None, tx: dict[str, int]
-                   ) -> tuple[int, int, int]:
-        """(nonce, max fee, tip) for a first send or a replacement, within the cap."""
-        cap = self.oracle.max_fee_cap_wei
-        if previous is None:
-            nonce = await self.oracle.pending_nonce(self.sender.address)
-            max_fee, tip = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
-        else:
-            nonce = previous.nonce
-            max_fee = max(-(-previous.max_fee_wei * 11 // 10), int(tx["maxFeePerGas"]))
-            tip = max(-(-previous.priority_fee_wei * 11 // 10), int(tx["maxPriorityFeePerGas"]))
-        return nonce, min(max_fee, cap), min(tip, cap)
-
-    async def confirm(self, tx_hash: str) -> Result:
-        status = await self.oracle.receipt_status(tx_hash, self.oracle.confirm_timeout_s)
-        if status is None:
-            return Result(Outcome.RETRY, Reason.NOT_CONFIRMED, "receipt not seen within "
-                          f"{self.oracle.confirm_timeout_s:g} s", tx_hash)
-        if status != 1:
-            return Result(Outcome.DROPPED, Reason.REVERTED, "transaction reverted", tx_hash)
-        return Result(Outcome.DELIVERED, Reason.CONFIRMED, "", tx_hash)

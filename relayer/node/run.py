@@ -1,5 +1,6 @@
 """The node: checks its configuration against the world, then runs and supervises the
-listeners, the proof service, the submitters and (optionally) a worker process.
+listeners, the proof service, the submitters, the keepers and (optionally) a worker
+process.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from eth_account.signers.local import LocalAccount
@@ -18,10 +20,12 @@ from bus.publisher import Publisher
 from relayer.chain.feeds import feed_decimals
 from relayer.chain.listener import Listener
 from relayer.chain.rpc import RpcPool
+from relayer.delivery.keeper import Keeper, LegStore
 from relayer.delivery.oracle import OracleChain
 from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.delivery.signing import load_keystore
 from relayer.delivery.submitter import Submitter
+from relayer.delivery.venues import VenueChain
 from relayer.errors import ConfigError, RpcError
 from relayer.metrics import Metrics
 from relayer.node.supervise import supervise, watch_process
@@ -29,7 +33,7 @@ from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
 from wire import topics
-from wire.records import Attestation, PositionEvent
+from wire.records import Attestation, Liquidation, PositionEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +59,33 @@ async def connect_chains(settings: RelayerSettings) -> dict[int, RpcPool]:
     return clients
 
 
-def load_keys(settings: RelayerSettings) -> tuple[list[LocalAccount], dict[int, LocalAccount]]:
+@dataclass(frozen=True)
+class Keys:
+    signers: list[LocalAccount]
+    submitters: dict[int, LocalAccount]
+    keepers: dict[int, LocalAccount]  # chains with a keeper, when the node runs one
+
+
+def load_keys(settings: RelayerSettings) -> Keys:
     signers = [load_keystore(s, f"signers.{i}") for i, s in enumerate(settings.signers)]
     senders = {c.chain_id: load_keystore(c.submitter, f"chains.{i}.submitter")
                for i, c in enumerate(settings.chains)}
-    return signers, senders
+    keepers = {c.chain_id: load_keystore(c.keeper, f"chains.{i}.keeper")
+               for i, c in enumerate(settings.chains)
+               if c.keeper is not None and settings.keeper_enabled}
+    return Keys(signers, senders, keepers)
 
 
-async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool],
-                      keys: tuple[list[LocalAccount], dict[int, LocalAccount]],
+async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
                       publisher: Publisher, halted: dict[int, str],
                       stop: asyncio.Event) -> dict[str, Task]:
-    """A listener and a submitter per chain."""
-    signers, senders = keys
+    """A listener and a submitter per chain, and a keeper where it has an account."""
     state = StateDir(settings.state_dir)
     metrics = Metrics(state.metrics)
     tasks: dict[str, Task] = {}
     for chain_id, client in clients.items():
         listener = Listener(client, publisher, state, await feed_decimals(client), metrics)
-        submitter = Submitter(OracleChain(client), senders[chain_id], signers,
+        submitter = Submitter(OracleChain(client), keys.submitters[chain_id], keys.signers,
                               settings.signer_threshold, publisher,
                               settings.submit_max_attempts,
                               RetryStore(state.deliveries(chain_id)),
@@ -83,6 +95,16 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool],
             consume, bootstrap=settings.kafka.bootstrap, topic=topics.ATTESTATION,
             group=f"xmargin-submitter-{chain_id}", model=Attestation, publisher=publisher,
             handle=submitter.handle, stop=stop)
+        if chain_id in keys.keepers:
+            keeper = Keeper(VenueChain(client), keys.keepers[chain_id], publisher,
+                            settings.submit_max_attempts,
+                            RetryStore(state.keeper_retries(chain_id)),
+                            InFlightStore(state.keeper_in_flight(chain_id)),
+                            LegStore(state.keeper_legs(chain_id)), halted=halted)
+            tasks[f"keeper-{chain_id}"] = partial(
+                consume, bootstrap=settings.kafka.bootstrap, topic=topics.LIQUIDATION,
+                group=f"xmargin-keeper-{chain_id}", model=Liquidation, publisher=publisher,
+                handle=keeper.handle, stop=stop)
     return tasks
 
 

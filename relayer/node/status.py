@@ -3,7 +3,9 @@
 Read from the files the node keeps (nothing is asked of a chain or the broker, so it
 answers while a node is down): per chain, the listener's published and final heights,
 any halt incident with its evidence, the deliveries being retried or dead-lettered
-with their reasons, and the transactions in flight with their nonces and fees.
+with their reasons, the transactions in flight with their nonces and fees, and the
+keeper's liquidation legs (executed with their transaction, skipped or dead-lettered
+with why, and those being retried).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from typing import Any
 
 from relayer.chain.checkpoint import Checkpoint
+from relayer.delivery.keeper import LegStore
 from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
@@ -26,6 +29,8 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
         incidents = [json.loads(p.read_text()) for p in state.incidents(cid)]
         retries = RetryStore(state.deliveries(cid)).entries
         in_flight = InFlightStore(state.in_flight(cid)).entries
+        legs = LegStore(state.keeper_legs(cid)).entries
+        leg_retries = RetryStore(state.keeper_retries(cid)).entries
         chains[chain.name] = {
             "chain_id": cid,
             "published_through": checkpoint.next_block - 1,
@@ -39,6 +44,12 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                 "max_fee_gwei": e.max_fee_wei / 1e9,
                                 "priority_fee_gwei": e.priority_fee_wei / 1e9}
                           for key, e in sorted(in_flight.items())},
+            "keeper": chain.keeper is not None and settings.keeper_enabled,
+            "liquidations": {key: {"status": e.status, "reason": e.reason,
+                                   "tx_hash": e.tx_hash} for key, e in sorted(legs.items())},
+            "liquidations_retrying": {key: {"attempts": e.attempts, "reason": e.reason,
+                                            "status": e.status}
+                                      for key, e in sorted(leg_retries.items())},
         }
     metrics = state.metrics
     return {"state_dir": str(state.root), "chains": chains,
@@ -61,4 +72,11 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         for key, f in c["in_flight"].items():
             lines.append(f"    in flight {key}: nonce {f['nonce']}, {f['tx_hash']}, max fee "
                          f"{f['max_fee_gwei']:g} gwei")
+        for key, leg in c["liquidations"].items():
+            lines.append(f"    liquidation {key}: {leg['status']}"
+                         + (f" in {leg['tx_hash']}" if leg["tx_hash"] else "")
+                         + (f": {leg['reason']}" if leg["status"] != "liquidated" else ""))
+        for key, r in c["liquidations_retrying"].items():
+            lines.append(f"    liquidation {key}: {r['status']} after {r['attempts']} "
+                         f"attempt(s): {r['reason']}")
     return lines

@@ -47,3 +47,16 @@ def test_a_lone_losing_leg_is_closed_and_the_plan_ends_there() -> None:
     plan = plan_liquidation(parsed.book, parsed.market, P)
     assert plan.legs == (0,)
     assert plan.maintenance_margin_after_usd == 0.0
+
+
+def test_a_leg_is_closed_in_steps_only_as_far_as_the_buffer_needs() -> None:
+    # Slightly under maintenance: a quarter of the naked leg is enough to get 15 % above
+    # it; the plan does not close the whole leg.
+    full = plan_liquidation(book(100, [NAKED]).book, book(100, [NAKED]).market, P)
+    assert full.fractions == (1.0,)
+    parsed = book(15_000, [*HEDGED, NAKED])
+    plan = plan_liquidation(parsed.book, parsed.market, P)
+    assert plan.legs == (2,) and 0 < plan.fractions[0] < 1.0
+    assert plan.health_after >= 1.15
+    fewer = plan_liquidation(parsed.book, parsed.market, P, steps=1)
+    assert fewer.fractions == (1.0,) and fewer.cost_usd > plan.cost_usd

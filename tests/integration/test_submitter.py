@@ -17,8 +17,9 @@ from devnet.deploy import anvil_account, contract, deploy_chain
 from devnet.localnet import LocalNet
 from relayer.chain.rpc import RpcPool
 from relayer.delivery.oracle import OracleChain
+from relayer.delivery.outcome import Outcome
 from relayer.delivery.retries import RetryStore
-from relayer.delivery.submitter import Outcome, Submitter, local_digest
+from relayer.delivery.submitter import Submitter, local_digest
 from relayer.settings import ChainSettings, KeystoreSettings
 from wire.records import Attestation, ChainCredit
 

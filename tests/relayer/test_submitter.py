@@ -13,8 +13,9 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 
+from relayer.delivery.outcome import Outcome, Reason, Result
 from relayer.delivery.retries import InFlightStore, RetryStore
-from relayer.delivery.submitter import Outcome, Reason, Result, Submitter, local_digest
+from relayer.delivery.submitter import Submitter, local_digest
 from relayer.errors import NonceTooLow, RpcError
 from relayer.statedir import StateDir
 from wire import topics

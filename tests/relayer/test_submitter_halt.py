@@ -12,8 +12,9 @@ from eth_account import Account
 from bus.publisher import Publisher
 from relayer.chain.rpc import RpcPool
 from relayer.delivery.oracle import OracleChain
+from relayer.delivery.outcome import Outcome
 from relayer.delivery.retries import RetryStore
-from relayer.delivery.submitter import Outcome, Submitter
+from relayer.delivery.submitter import Submitter
 from relayer.settings import ChainSettings, KeystoreSettings
 from wire.records import Attestation, ChainCredit
 

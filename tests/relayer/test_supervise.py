@@ -37,8 +37,9 @@ def test_a_halted_listener_stops_its_chains_submitter_as_the_node_wires_them(
         tmp_path: Path) -> None:
     # The node hands the supervisor and every submitter one ``halted`` map.
     from relayer.chain.listener import Listener
+    from relayer.delivery.outcome import Outcome, Reason
     from relayer.delivery.retries import RetryStore
-    from relayer.delivery.submitter import Outcome, Reason, Submitter
+    from relayer.delivery.submitter import Submitter
     from relayer.statedir import StateDir
     from tests.relayer.test_listener import CHAIN, FakeChain, FakeSink, run_until
     from tests.relayer.test_submitter import FakeOracle, attestation

@@ -1,0 +1,158 @@
+"""Sending one contract call as a transaction, the same way for every writer (the
+attestation submitter, the liquidation keeper): nonce and fees persisted before the
+transaction is sent, a transaction not confirmed in time replaced with the same nonce
+and higher fees, never queued behind, and never above the chain's fee cap.
+
+``TransactionWriter`` is the narrow edge to the chain; ``ChainTransactions`` is its
+common part over an ``RpcPool`` (nonces, broadcast, receipts), which each writer's web3
+adapter extends with how to build and simulate its own calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+from web3.exceptions import TimeExhausted, Web3Exception
+
+from relayer.chain.rpc import RpcPool
+from relayer.delivery.outcome import Outcome, Reason, Result
+from relayer.delivery.retries import InFlight, InFlightStore
+from relayer.errors import NonceTooLow
+from wire.hexstr import to_hex
+
+log = logging.getLogger(__name__)
+
+
+class TransactionWriter(Protocol):
+    chain_id: int
+    name: str
+    confirm_timeout_s: float
+    max_fee_cap_wei: int
+
+    async def build(self, call: Any, sender: str) -> dict[str, Any]:
+        """An EIP-1559 transaction for ``call`` with the chain's fee estimates (unsigned,
+        ``maxFeePerGas`` and ``maxPriorityFeePerGas`` set, no nonce yet)."""
+        ...
+
+    async def pending_nonce(self, address: str) -> int: ...
+
+    async def send_raw(self, raw: bytes, nonce: int) -> None:
+        """Broadcast a signed transaction; ``NonceTooLow`` when its nonce is used."""
+        ...
+
+    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
+        """The receipt's status (1 success, 0 reverted), or ``None`` if none within
+        ``timeout_s``."""
+        ...
+
+
+class TransactionSender:
+    """Sends calls of one writer from one account, one in-flight transaction per key."""
+
+    def __init__(self, writer: TransactionWriter, account: LocalAccount,
+                 in_flight: InFlightStore) -> None:
+        self.writer = writer
+        self.account = account
+        self.in_flight = in_flight
+
+    async def submit(self, key: str, call: Any) -> str:
+        """Send ``call``; one already in flight for ``key`` is replaced with the same
+        nonce and fees of max(1.1 × the last, a fresh estimate), capped: a stuck
+        transaction is outbid, never queued behind."""
+        tx = await self.writer.build(call, self.account.address)
+        previous = self.in_flight.get(key)
+        nonce, max_fee, tip = await self.fees(previous, tx)
+        if previous is not None and max_fee <= previous.max_fee_wei:
+            # At the cap: wait for the transaction already out rather than re-send it.
+            return previous.tx_hash
+        tx.update({"nonce": nonce, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
+        signed = self.account.sign_transaction(tx)
+        tx_hash = to_hex(bytes(signed.hash))
+        self.in_flight.put(key, InFlight(nonce, max_fee, tip, tx_hash))
+        try:
+            await self.writer.send_raw(signed.raw_transaction, nonce)
+        except NonceTooLow:
+            # Used by this call (the chain says so next time) or by another: either way
+            # a fresh nonce next attempt.
+            self.in_flight.put(key, None)
+            raise
+        log.info("transaction sent", extra={"chain": self.writer.chain_id, "tx": tx_hash,
+                                            "nonce": nonce, "replaces": previous is not None})
+        return tx_hash
+
+    async def confirm(self, tx_hash: str) -> Result:
+        status = await self.writer.receipt_status(tx_hash, self.writer.confirm_timeout_s)
+        if status is None:
+            return Result(Outcome.RETRY, Reason.NOT_CONFIRMED, "receipt not seen within "
+                          f"{self.writer.confirm_timeout_s:g} s", tx_hash)
+        if status != 1:
+            return Result(Outcome.DROPPED, Reason.REVERTED, "transaction reverted", tx_hash)
+        return Result(Outcome.DELIVERED, Reason.CONFIRMED, "", tx_hash)
+
+    async def fees(self, previous: InFlight | None, tx: dict[str, int]
+                   ) -> tuple[int, int, int]:
+        """(nonce, max fee, tip) for a first send or a replacement, within the cap."""
+        cap = self.writer.max_fee_cap_wei
+        if previous is None:
+            nonce = await self.writer.pending_nonce(self.account.address)
+            max_fee, tip = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
+        else:
+            nonce = previous.nonce
+            max_fee = max(-(-previous.max_fee_wei * 11 // 10), int(tx["maxFeePerGas"]))
+            tip = max(-(-previous.priority_fee_wei * 11 // 10), int(tx["maxPriorityFeePerGas"]))
+        return nonce, min(max_fee, cap), min(tip, cap)
+
+
+class ChainTransactions:
+    """Nonces, broadcast and receipts over a chain's providers, failing over as
+    ``RpcPool`` does: the part every writer's adapter shares."""
+
+    def __init__(self, pool: RpcPool) -> None:
+        self.pool = pool
+        self.chain_id = pool.settings.chain_id
+        self.name = pool.settings.name
+        self.confirm_timeout_s = pool.settings.confirm_timeout_s
+        self.max_fee_cap_wei = int(pool.settings.max_fee_cap_gwei * 10**9)
+
+    async def pending_nonce(self, address: str) -> int:
+        return int(await self.pool.on_provider(
+            "eth_getTransactionCount",
+            lambda w3: w3.eth.get_transaction_count(address, "pending")))  # type: ignore[arg-type]
+
+    async def send_raw(self, raw: bytes, nonce: int) -> None:
+        try:
+            # A signed transaction has one hash: sent again through the next provider,
+            # it is the same transaction.
+            await self.pool.on_provider(
+                "eth_sendRawTransaction", lambda w3: w3.eth.send_raw_transaction(raw),
+                is_answer=nonce_used)
+        except Web3Exception as e:
+            raise NonceTooLow(self.name, nonce, str(e)) from e
+
+    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
+        try:
+            receipt = await self.pool.on_provider(
+                "eth_getTransactionReceipt",
+                lambda w3: w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=timeout_s, poll_latency=0.2),  # type: ignore[arg-type]
+                timeout_s=timeout_s + self.pool.settings.rpc_timeout_s,
+                is_answer=lambda e: isinstance(e, TimeExhausted))
+        except TimeExhausted:
+            return None
+        return int(receipt["status"])
+
+    async def build_call(self, what: str, function: Any, sender: str) -> dict[str, Any]:
+        """A transaction for a bound contract function, estimated against the pending
+        block (where it lands: a contract that reads block.number answers there)."""
+        async def build(w3: AsyncWeb3) -> Any:
+            gas = await function(w3).estimate_gas({"from": sender}, block_identifier="pending")
+            return await function(w3).build_transaction(
+                {"from": sender, "chainId": self.chain_id, "gas": gas})
+        return dict(await self.pool.on_provider(what, build))
+
+
+def nonce_used(error: Exception) -> bool:
+    return isinstance(error, Web3Exception) and "nonce too low" in str(error).lower()
