@@ -99,6 +99,13 @@ def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -
     return int(transact(w3, trader, venue.functions.deposit(units))["blockNumber"])
 
 
+def withdraw(deployment: Deployment, trader: LocalAccount, units: int) -> int:
+    """Withdraw stablecoin units from the chain's perp venue; the block number."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    venue = contract(w3, "PerpVenue", deployment.venue)
+    return int(transact(w3, trader, venue.functions.withdraw(units))["blockNumber"])
+
+
 def trade(deployment: Deployment, trader: LocalAccount, market: str, size: float) -> int:
     """Trade on the chain's venue (checked against the oracle's credit); the block."""
     w3 = Web3(HTTPProvider(deployment.rpc_url))

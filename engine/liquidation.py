@@ -23,6 +23,8 @@ from engine.params import MarginParams
 
 # Stop once equity is this far above maintenance margin (Derive's 15 % buffer).
 LIQUIDATION_BUFFER = 1.15
+# What closing costs, of the notional closed: the local venues' liquidation penalty (1%).
+LIQUIDATION_COST = 0.01
 # A leg is closed this many steps at most, a quarter of it at a time.
 STEPS = 4
 
@@ -60,7 +62,7 @@ def without(book: Book, keep: list[IntArray], extra_collateral: list[float],
 
 
 def plan_liquidation(book: Book, market: Market, params: MarginParams,
-                     target_health: float = LIQUIDATION_BUFFER, cost_rate: float = 0.005,
+                     target_health: float = LIQUIDATION_BUFFER, cost_rate: float = LIQUIDATION_COST,
                      steps: int = STEPS) -> LiquidationPlan:
     """The plan for the single trader of ``book``."""
     if book.n_traders != 1:

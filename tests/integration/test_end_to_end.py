@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bus.admin import ensure_topics
 from devnet.deploy import anvil_account
 from devnet.hedge import (
+    KEEPER_ACCOUNT,
     Network,
     deposit,
     open_positions,
@@ -35,13 +36,16 @@ from devnet.hedge import (
     wait_for_credit,
     wait_for_netted_attestation,
     wait_for_oracles,
+    withdraw,
 )
 from devnet.localnet import LocalNet
+from devnet.shock import run_shock, venue_view
 from wire import topics
-from wire.records import DeadLetter
+from wire.records import DeadLetter, Delivery, Liquidation, decode
 
 pytestmark = pytest.mark.integration
 WAD = 10**18
+USDC = 10**6
 TRADER = anvil_account(2).address.lower()
 GARBAGE = {
     topics.POSITION_PROVEN: (TRADER.encode(), b"\x00\xffnot json at all"),
@@ -260,6 +264,111 @@ def test_a_supply_on_one_chain_hedges_a_short_perp_on_another(
         120.0))
     assert att.equity_wad == pytest.approx((5_000 + 10 * price) * WAD, rel=1e-9)
     assert att.maintenance_margin_wad < 0.2 * att.isolated_margin_wad
+
+
+def test_equity_attested_is_on_chain_cash_plus_unrealized_pnl_to_the_wei(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    network, _ = node
+    trader = anvil_account(7)
+    address = trader.address.lower()
+    a = network.deployments[0]
+    for d in network.deployments:
+        set_price(d, "ETH", 2_800.0)
+    open_positions(a, trader, "ETH", collateral_usd=10_000, size=2.0)
+    for d in network.deployments:
+        set_price(d, "ETH", 3_012.34567891)
+    trade(a, trader, "ETH", -1.0)  # realizes 1 × 212.34567891: 212.345678 USDC (down)
+    wait_for_credit([a], address, 1_000.0, 120.0)
+    withdrawn = withdraw(a, trader, 1_000 * USDC)
+    att = asyncio.run(wait_for_netted_attestation(network.bootstrap, address,
+                                                  {a.chain_id: withdrawn}, 120.0))
+    view = venue_view(a, address)
+    assert view["wallet_units"] == 1_000 * USDC  # minted 10,000, deposited, 1,000 back
+    assert view["cash_units"] == 10_000 * USDC + 212_345_678 - 1_000 * USDC
+    ((market, leg),) = view["positions"].items()
+    assert market == "ETH" and leg == {"size_wad": WAD, "entry_price_wad": 2_800 * WAD}
+    price = 301_234_567_891 * 10**10
+    assert {p.asset: p.price_wad for p in att.prices} == {"ETH": price}
+    unrealized = leg["size_wad"] * (price - leg["entry_price_wad"]) // WAD
+    assert att.equity_wad == view["cash_units"] * 10**12 + unrealized
+
+
+def test_a_price_shock_liquidates_the_unhedged_trader_and_leaves_the_hedged_one(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    network, proc = node
+    for d in network.deployments:
+        set_price(d, "ETH", 3_000.0)
+    summary = run_shock(network, hedged=TRADER, timeout_s=180.0)
+    keeper = anvil_account(KEEPER_ACCOUNT).address.lower()
+    assert summary["plan"]["health"] < 1.0 and summary["plan"]["legs"]
+    assert summary["liquidations"], "no leg executed"
+    for leg in summary["liquidations"]:
+        assert leg["status"] == "delivered", leg
+        (event,) = leg["events"]
+        assert event["liquidator"] == keeper and event["trader"] == summary["unhedged_trader"]
+    for i, before in enumerate(summary["before"]["unhedged"]):
+        after = summary["after"]["unhedged"][i]
+        events = [e for leg in summary["liquidations"] if leg["chain_id"] == before["chain_id"]
+                  for e in leg["events"]]
+        # To the unit: the trader's cash moved by the realized P&L less the penalty; the
+        # keeper got its share; the insurance fund the rest; the venue's tokens are
+        # where they were less what the keeper was paid.
+        assert after["cash_units"] == before["cash_units"] + sum(
+            e["pnl_units"] - e["penalty_units"] for e in events)
+        paid = sum(e["to_liquidator_units"] for e in events)
+        assert after["keeper_wallet_units"] == before["keeper_wallet_units"] + paid
+        assert after["insurance_fund_units"] == before["insurance_fund_units"] + sum(
+            e["penalty_units"] - e["to_liquidator_units"] for e in events)
+        assert after["venue_tokens_units"] == before["venue_tokens_units"] - paid
+        closed = sum(e["size_wad"] for e in events)
+        held_before = before["positions"]["ETH"]["size_wad"]
+        held_after = after["positions"].get("ETH", {"size_wad": 0})["size_wad"]
+        assert held_after == held_before - closed
+    planned = {(leg["chain_id"], leg["close_wad"] or abs(leg["size_wad"]))
+               for leg in summary["plan"]["legs"]}
+    assert {(leg["chain_id"], e["size_wad"]) for leg in summary["liquidations"]
+            for e in leg["events"]} == planned
+    # The hedged trader: untouched.
+    mine = ("cash_units", "positions", "wallet_units")
+    assert [{k: v[k] for k in mine} for v in summary["after"]["hedged"]] == [
+        {k: v[k] for k in mine} for v in summary["before"]["hedged"]]
+    assert summary["next_attestation"]["health"] >= 1.0
+    assert proc.poll() is None
+
+
+def test_a_redelivered_plan_closes_nothing_twice(node: tuple[Network, subprocess.Popen]) -> None:
+    network, _ = node
+    unhedged = anvil_account(6).address.lower()
+    plan = asyncio.run(records_of(network.bootstrap, topics.LIQUIDATION, unhedged))[0]
+    before = [venue_view(d, unhedged)["positions"] for d in network.deployments]
+    asyncio.run(produce(network.bootstrap, {topics.LIQUIDATION: (unhedged.encode(), plan)}))
+    legs = len(decode(Liquidation, plan).legs)
+    deadline = time.monotonic() + 60.0
+    skipped: list[Delivery] = []
+    while len(skipped) < legs and time.monotonic() < deadline:
+        skipped = [d for d in map(lambda raw: decode(Delivery, raw), asyncio.run(
+            records_of(network.bootstrap, topics.DELIVERY, unhedged)))
+                   if d.leg and d.reason == "already liquidated"]
+        time.sleep(1.0)
+    assert len(skipped) == legs and all(d.status == "dropped" for d in skipped)
+    assert [venue_view(d, unhedged)["positions"] for d in network.deployments] == before
+
+
+async def records_of(bootstrap: str, topic: str, key: str) -> list[bytes]:
+    """Every record of ``topic`` keyed ``key``, from the beginning."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None)
+    await consumer.start()
+    found: list[bytes] = []
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=2000)
+            if not batches:
+                return found
+            found += [m.value for ms in batches.values() for m in ms
+                      if m.key == key.encode() and m.value is not None]
+    finally:
+        await consumer.stop()
 
 
 def test_no_key_appears_in_any_process_log(node: tuple[Network, subprocess.Popen],
