@@ -1,9 +1,12 @@
 """``xmargin demo``: the whole path on an embedded default, all on 127.0.0.1.
 
-Starts Tansu and two anvil chains, deploys the contracts, runs a relayer node (with
-its Faust worker), opens a long perp on chain A and a short perp on chain B for one
-trader, and waits for the netted attestation on both chains. Prints a summary, writes
-it as JSON, and stops every process it started, also on Ctrl-C, SIGTERM or error.
+Starts Tansu and two anvil chains, deploys the contracts (a 6-decimal stablecoin the
+venues hold), runs a relayer node (with its Faust worker and its keeper). Act one: one
+trader long a perp on chain A and short on chain B; the netted attestation lands on
+both chains. Act two: a second, unhedged trader; the price falls 35% on both chains,
+the keeper liquidates the plan's legs and the hedged trader is left alone. Prints a
+summary (token balances before and after, each liquidation's transaction), writes it
+as JSON, and stops every process it started, also on Ctrl-C, SIGTERM or error.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 
 from devnet.hedge import run_hedge, setup_network, summary_json
 from devnet.kafka import kafka_cluster
 from devnet.localnet import REPO, LocalNet
+from devnet.shock import SHOCK, run_shock
 
 CHAIN_A, CHAIN_B = 41001, 41002
 
@@ -59,6 +63,9 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
                       "venue draws the margin from the global credit); waiting for the "
                       "netted attestation on both chains…")
         summary = run_hedge(network, timeout_s=timeout_s)
+        console.print(f"  act two a second trader goes long 2 ETH on {CHAIN_A} and 0.5 on "
+                      f"{CHAIN_B}, unhedged; then ETH falls {SHOCK:.0%} on both chains…")
+        summary["shock"] = run_shock(network, hedged=summary["trader"], timeout_s=timeout_s)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     out = run_dir / "summary.json"
     out.write_text(summary_json(summary) + "\n")
@@ -80,3 +87,42 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
         f"global MM ${summary['global_maintenance_margin_usd']:,.2f} "
         f"({summary['saving_pct']}% less); wall time {summary['wall_time_s']} s"
     )
+    shock = summary.get("shock")
+    if isinstance(shock, dict):
+        print_shock(console, shock)
+
+
+def usdc(units: int) -> str:
+    return f"{units / 10**6:,.6f} USDC"
+
+
+def print_shock(console: Console, shock: dict[str, Any]) -> None:
+    console.print(f"\n[bold]Price shock[/] ETH ${shock['price_before_usd']:,.2f} → "
+                  f"${shock['price_after_usd']:,.2f}")
+    plan = shock["plan"]
+    console.print(f"  unhedged {shock['unhedged_trader']}: health {plan['health']:.3f}; "
+                  f"plan at sequence {plan['sequence']}: {plan['reason']}")
+    for leg in shock["liquidations"]:
+        for e in leg["events"]:
+            console.print(f"  liquidated on {leg['chain_id']}: {e['size_wad'] / 10**18:g} "
+                          f"{e['market']} at ${e['price_wad'] / 10**18:,.2f}, P&L "
+                          f"{usdc(e['pnl_units'])}, penalty {usdc(e['penalty_units'])} (keeper "
+                          f"{usdc(e['to_liquidator_units'])}) in {leg['tx_hash']}")
+        if not leg["events"]:
+            console.print(f"  leg {leg['leg']} on {leg['chain_id']}: {leg['status']}: "
+                          f"{leg['reason']}")
+    after = shock["next_attestation"]
+    console.print(f"  next attestation: sequence {after['sequence']}, health "
+                  f"{after['health']:.3f}, equity ${after['equity_usd']:,.2f}")
+    for who in ("unhedged", "hedged"):
+        for before, now in zip(shock["before"][who], shock["after"][who], strict=True):
+            held = ", ".join(f"{m} {p['size_wad'] / 10**18:g}" for m, p in now["positions"].items())
+            console.print(f"  {who:8} on {now['chain_id']}: cash {usdc(before['cash_units'])} → "
+                          f"{usdc(now['cash_units'])}; holds {held or 'nothing'}")
+    for before, now in zip(shock["before"]["unhedged"], shock["after"]["unhedged"], strict=True):
+        console.print(f"  chain {now['chain_id']}: venue holds {usdc(before['venue_tokens_units'])}"
+                      f" → {usdc(now['venue_tokens_units'])}; insurance fund "
+                      f"{usdc(before['insurance_fund_units'])} → "
+                      f"{usdc(now['insurance_fund_units'])}; keeper wallet "
+                      f"{usdc(before['keeper_wallet_units'])} → "
+                      f"{usdc(now['keeper_wallet_units'])}")
