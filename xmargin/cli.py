@@ -134,7 +134,9 @@ def deploy(
         typer.echo(f"error: --rpc-url: cannot deploy: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(2) from e
     for d in network.deployments:
-        typer.echo(f"chain {d.chain_id}: oracle {d.oracle}, venue {d.venue}")
+        typer.echo(f"chain {d.chain_id}: oracle {d.oracle}, credit ledger {d.ledger}, "
+                   f"USDC {d.token}, perp venue {d.venue}, lending pool {d.pool}, "
+                   f"option venue {d.options}")
     typer.echo(f"config written to {network.config_path}")
 
 
