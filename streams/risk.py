@@ -280,6 +280,30 @@ def exact_equity_wad(state: TraderState, prices: Mapping[str, OraclePrice],
     return total + to_wad(option_value_usd)
 
 
+# Unrealized profit gives credit only beyond what stays back for open positions:
+# max(initial margin, this share of their notional), as Hyperliquid keeps back.
+PAPER_PROFIT_HOLDBACK = 0.10
+
+
+def paper_profit_credit(state: TraderState, prices: Mapping[str, OraclePrice], equity: int,
+                        im: int) -> int:
+    """The most credit the trader's equity allows when its net unrealized perp profit
+    counts only beyond max(IM, 10% of the perps' notional): a thin market pumped does
+    not become credit to borrow or withdraw elsewhere (the Mango / JELLY pattern). A
+    book without net paper profit keeps equity − IM."""
+    profit = notional = 0
+    for _, book in engine_rows(state).ordered:
+        for p in book.positions:
+            if p.kind == "perp":
+                price = prices[p.market].price_wad
+                profit += p.size_wad * (price - p.entry_price_wad) // WAD
+                notional += abs(p.size_wad) * price // WAD
+    if profit <= 0:
+        return max(equity - im, 0)
+    hold = max(im, int(notional * PAPER_PROFIT_HOLDBACK))
+    return max(equity - profit + max(profit - hold, 0) - im, 0)
+
+
 def moved(previous: Attested, mm_wad: int, equity_wad: int, threshold: float) -> bool:
     """Did MM or equity move by more than ``threshold`` (relative) since ``previous``?"""
     def rel(old: int, new: int) -> float:
@@ -317,6 +341,9 @@ def next_attestation(
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
     free_total = to_wad(result.free_collateral_usd[row])
+    if prices:
+        free_total = min(free_total, paper_profit_credit(
+            state, prices, equity, to_wad(result.initial_margin_usd[row])))
     if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)

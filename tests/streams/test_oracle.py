@@ -146,7 +146,8 @@ def test_open_breaker_lets_credit_shrink_but_never_grow() -> None:
         att = next_attestation(state, result, 0, SETTINGS, price)
         assert att is not None and att.prices[0].breaker
         assert att.chains[0].free_collateral_wad <= previous.free_collateral_wad
-    rise = {"ETH": OraclePrice("ETH", 3300 * WAD, T0, False)}
+    # Without the breaker a rise may grow credit (by the paper profit beyond the hold-back).
+    rise = {"ETH": OraclePrice("ETH", 6000 * WAD, T0, False)}
     result = margin_in_one_call([state], rise, PARAMS)
     assert result is not None
     free = next_attestation(state, result, 0, SETTINGS, rise)

@@ -234,3 +234,28 @@ def test_table_bytes_are_pydantics_json() -> None:
     for s in states:
         assert s.to_bytes() == s.model_dump_json().encode()
         assert TraderState.model_validate_json(s.to_bytes()) == s
+
+
+@pytest.mark.parametrize("price, paper", [(2_000, False), (3_300, True), (30_000, True)])
+def test_paper_profit_is_credit_only_beyond_the_hold_back(price: int, paper: bool) -> None:
+    # Long 1 ETH from $3,000 on $10,000 of cash: at a loss, credit is equity − IM; with a
+    # paper profit, only what exceeds max(IM, 10% of notional) counts (the Mango pattern:
+    # a pumped market is not credit to borrow against elsewhere).
+    state = apply_proven(TraderState(trader=TRADER), proven(1, 10, 0, 1.0))
+    prices = {"ETH": eth(price)}
+    result = margin_in_one_call([state], prices, SETTINGS_PARAMS)
+    assert result is not None
+    att = next_attestation(state, result, 0, SETTINGS, prices)
+    assert att is not None
+    im = att.initial_margin_wad
+    free = sum(c.free_collateral_wad for c in att.chains)
+    profit = (price - 3_000) * WAD
+    assert att.equity_wad == 10_000 * WAD + profit
+    if not paper:
+        expected = att.equity_wad - im
+    else:
+        hold = max(im, price * WAD // 10)
+        expected = 10_000 * WAD + max(profit - hold, 0) - im
+        assert expected < att.equity_wad - im
+    # Split into equal per-chain lines, rounded down.
+    assert free == expected // 2 * 2
