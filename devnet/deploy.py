@@ -10,6 +10,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from relayer.contracts import compiled
+from relayer.delivery.sending import with_headroom
 from wire.commitment import market_bytes
 
 # Initial margin a venue asks of new exposure, out of the globally attested free
@@ -67,7 +68,7 @@ def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
     # Estimated against the pending block, where the transaction lands: a contract that
     # reads block.number (a per-block cap) may cost or answer differently at the latest.
     gas = call.estimate_gas({"from": account.address}, block_identifier="pending")
-    tx = call.build_transaction({"from": account.address, "gas": gas,
+    tx = call.build_transaction({"from": account.address, "gas": with_headroom(gas),
                                  "nonce": w3.eth.get_transaction_count(account.address, "pending")})
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.1)

@@ -115,7 +115,11 @@ class Keeper:
             if skip is not None:
                 return skip
             call = await self.venues.liquidation(plan.trader, leg)
-            reverted = await self.venues.simulate(call, self.sender.address)
+            # A replacement of our own pending transaction is not simulated: the pending
+            # state already holds its effect (the leg closed), and only one of the two
+            # can land.
+            reverted = (None if self.in_flight.get(key) is not None
+                        else await self.venues.simulate(call, self.sender.address))
             if reverted is not None:
                 return Result(Outcome.DROPPED, Reason.SIMULATION_REVERTED,
                               f"simulation reverted: {reverted}")

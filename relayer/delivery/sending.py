@@ -145,13 +145,21 @@ class ChainTransactions:
         return int(receipt["status"])
 
     async def build_call(self, what: str, function: Any, sender: str) -> dict[str, Any]:
-        """A transaction for a bound contract function, estimated against the pending
-        block (where it lands: a contract that reads block.number answers there)."""
+        """A transaction for a bound contract function, its gas estimated at the latest
+        block (a replacement must not be estimated against its own pending predecessor)
+        with headroom for what changes by the block it lands in."""
         async def build(w3: AsyncWeb3) -> Any:
-            gas = await function(w3).estimate_gas({"from": sender}, block_identifier="pending")
+            gas = await function(w3).estimate_gas({"from": sender})
             return await function(w3).build_transaction(
-                {"from": sender, "chainId": self.chain_id, "gas": gas})
+                {"from": sender, "chainId": self.chain_id, "gas": with_headroom(gas)})
         return dict(await self.pool.on_provider(what, build))
+
+
+def with_headroom(gas: int) -> int:
+    """Gas for a transaction estimated at ``gas``: a quarter more, since what a call
+    costs can depend on the block it lands in (interest accrued since the last block,
+    a checkpoint written for the first time), and unused gas is refunded."""
+    return gas * 5 // 4
 
 
 def nonce_used(error: Exception) -> bool:
