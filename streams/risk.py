@@ -261,23 +261,41 @@ def margin_by_market_set(
     return out
 
 
-def exact_equity_wad(state: TraderState, prices: Mapping[str, OraclePrice],
-                     option_value_usd: float) -> int:
-    """The trader's equity in wei, what the venues hold valued at the oracle prices:
-    cash and every linear leg in integers (a perp at its P&L against its average entry, a
-    lending balance at the price; both rounded toward minus infinity, against the trader),
-    options at the engine's Black-76 value. So an attestation's equity equals on-chain
-    cash plus unrealized P&L to the wei for a book without options."""
-    total = 0
+@dataclass(frozen=True, slots=True)
+class LinearMarks:
+    """A trader's books at the oracle prices, in wei, where integers say it exactly:
+    one pass over the positions serves the exact equity and the paper-profit cap."""
+
+    equity_wad: int         # cash and every linear leg (options are not in it)
+    perp_pnl_wad: int       # net unrealized P&L of the perps
+    perp_notional_wad: int  # their notional
+
+
+def linear_marks(state: TraderState, prices: Mapping[str, OraclePrice]) -> LinearMarks:
+    """Cash and every linear leg in integers: a perp at its P&L against its average
+    entry, a lending balance at the price, both rounded toward minus infinity (against
+    the trader)."""
+    equity = pnl = notional = 0
     for _, book in engine_rows(state).ordered:
-        total += book.collateral_wad
+        equity += book.collateral_wad
         for p in book.positions:
             price = prices[p.market].price_wad
             if p.kind == "perp":
-                total += p.size_wad * (price - p.entry_price_wad) // WAD
+                leg = p.size_wad * (price - p.entry_price_wad) // WAD
+                equity += leg
+                pnl += leg
+                notional += abs(p.size_wad) * price // WAD
             elif p.kind == "lending":
-                total += p.size_wad * price // WAD
-    return total + to_wad(option_value_usd)
+                equity += p.size_wad * price // WAD
+    return LinearMarks(equity, pnl, notional)
+
+
+def exact_equity_wad(marks: LinearMarks, option_value_usd: float) -> int:
+    """The trader's equity in wei, what the venues hold valued at the oracle prices: the
+    linear marks exactly, options at the engine's Black-76 value. So an attestation's
+    equity equals on-chain cash plus unrealized P&L to the wei for a book without
+    options."""
+    return marks.equity_wad + to_wad(option_value_usd)
 
 
 # Unrealized profit gives credit only beyond what stays back for open positions:
@@ -285,22 +303,15 @@ def exact_equity_wad(state: TraderState, prices: Mapping[str, OraclePrice],
 PAPER_PROFIT_HOLDBACK = 0.10
 
 
-def paper_profit_credit(state: TraderState, prices: Mapping[str, OraclePrice], equity: int,
-                        im: int) -> int:
+def paper_profit_credit(marks: LinearMarks, equity: int, im: int) -> int:
     """The most credit the trader's equity allows when its net unrealized perp profit
     counts only beyond max(IM, 10% of the perps' notional): a thin market pumped does
     not become credit to borrow or withdraw elsewhere (the Mango / JELLY pattern). A
     book without net paper profit keeps equity − IM."""
-    profit = notional = 0
-    for _, book in engine_rows(state).ordered:
-        for p in book.positions:
-            if p.kind == "perp":
-                price = prices[p.market].price_wad
-                profit += p.size_wad * (price - p.entry_price_wad) // WAD
-                notional += abs(p.size_wad) * price // WAD
+    profit = marks.perp_pnl_wad
     if profit <= 0:
         return max(equity - im, 0)
-    hold = max(im, int(notional * PAPER_PROFIT_HOLDBACK))
+    hold = max(im, int(marks.perp_notional_wad * PAPER_PROFIT_HOLDBACK))
     return max(equity - profit + max(profit - hold, 0) - im, 0)
 
 
@@ -324,7 +335,8 @@ def next_attestation(
     the same clock decides a renewal (``renew_before_s`` before ``valid_until``).
     On a degraded price nothing healthier than the previous attestation is emitted.
     """
-    equity = (exact_equity_wad(state, prices, float(result.option_value_usd[row])) if prices
+    marks = linear_marks(state, prices) if prices else None
+    equity = (exact_equity_wad(marks, float(result.option_value_usd[row])) if marks
               else to_wad(result.equity_usd[row]))
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last
@@ -341,9 +353,9 @@ def next_attestation(
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
     free_total = to_wad(result.free_collateral_usd[row])
-    if prices:
+    if marks:
         free_total = min(free_total, paper_profit_credit(
-            state, prices, equity, to_wad(result.initial_margin_usd[row])))
+            marks, equity, to_wad(result.initial_margin_usd[row])))
     if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)

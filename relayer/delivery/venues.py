@@ -29,7 +29,6 @@ class LiquidateCall:
     """``liquidate(...)`` on one venue, its arguments in the venue's own units."""
 
     venue: str
-    contract: str  # PerpVenue | LendingPool | OptionVenue
     args: tuple[Any, ...]
 
 
@@ -61,12 +60,15 @@ class VenueChain(ChainTransactions):
                       | {v: "option" for v in chain.option_venues})
         self.oracle = AsyncWeb3.to_checksum_address(chain.oracle)
 
-    def _venue(self, w3: AsyncWeb3, venue: str) -> Any:
+    def _kind(self, venue: str) -> str:
         kind = self.kinds.get(venue)
         if kind is None:
             raise ConfigError(f"chains.{self.name}", f"venue {venue} is not configured")
+        return kind
+
+    def _venue(self, w3: AsyncWeb3, venue: str) -> Any:
         return w3.eth.contract(address=AsyncWeb3.to_checksum_address(venue),
-                               abi=compiled(CONTRACT[kind]).abi)
+                               abi=compiled(CONTRACT[self._kind(venue)]).abi)
 
     async def flag(self, trader: str) -> tuple[int, bool]:
         who = AsyncWeb3.to_checksum_address(trader)
@@ -94,18 +96,18 @@ class VenueChain(ChainTransactions):
 
     async def liquidation(self, trader: str, leg: LiquidationLeg) -> LiquidateCall:
         who = AsyncWeb3.to_checksum_address(trader)
-        kind = self.kinds.get(leg.venue, "perp")
+        kind = self._kind(leg.venue)
         name = market_bytes(leg.market)
         size = leg.to_close_wad
         if kind == "lending":
             market = await self.pool.on_provider("markets", lambda w3: self._venue(
                 w3, leg.venue).functions.markets(name).call())
             size //= int(market[1])  # the asset token's units, rounded down
-            return LiquidateCall(leg.venue, CONTRACT[kind], (who, name, size))
+            return LiquidateCall(leg.venue, (who, name, size))
         if kind == "option":
-            return LiquidateCall(leg.venue, CONTRACT[kind], (
+            return LiquidateCall(leg.venue, (
                 who, name, leg.strike_wad, leg.expiry, leg.kind == "call", size))
-        return LiquidateCall(leg.venue, CONTRACT[kind], (who, name, size))
+        return LiquidateCall(leg.venue, (who, name, size))
 
     async def simulate(self, call: LiquidateCall, sender: str) -> str | None:
         try:
