@@ -28,7 +28,6 @@
 """
 
 import credit
-from ethereum.ercs import IERC20
 from ethereum.ercs import IERC20Detailed
 
 struct Position:
@@ -128,7 +127,7 @@ def withdraw_cash(amount: uint256):
 def supply(market: bytes32, amount: uint256):
     """Supply `amount` of the asset (its token's units)."""
     m: Market = self._accrue(market)
-    self._take_asset(m, msg.sender, amount)
+    credit.take_token(m.token, msg.sender, amount)
     self._move(msg.sender, market, m, convert(amount * m.unit_wad, int256), credit.price_wad(market))
     self._commit(msg.sender)
 
@@ -141,8 +140,8 @@ def repay(market: bytes32, amount: uint256):
     balance: int256 = self._balance(msg.sender, market, m)
     assert balance < 0, "nothing borrowed"
     debt: uint256 = convert(-balance, uint256)
-    paid: uint256 = min(amount, self._ceil_div(debt, m.unit_wad))
-    self._take_asset(m, msg.sender, paid)
+    paid: uint256 = min(amount, credit.ceil_div(debt, m.unit_wad))
+    credit.take_token(m.token, msg.sender, paid)
     self._move(msg.sender, market, m, convert(min(paid * m.unit_wad, debt), int256), credit.price_wad(market))
     self._commit(msg.sender)
 
@@ -161,9 +160,9 @@ def withdraw(market: bytes32, amount: uint256):
     if paid == held:
         delta = -balance
     price: uint256 = credit.price_wad(market)
-    credit.draw(msg.sender, self._ceil_div(paid * m.unit_wad * price, WAD))
+    credit.draw(msg.sender, credit.ceil_div(paid * m.unit_wad * price, WAD))
     self._move(msg.sender, market, m, delta, price)
-    self._pay_asset(m, msg.sender, paid)
+    credit.pay_token(m.token, msg.sender, paid)
     self._commit(msg.sender)
 
 
@@ -172,10 +171,10 @@ def borrow(market: bytes32, amount: uint256):
     m: Market = self._accrue(market)
     assert self._balance(msg.sender, market, m) <= 0, "withdraw the supply first"
     price: uint256 = credit.price_wad(market)
-    value: uint256 = self._ceil_div(amount * m.unit_wad * price, WAD)
-    credit.draw(msg.sender, self._ceil_div(value * (BPS + self.borrow_margin_bps), BPS))
+    value: uint256 = credit.ceil_div(amount * m.unit_wad * price, WAD)
+    credit.draw(msg.sender, credit.ceil_div(value * (BPS + self.borrow_margin_bps), BPS))
     self._move(msg.sender, market, m, -convert(amount * m.unit_wad, int256), price)
-    self._pay_asset(m, msg.sender, amount)
+    credit.pay_token(m.token, msg.sender, amount)
     self._commit(msg.sender)
 
 
@@ -202,7 +201,7 @@ def liquidate(trader: address, market: bytes32, size: uint256):
     close: uint256 = min(size, convert(abs(balance), uint256) // m.unit_wad)
     assert close > 0, "below one token unit"
     value_wad: uint256 = close * m.unit_wad * price // WAD
-    penalty: uint256 = credit.units_up(self._ceil_div(value_wad * self.penalty_bps, BPS))
+    penalty: uint256 = credit.units_up(credit.ceil_div(value_wad * self.penalty_bps, BPS))
     to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
     value: uint256 = 0
     if balance < 0:
@@ -211,7 +210,7 @@ def liquidate(trader: address, market: bytes32, size: uint256):
         # Only cash held here pays a liquidator here; a debt backed by collateral on
         # other chains is settled across chains, not by this pool's other traders' cash.
         assert self.cash[trader] >= convert(value + penalty, int256), "cash here does not cover the repaid debt"
-        self._take_asset(m, msg.sender, close)
+        credit.take_token(m.token, msg.sender, close)
         self._move(trader, market, m, convert(close * m.unit_wad, int256), price)
         self.cash[trader] -= convert(value + penalty, int256)
         credit.pay(msg.sender, value + to_liquidator)
@@ -222,7 +221,7 @@ def liquidate(trader: address, market: bytes32, size: uint256):
         credit.take(msg.sender, value - to_liquidator)
         self._move(trader, market, m, -convert(close * m.unit_wad, int256), price)
         self.cash[trader] += convert(value - penalty, int256)
-        self._pay_asset(m, msg.sender, close)
+        credit.pay_token(m.token, msg.sender, close)
     self.insurance_fund += penalty - to_liquidator
     log Liquidated(trader=trader, liquidator=msg.sender, market=market,
                    size=convert(close * m.unit_wad, int256), price=price, penalty=penalty)
@@ -260,7 +259,7 @@ def _accrue(market: bytes32) -> Market:
         rate: uint256 = self._borrow_rate(m)
         supplied: uint256 = m.supplied_scaled * m.supply_index // WAD
         borrowed: uint256 = m.borrowed_scaled * m.borrow_index // WAD
-        m.borrow_index += self._ceil_div(m.borrow_index * rate * dt, WAD)
+        m.borrow_index += credit.ceil_div(m.borrow_index * rate * dt, WAD)
         if supplied > 0:
             # Suppliers earn the borrowers' interest, rounded down.
             m.supply_index += m.supply_index * rate * dt * min(borrowed, supplied) // supplied // WAD
@@ -275,7 +274,7 @@ def _balance(trader: address, market: bytes32, m: Market) -> int256:
     s: int256 = self.scaled[trader][market]
     if s >= 0:
         return convert(convert(s, uint256) * m.supply_index // WAD, int256)
-    return -convert(self._ceil_div(convert(-s, uint256) * m.borrow_index, WAD), int256)
+    return -convert(credit.ceil_div(convert(-s, uint256) * m.borrow_index, WAD), int256)
 
 
 @internal
@@ -295,7 +294,7 @@ def _move(trader: address, market: bytes32, m: Market, delta: int256, price: uin
         s = convert(convert(new, uint256) * WAD // mm.supply_index, int256)
         mm.supplied_scaled += convert(s, uint256)
     elif new < 0:
-        s = -convert(self._ceil_div(convert(-new, uint256) * WAD, mm.borrow_index), int256)
+        s = -convert(credit.ceil_div(convert(-new, uint256) * WAD, mm.borrow_index), int256)
         mm.borrowed_scaled += convert(-s, uint256)
     else:
         s = 0
@@ -309,23 +308,6 @@ def _move(trader: address, market: bytes32, m: Market, delta: int256, price: uin
     if new != 0:
         held.append(market)
     self.held[trader] = held
-
-
-@internal
-def _take_asset(m: Market, sender: address, amount: uint256):
-    assert amount > 0, "zero amount"
-    assert extcall IERC20(m.token).transferFrom(sender, self, amount, default_return_value=True), "transfer failed"
-
-
-@internal
-def _pay_asset(m: Market, receiver: address, amount: uint256):
-    assert extcall IERC20(m.token).transfer(receiver, amount, default_return_value=True), "transfer failed"
-
-
-@pure
-@internal
-def _ceil_div(a: uint256, b: uint256) -> uint256:
-    return (a + b - 1) // b
 
 
 @view

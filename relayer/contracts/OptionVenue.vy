@@ -139,7 +139,7 @@ def trade(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, size_
     premium: uint256 = self.premiums[keccak256(abi_encode(market, strike, expiry, is_call))]
     assert premium > 0, "no quote"
     if size_delta > 0:
-        cost: int256 = convert(credit.units_up(self._ceil_div(convert(size_delta, uint256) * premium, WAD)), int256)
+        cost: int256 = convert(credit.units_up(credit.ceil_div(convert(size_delta, uint256) * premium, WAD)), int256)
         assert self.cash[msg.sender] >= cost, "premium exceeds cash"
         self._move_cash(msg.sender, -cost)
     else:
@@ -149,8 +149,8 @@ def trade(market: bytes32, strike: uint256, expiry: uint64, is_call: bool, size_
     written: int256 = max(-new, 0) - max(-old, 0)
     if written > 0:
         spot: uint256 = credit.price_wad(market)
-        notional: uint256 = self._ceil_div(convert(written, uint256) * spot, WAD)
-        credit.draw(msg.sender, self._ceil_div(notional * self.initial_margin_bps, BPS))
+        notional: uint256 = credit.ceil_div(convert(written, uint256) * spot, WAD)
+        credit.draw(msg.sender, credit.ceil_div(notional * self.initial_margin_bps, BPS))
     self._commit(msg.sender)
 
 
@@ -195,12 +195,12 @@ def liquidate(trader: address, market: bytes32, strike: uint256, expiry: uint64,
     if held < 0:
         close = -close
         # Buying back written contracts costs the premium, rounded up.
-        self._move_cash(trader, -convert(credit.units_up(self._ceil_div(convert(-close, uint256) * premium, WAD)), int256))
+        self._move_cash(trader, -convert(credit.units_up(credit.ceil_div(convert(-close, uint256) * premium, WAD)), int256))
     else:
         self._move_cash(trader, credit.units_down(close * convert(premium, int256) // convert(WAD, int256)))
     self._resize(trader, market, strike, expiry, is_call, -close, premium)
-    notional: uint256 = self._ceil_div(convert(abs(close), uint256) * spot, WAD)
-    penalty: uint256 = min(credit.units_up(self._ceil_div(notional * self.penalty_bps, BPS)),
+    notional: uint256 = credit.ceil_div(convert(abs(close), uint256) * spot, WAD)
+    penalty: uint256 = min(credit.units_up(credit.ceil_div(notional * self.penalty_bps, BPS)),
                            convert(max(self.cash[trader], 0), uint256))
     to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
     self.cash[trader] -= convert(penalty, int256)
@@ -251,11 +251,6 @@ def _resize(trader: address, market: bytes32, strike: uint256, expiry: uint64, i
     self.books[trader] = updated
     return old
 
-
-@pure
-@internal
-def _ceil_div(a: uint256, b: uint256) -> uint256:
-    return (a + b - 1) // b
 
 
 @internal

@@ -212,7 +212,7 @@ def trade(market: bytes32, size_delta: int256):
     added: uint256 = self._added_exposure(old, old + size_delta)
     self._resize(msg.sender, market, old + size_delta, price)
     if added > 0:
-        credit.draw(msg.sender, self._ceil_div(self._ceil_div(added * price, WAD) * self.initial_margin_bps, BPS))
+        credit.draw(msg.sender, credit.ceil_div(credit.ceil_div(added * price, WAD) * self.initial_margin_bps, BPS))
     self._commit(msg.sender)
 
 
@@ -229,13 +229,13 @@ def liquidate(trader: address, market: bytes32, size: uint256):
     assert old != 0, "no such position"
     price: uint256 = credit.price_wad(market)
     close: uint256 = min(size, convert(abs(old), uint256))
-    notional: uint256 = self._ceil_div(close * price, WAD)
+    notional: uint256 = credit.ceil_div(close * price, WAD)
     self._count_against_caps(market, notional)
     closed: int256 = convert(close, int256)
     if old < 0:
         closed = -closed
     pnl: int256 = self._resize(trader, market, old - closed, price)
-    penalty: uint256 = min(credit.units_up(self._ceil_div(notional * self.penalty_bps, BPS)),
+    penalty: uint256 = min(credit.units_up(credit.ceil_div(notional * self.penalty_bps, BPS)),
                            convert(max(self.cash[trader], 0), uint256))
     to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
     self.cash[trader] -= convert(penalty, int256)
@@ -345,7 +345,7 @@ def _average_entry(old: int256, entry: uint256, new: int256, price: uint256) -> 
     b: uint256 = convert(abs(new), uint256)
     total: uint256 = a * entry + (b - a) * price
     if new > 0:
-        return self._ceil_div(total, b)
+        return credit.ceil_div(total, b)
     return total // b
 
 
@@ -376,11 +376,6 @@ def _added_exposure(old_size: int256, new_size: int256) -> uint256:
         return convert(abs(new_size) - abs(old_size), uint256)
     return 0
 
-
-@pure
-@internal
-def _ceil_div(a: uint256, b: uint256) -> uint256:
-    return (a + b - 1) // b
 
 
 @internal

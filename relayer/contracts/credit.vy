@@ -88,16 +88,34 @@ def price_wad(market: bytes32) -> uint256:
 
 @internal
 def take(sender: address, amount: uint256):
-    """Custody: `amount` token units from `sender` to this venue."""
-    assert amount > 0, "zero amount"
-    assert extcall IERC20(self.token).transferFrom(sender, self, amount, default_return_value=True), "transfer failed"
+    """Custody: `amount` units of the collateral token from `sender` to this venue."""
+    self.take_token(self.token, sender, amount)
 
 
 @internal
 def pay(receiver: address, amount: uint256):
+    self.pay_token(self.token, receiver, amount)
+
+
+@internal
+def take_token(token: address, sender: address, amount: uint256):
+    """Custody of any token (a lending pool's assets too): `amount` from `sender`."""
+    assert amount > 0, "zero amount"
+    assert extcall IERC20(token).transferFrom(sender, self, amount, default_return_value=True), "transfer failed"
+
+
+@internal
+def pay_token(token: address, receiver: address, amount: uint256):
     if amount == 0:
         return
-    assert extcall IERC20(self.token).transfer(receiver, amount, default_return_value=True), "transfer failed"
+    assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), "transfer failed"
+
+
+@pure
+@internal
+def ceil_div(a: uint256, b: uint256) -> uint256:
+    """a / b rounded up: what a trader is charged or owes."""
+    return (a + b - 1) // b
 
 
 @pure
@@ -122,4 +140,4 @@ def units_down(amount_wad: int256) -> int256:
 @internal
 def units_up(amount_wad: uint256) -> uint256:
     """18-decimal USD to token units, rounded up: what a trader is charged."""
-    return (amount_wad + self.unit_wad - 1) // self.unit_wad
+    return self.ceil_div(amount_wad, self.unit_wad)
