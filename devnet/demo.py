@@ -106,7 +106,8 @@ def print_shock(console: Console, shock: dict[str, Any]) -> None:
         for e in leg["events"]:
             console.print(f"  liquidated on {leg['chain_id']}: {e['size_wad'] / 10**18:g} "
                           f"{e['market']} at ${e['price_wad'] / 10**18:,.2f}, P&L "
-                          f"{usdc(e['pnl_units'])}, penalty {usdc(e['penalty_units'])} (keeper "
+                          f"{usdc(e['pnl_units'])}, keeper's reward {usdc(e['reward_units'])}, "
+                          f"penalty {usdc(e['penalty_units'])} (keeper in all "
                           f"{usdc(e['to_liquidator_units'])}) in {leg['tx_hash']}")
         if not leg["events"]:
             console.print(f"  leg {leg['leg']} on {leg['chain_id']}: {leg['status']}: "

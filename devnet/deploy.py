@@ -19,9 +19,15 @@ VENUE_INITIAL_MARGIN_BPS = 2000
 # A borrow draws its value plus this share of it from the credit.
 POOL_BORROW_MARGIN_BPS = 2000
 # A liquidation charges 1% of the closed notional, half to the caller, half to the
-# venue's insurance fund.
+# venue's insurance fund; the spread is capped at 1.5 x the venue's maintenance rate.
 LIQUIDATION_PENALTY_BPS = 100
 LIQUIDATOR_SHARE_BPS = 5000
+VENUE_MAINTENANCE_BPS = 1000
+# The caller is first paid its gas (this much gas at the transaction's gas price, priced
+# by the ETH feed) plus a minimum of 2 USDC.
+KEEPER_GAS = 400_000
+MIN_KEEPER_REWARD = 2 * 10**6
+GAS_MARKET = "ETH"
 # A venue refuses a price older than this (the local nets' feeds move when told to).
 MAX_PRICE_AGE_S = 86_400
 # The collateral token: USDC's shape. The pool's assets keep their usual decimals.
@@ -100,7 +106,7 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
     ledger = deploy_contract(w3, deployer, "CreditLedger", Web3.to_checksum_address(oracle))
     token = deploy_contract(w3, deployer, "Token", "USD Coin", "USDC", USDC_DECIMALS)
     at = Web3.to_checksum_address
-    liquidation = (LIQUIDATION_PENALTY_BPS, LIQUIDATOR_SHARE_BPS)
+    liquidation = (VENUE_MAINTENANCE_BPS, LIQUIDATION_PENALTY_BPS, LIQUIDATOR_SHARE_BPS)
     venue = deploy_contract(w3, deployer, "PerpVenue", at(ledger), at(token),
                             VENUE_INITIAL_MARGIN_BPS, *liquidation)
     pool = deploy_contract(w3, deployer, "LendingPool", at(ledger), at(token),
@@ -124,6 +130,11 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
         transact(w3, deployer, contract(w3, "LendingPool", pool).functions.list_market(
             name, at(feed), MAX_PRICE_AGE_S, at(assets[asset]), POOL_BASE_RATE, POOL_SLOPE))
         feeds[asset] = feed
+    if GAS_MARKET in prices:
+        for kind, address in (("PerpVenue", venue), ("OptionVenue", options),
+                              ("LendingPool", pool)):
+            transact(w3, deployer, contract(w3, kind, address).functions.set_keeper_reward(
+                KEEPER_GAS, MIN_KEEPER_REWARD, market_bytes(GAS_MARKET)))
     d = Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
                    feeds=feeds, pool=pool, options=options, ledger=ledger, token=token,
                    assets=assets)

@@ -69,7 +69,7 @@ def liquidations_in(d: Deployment, tx_hash: str) -> list[dict[str, Any]]:
     return [{"trader": e.args.trader.lower(), "liquidator": e.args.liquidator.lower(),
              "market": e.args.market.rstrip(b"\x00").decode(), "size_wad": int(e.args.size),
              "price_wad": int(e.args.price), "pnl_units": int(e.args.pnl),
-             "penalty_units": int(e.args.penalty),
+             "reward_units": int(e.args.reward), "penalty_units": int(e.args.penalty),
              "to_liquidator_units": int(e.args.to_liquidator)}
             for e in venue.events.Liquidated().process_receipt(receipt, errors=DISCARD)]
 

@@ -140,6 +140,42 @@ def deploy(
     typer.echo(f"config written to {network.config_path}")
 
 
+@app.command()
+def adl(
+    rpc_url: Annotated[str, typer.Option(help="the venue's chain")],
+    venue: Annotated[str, typer.Option(help="a PerpVenue address")],
+    from_block: Annotated[int, typer.Option(help="first block to look for traders in")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Propose auto-deleveraging for a perp venue's uncovered bad debt: the profitable
+    positions ranked by profit ratio x leverage, and how much of each would close to
+    cover it. Nothing is sent."""
+    from engine.deleveraging import propose
+    from relayer.chain.deleveraging import read_perp_venue
+    from relayer.errors import RpcError
+
+    try:
+        block, deficit, candidates = read_perp_venue(rpc_url, venue, from_block)
+    except RpcError as e:
+        typer.echo(f"error: --rpc-url: {e}", err=True)
+        raise typer.Exit(2) from e
+    proposal = propose(deficit, candidates)
+    out = {"venue": venue.lower(), "block": block, "bad_debt_wad": deficit,
+           "covered_wad": proposal.covered_wad, "uncovered_wad": proposal.uncovered_wad,
+           "steps": [{"trader": s.trader, "market": s.market, "close_wad": s.close_wad,
+                      "profit_wad": s.profit_wad, "haircut_wad": s.haircut_wad,
+                      "score": float(s.score)} for s in proposal.steps]}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(f"venue {out['venue']} at block {block}: bad debt ${deficit / 10**18:,.2f}, "
+               f"proposal covers ${proposal.covered_wad / 10**18:,.2f}")
+    for s in proposal.steps:
+        typer.echo(f"  {s.trader} {s.market}: close {s.close_wad / 10**18:g} "
+                   f"(profit ${s.profit_wad / 10**18:,.2f}, haircut "
+                   f"${s.haircut_wad / 10**18:,.2f}, score {float(s.score):.4f})")
+
+
 def _print_verified(block: dict[str, Any], answer: dict[str, Any]) -> None:
     from proofs import ProofError
     from relayer.proving.check import check

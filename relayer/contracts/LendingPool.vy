@@ -20,9 +20,11 @@
         draws on the chain's CreditLedger: the value withdrawn, or the value borrowed plus
         `borrow_margin_bps` of it. Supplying and repaying always pass.
         Liquidation (only on an unexpired flag): a debt is repaid by the caller in the
-        asset's tokens, who takes its value plus the penalty's caller share out of the
-        trader's cash; a supply is sold to the caller at the feed price less that share.
-        The rest of the penalty (`penalty_bps` of the value) goes to the insurance fund.
+        asset's tokens, who is paid its value out of the trader's cash here (which must
+        cover it: a debt backed by collateral elsewhere is settled across chains); a
+        supply is sold to the caller at the feed price into the trader's cash. Either
+        way the caller's reward and the penalty of the shared `credit` module are then
+        charged on the value, out of what cash is left.
 @dev Token balances: Σ supplied − Σ borrowed (plus interest repaid) of each asset, and
      Σ cash + insurance_fund of the stablecoin.
 """
@@ -62,7 +64,9 @@ event Liquidated:
     market: bytes32
     size: int256
     price: uint256
+    reward: uint256
     penalty: uint256
+    to_liquidator: uint256  # reward + the caller's share of the penalty
 
 commitment: public(HashMap[address, bytes32])
 cash: public(HashMap[address, int256])
@@ -72,24 +76,27 @@ entry: HashMap[address, HashMap[bytes32, uint256]]
 markets: public(HashMap[bytes32, Market])
 owner: public(address)
 borrow_margin_bps: public(uint256)
-penalty_bps: public(uint256)
-liquidator_share_bps: public(uint256)
-insurance_fund: public(uint256)
 initializes: credit
 exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
-          credit.max_price_age)
+          credit.max_price_age, credit.insurance_fund, credit.penalty_bps,
+          credit.liquidator_share_bps, credit.maintenance_bps, credit.keeper_gas,
+          credit.min_keeper_reward, credit.gas_market)
 
 
 @deploy
 def __init__(ledger: address, token: address, borrow_margin_bps: uint256,
-             penalty_bps: uint256, liquidator_share_bps: uint256):
+             maintenance_bps: uint256, penalty_bps: uint256, liquidator_share_bps: uint256):
     assert borrow_margin_bps <= BPS, "bad margin rate"
-    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
     credit.__init__(ledger, token)
+    credit.set_penalty(maintenance_bps, penalty_bps, liquidator_share_bps)
     self.owner = msg.sender
     self.borrow_margin_bps = borrow_margin_bps
-    self.penalty_bps = penalty_bps
-    self.liquidator_share_bps = liquidator_share_bps
+
+
+@external
+def set_keeper_reward(keeper_gas: uint256, min_keeper_reward: uint256, gas_market: bytes32):
+    assert msg.sender == self.owner, "only owner"
+    credit.set_keeper_reward(keeper_gas, min_keeper_reward, gas_market)
 
 
 @external
@@ -201,30 +208,35 @@ def liquidate(trader: address, market: bytes32, size: uint256):
     close: uint256 = min(size, convert(abs(balance), uint256) // m.unit_wad)
     assert close > 0, "below one token unit"
     value_wad: uint256 = close * m.unit_wad * price // WAD
-    penalty: uint256 = credit.units_up(credit.ceil_div(value_wad * self.penalty_bps, BPS))
-    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
     value: uint256 = 0
     if balance < 0:
-        # The caller repays the debt and takes its value (rounded up) from the cash.
+        # The caller repays the debt and is paid its value (rounded up) from the cash.
         value = credit.units_up(value_wad)
         # Only cash held here pays a liquidator here; a debt backed by collateral on
         # other chains is settled across chains, not by this pool's other traders' cash.
-        assert self.cash[trader] >= convert(value + penalty, int256), "cash here does not cover the repaid debt"
+        assert self.cash[trader] >= convert(value, int256), "cash here does not cover the repaid debt"
         credit.take_token(m.token, msg.sender, close)
         self._move(trader, market, m, convert(close * m.unit_wad, int256), price)
-        self.cash[trader] -= convert(value + penalty, int256)
-        credit.pay(msg.sender, value + to_liquidator)
+        self.cash[trader] -= convert(value, int256)
     else:
         # The caller buys the supply at the feed price (the trader's proceeds round down).
         value = convert(credit.units_down(convert(value_wad, int256)), uint256)
-        assert value >= penalty, "supply worth less than the penalty"
-        credit.take(msg.sender, value - to_liquidator)
+        credit.take(msg.sender, value)
         self._move(trader, market, m, -convert(close * m.unit_wad, int256), price)
-        self.cash[trader] += convert(value - penalty, int256)
+        self.cash[trader] += convert(value, int256)
         credit.pay_token(m.token, msg.sender, close)
-    self.insurance_fund += penalty - to_liquidator
+    reward: uint256 = 0
+    share: uint256 = 0
+    to_insurance: uint256 = 0
+    reward, share, to_insurance = credit.liquidation_charges(self.cash[trader], value_wad)
+    self.cash[trader] -= convert(reward + share + to_insurance, int256)
+    if balance < 0:
+        credit.pay(msg.sender, value + reward + share)
+    else:
+        credit.pay(msg.sender, reward + share)
     log Liquidated(trader=trader, liquidator=msg.sender, market=market,
-                   size=convert(close * m.unit_wad, int256), price=price, penalty=penalty)
+                   size=convert(close * m.unit_wad, int256), price=price, reward=reward,
+                   penalty=share + to_insurance, to_liquidator=reward + share)
     self._commit(trader)
 
 

@@ -18,9 +18,9 @@
         Once a series has expired anyone may settle it for a trader in cash at the feed
         price (intrinsic value × contracts: a long is paid, rounded down; a writer pays,
         rounded up). Liquidation (only on an unexpired flag) closes up to the contracts
-        named at the quoted premium and charges `penalty_bps` of the underlying's notional
-        (at most the trader's cash), `liquidator_share_bps` of it to the caller and the
-        rest to the insurance fund.
+        named at the quoted premium and charges the caller's reward and the penalty of
+        the shared `credit` module on the underlying's notional (at most the trader's
+        cash).
 """
 
 import credit
@@ -56,7 +56,9 @@ event Liquidated:
     series: bytes32
     size: int256
     premium: uint256
+    reward: uint256
     penalty: uint256
+    to_liquidator: uint256  # reward + the caller's share of the penalty
 
 commitment: public(HashMap[address, bytes32])
 cash: public(HashMap[address, int256])
@@ -64,25 +66,22 @@ books: HashMap[address, DynArray[OptionPosition, MAX_POSITIONS]]
 premiums: public(HashMap[bytes32, uint256])  # series id → quoted premium per contract
 owner: public(address)
 initial_margin_bps: public(uint256)
-penalty_bps: public(uint256)
-liquidator_share_bps: public(uint256)
 house: public(int256)
-insurance_fund: public(uint256)
 initializes: credit
 exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
-          credit.max_price_age)
+          credit.max_price_age, credit.insurance_fund, credit.penalty_bps,
+          credit.liquidator_share_bps, credit.maintenance_bps, credit.keeper_gas,
+          credit.min_keeper_reward, credit.gas_market)
 
 
 @deploy
 def __init__(ledger: address, token: address, initial_margin_bps: uint256,
-             penalty_bps: uint256, liquidator_share_bps: uint256):
+             maintenance_bps: uint256, penalty_bps: uint256, liquidator_share_bps: uint256):
     assert initial_margin_bps > 0 and initial_margin_bps <= BPS, "bad margin rate"
-    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
     credit.__init__(ledger, token)
+    credit.set_penalty(maintenance_bps, penalty_bps, liquidator_share_bps)
     self.owner = msg.sender
     self.initial_margin_bps = initial_margin_bps
-    self.penalty_bps = penalty_bps
-    self.liquidator_share_bps = liquidator_share_bps
 
 
 @pure
@@ -95,6 +94,12 @@ def series(market: bytes32, strike: uint256, expiry: uint64, is_call: bool) -> b
 def list_market(market: bytes32, feed: address, max_price_age: uint256):
     assert msg.sender == self.owner, "only owner"
     credit.list(market, feed, max_price_age)
+
+
+@external
+def set_keeper_reward(keeper_gas: uint256, min_keeper_reward: uint256, gas_market: bytes32):
+    assert msg.sender == self.owner, "only owner"
+    credit.set_keeper_reward(keeper_gas, min_keeper_reward, gas_market)
 
 
 @external
@@ -200,14 +205,15 @@ def liquidate(trader: address, market: bytes32, strike: uint256, expiry: uint64,
         self._move_cash(trader, credit.units_down(close * convert(premium, int256) // convert(WAD, int256)))
     self._resize(trader, market, strike, expiry, is_call, -close, premium)
     notional: uint256 = credit.ceil_div(convert(abs(close), uint256) * spot, WAD)
-    penalty: uint256 = min(credit.units_up(credit.ceil_div(notional * self.penalty_bps, BPS)),
-                           convert(max(self.cash[trader], 0), uint256))
-    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
-    self.cash[trader] -= convert(penalty, int256)
-    self.insurance_fund += penalty - to_liquidator
-    credit.pay(msg.sender, to_liquidator)
+    reward: uint256 = 0
+    share: uint256 = 0
+    to_insurance: uint256 = 0
+    reward, share, to_insurance = credit.liquidation_charges(self.cash[trader], notional)
+    self.cash[trader] -= convert(reward + share + to_insurance, int256)
+    credit.pay(msg.sender, reward + share)
     log Liquidated(trader=trader, liquidator=msg.sender, series=series_id, size=close,
-                   premium=premium, penalty=penalty)
+                   premium=premium, reward=reward, penalty=share + to_insurance,
+                   to_liquidator=reward + share)
     self._commit(trader)
 
 

@@ -26,11 +26,11 @@
         toward minus infinity; an average entry rounds up for a long and down for a
         short; a credit draw and a penalty round up.
         Liquidation: only while the oracle flags the trader on an attestation that has
-        not expired; closes up to the size named at the feed price; charges
-        `penalty_bps` of the closed notional (never more than the cash the trader has
-        here), `liquidator_share_bps` of it to the caller and the rest to the insurance
-        fund; liquidated notional per market is capped per block and per window except
-        for approved liquidators. A trader left with no position here and negative cash
+        not expired; closes up to the size named at the feed price and charges the
+        caller's reward and the penalty of the shared `credit` module (never more than
+        the cash the trader has here: the effective price of the close never passes the
+        bankruptcy price); liquidated notional per market is capped per block and per
+        window except for approved liquidators. A trader left with no position here and negative cash
         is a bad debt: the insurance fund covers it, then the liquidator reserve (at most
         `reserve_cap` per event), and what remains is recorded (`BadDebt`, `bad_debt_of`).
         Funding payments are not charged.
@@ -77,8 +77,9 @@ event Liquidated:
     size: int256
     price: uint256
     pnl: int256
+    reward: uint256
     penalty: uint256
-    to_liquidator: uint256
+    to_liquidator: uint256  # reward + the caller's share of the penalty
 
 event BadDebt:
     trader: indexed(address)
@@ -93,13 +94,10 @@ books: HashMap[address, DynArray[Position, MAX_POSITIONS]]
 owner: public(address)
 initial_margin_bps: public(uint256)
 house: public(int256)
-insurance_fund: public(uint256)
 liquidator_reserve: public(uint256)
 reserve_cap: public(uint256)
 bad_debt: public(uint256)
 bad_debt_of: public(HashMap[address, uint256])
-penalty_bps: public(uint256)
-liquidator_share_bps: public(uint256)
 block_cap: public(uint256)   # liquidated notional (USD, 18 decimals) per market and block
 window_s: public(uint256)
 window_cap: public(uint256)  # ... per market and window of `window_s`
@@ -109,19 +107,19 @@ block_total: public(HashMap[bytes32, HashMap[uint256, uint256]])
 approved_liquidator: public(HashMap[address, bool])
 initializes: credit
 exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
-          credit.max_price_age)
+          credit.max_price_age, credit.insurance_fund, credit.penalty_bps,
+          credit.liquidator_share_bps, credit.maintenance_bps, credit.keeper_gas,
+          credit.min_keeper_reward, credit.gas_market)
 
 
 @deploy
 def __init__(ledger: address, token: address, initial_margin_bps: uint256,
-             penalty_bps: uint256, liquidator_share_bps: uint256):
+             maintenance_bps: uint256, penalty_bps: uint256, liquidator_share_bps: uint256):
     assert initial_margin_bps > 0 and initial_margin_bps <= BPS, "bad margin rate"
-    assert penalty_bps <= BPS and liquidator_share_bps <= BPS, "bad penalty"
     credit.__init__(ledger, token)
+    credit.set_penalty(maintenance_bps, penalty_bps, liquidator_share_bps)
     self.owner = msg.sender
     self.initial_margin_bps = initial_margin_bps
-    self.penalty_bps = penalty_bps
-    self.liquidator_share_bps = liquidator_share_bps
 
 
 @external
@@ -142,6 +140,12 @@ def set_liquidation_limits(block_cap: uint256, window_s: uint256, window_cap: ui
 
 
 @external
+def set_keeper_reward(keeper_gas: uint256, min_keeper_reward: uint256, gas_market: bytes32):
+    assert msg.sender == self.owner, "only owner"
+    credit.set_keeper_reward(keeper_gas, min_keeper_reward, gas_market)
+
+
+@external
 def approve_liquidator(liquidator: address, approved: bool):
     assert msg.sender == self.owner, "only owner"
     self.approved_liquidator[liquidator] = approved
@@ -156,7 +160,7 @@ def fund_house(amount: uint256):
 @external
 def fund_insurance(amount: uint256):
     credit.take(msg.sender, amount)
-    self.insurance_fund += amount
+    credit.insurance_fund += amount
 
 
 @external
@@ -235,16 +239,17 @@ def liquidate(trader: address, market: bytes32, size: uint256):
     if old < 0:
         closed = -closed
     pnl: int256 = self._resize(trader, market, old - closed, price)
-    penalty: uint256 = min(credit.units_up(credit.ceil_div(notional * self.penalty_bps, BPS)),
-                           convert(max(self.cash[trader], 0), uint256))
-    to_liquidator: uint256 = penalty * self.liquidator_share_bps // BPS
-    self.cash[trader] -= convert(penalty, int256)
-    self.insurance_fund += penalty - to_liquidator
+    reward: uint256 = 0
+    share: uint256 = 0
+    to_insurance: uint256 = 0
+    reward, share, to_insurance = credit.liquidation_charges(self.cash[trader], notional)
+    self.cash[trader] -= convert(reward + share + to_insurance, int256)
     if self.cash[trader] < 0 and len(self.books[trader]) == 0:
         self._cover_bad_debt(trader)
-    credit.pay(msg.sender, to_liquidator)
+    credit.pay(msg.sender, reward + share)
     log Liquidated(trader=trader, liquidator=msg.sender, market=market, size=closed,
-                   price=price, pnl=pnl, penalty=penalty, to_liquidator=to_liquidator)
+                   price=price, pnl=pnl, reward=reward, penalty=share + to_insurance,
+                   to_liquidator=reward + share)
     self._commit(trader)
 
 
@@ -276,8 +281,8 @@ def _cover_bad_debt(trader: address):
     """The backstop order: insurance fund, then the capped liquidator reserve, then a
     recorded bad debt (the trader's cash stays negative by that much)."""
     deficit: uint256 = convert(-self.cash[trader], uint256)
-    from_insurance: uint256 = min(deficit, self.insurance_fund)
-    self.insurance_fund -= from_insurance
+    from_insurance: uint256 = min(deficit, credit.insurance_fund)
+    credit.insurance_fund -= from_insurance
     rest: uint256 = deficit - from_insurance
     from_reserve: uint256 = min(rest, self.liquidator_reserve)
     if self.reserve_cap > 0:

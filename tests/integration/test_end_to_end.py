@@ -310,15 +310,17 @@ def test_a_price_shock_liquidates_the_unhedged_trader_and_leaves_the_hedged_one(
         after = summary["after"]["unhedged"][i]
         events = [e for leg in summary["liquidations"] if leg["chain_id"] == before["chain_id"]
                   for e in leg["events"]]
-        # To the unit: the trader's cash moved by the realized P&L less the penalty; the
-        # keeper got its share; the insurance fund the rest; the venue's tokens are
-        # where they were less what the keeper was paid.
+        # To the unit: the trader's cash moved by the realized P&L less the keeper's
+        # reward and the penalty; the keeper got the reward and its share of the
+        # penalty; the insurance fund the rest; the venue's tokens are where they were
+        # less what the keeper was paid.
         assert after["cash_units"] == before["cash_units"] + sum(
-            e["pnl_units"] - e["penalty_units"] for e in events)
+            e["pnl_units"] - e["reward_units"] - e["penalty_units"] for e in events)
         paid = sum(e["to_liquidator_units"] for e in events)
+        assert all(e["to_liquidator_units"] >= e["reward_units"] > 0 for e in events)
         assert after["keeper_wallet_units"] == before["keeper_wallet_units"] + paid
         assert after["insurance_fund_units"] == before["insurance_fund_units"] + sum(
-            e["penalty_units"] - e["to_liquidator_units"] for e in events)
+            e["reward_units"] + e["penalty_units"] - e["to_liquidator_units"] for e in events)
         assert after["venue_tokens_units"] == before["venue_tokens_units"] - paid
         closed = sum(e["size_wad"] for e in events)
         held_before = before["positions"]["ETH"]["size_wad"]

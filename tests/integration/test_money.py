@@ -6,7 +6,10 @@ tokens its books say it holds."""
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +21,13 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from devnet.deploy import (
+    KEEPER_GAS,
     LIQUIDATION_PENALTY_BPS,
     LIQUIDATOR_SHARE_BPS,
     MAX_PRICE_AGE_S,
+    MIN_KEEPER_REWARD,
     VENUE_INITIAL_MARGIN_BPS,
+    VENUE_MAINTENANCE_BPS,
     Deployment,
     anvil_account,
     contract,
@@ -33,7 +39,7 @@ from devnet.deploy import (
 from devnet.hedge import set_price
 from devnet.localnet import LocalNet
 from relayer.delivery.signing import sign_digest, threshold_signatures
-from tests.support.credit import attest, new_account
+from tests.support.credit import attest, keeper_reward, new_account
 from wire.commitment import book_commitment, market_bytes
 from wire.eip712 import attestation_digest
 from wire.records import Position
@@ -219,20 +225,64 @@ def test_liquidation_closes_what_is_named_at_the_feed_and_pays_the_penalty(
     set_price(d, "ETH", 2600)
     flag(w3, d, me)
     insurance = int(venue.functions.insurance_fund().call())
-    transact(w3, keeper, venue.functions.liquidate(me, ETH, WAD // 2))
-    # 0.5 ETH closed at $2,600: a realized loss of $200; the penalty is 1% of the $1,300
-    # closed, $13, half to the caller and half to the insurance fund.
+    receipt = transact(w3, keeper, venue.functions.liquidate(me, ETH, WAD // 2))
+    # 0.5 ETH closed at $2,600: a realized loss of $200. The caller is paid its gas
+    # (KEEPER_GAS at the transaction's gas price, in ETH at $2,600) plus $2; then the
+    # penalty is 1% of the $1,300 closed, $13, half to the caller, half to the fund.
+    reward = keeper_reward(w3, d, venue, receipt, 800 * USDC)
+    gas_usd = KEEPER_GAS * receipt["effectiveGasPrice"] * 2600 / WAD
+    assert MIN_KEEPER_REWARD + gas_usd * USDC <= reward <= MIN_KEEPER_REWARD + gas_usd * USDC + 1
     penalty = 1_300 * USDC * LIQUIDATION_PENALTY_BPS // 10_000
     to_keeper = penalty * LIQUIDATOR_SHARE_BPS // 10_000
     assert (penalty, to_keeper) == (13 * USDC, 6_500_000)
-    assert venue.functions.cash(me).call() == 1_000 * USDC - 200 * USDC - penalty
-    assert balance(w3, d.token, keeper.address) == to_keeper
+    assert venue.functions.cash(me).call() == 1_000 * USDC - 200 * USDC - reward - penalty
+    assert balance(w3, d.token, keeper.address) == reward + to_keeper
     assert venue.functions.insurance_fund().call() == insurance + penalty - to_keeper
+    event = venue.events.Liquidated().process_receipt(receipt, errors=DISCARD)[0].args
+    assert (event.reward, event.penalty, event.to_liquidator) == (
+        reward, penalty, reward + to_keeper)
     held = {p[0]: p[1] for p in venue.functions.positions(me).call()}
     assert held == {ETH: 3 * WAD // 2, BTC: WAD // 100}  # the rest of the leg, the other leg
     reverts(venue.functions.liquidate(me, market_bytes("SOL"), WAD), keeper.address,
             "no such position")
     assert_conserved(w3, d, "PerpVenue", d.venue)
+
+
+def test_the_keepers_reward_is_capped_by_the_margin_and_charges_never_pass_bankruptcy(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    set_price(d, "ETH", 3000)
+    venue = contract(w3, "PerpVenue", d.venue)
+    trader = trader_with(w3, d, 100 * USDC)
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
+    transact(w3, trader, venue.functions.trade(ETH, WAD))
+    set_price(d, "ETH", 2901)
+    flag(w3, d, trader.address)
+    keeper = new_account(w3)
+    insurance = int(venue.functions.insurance_fund().call())
+    receipt = transact(w3, keeper, venue.functions.liquidate(trader.address, ETH, WAD))
+    # $99 realized leaves $1 here: the reward (at least $2 plus gas) is cut to that $1,
+    # and no penalty is left to charge. The close never takes cash below zero.
+    event = venue.events.Liquidated().process_receipt(receipt, errors=DISCARD)[0].args
+    assert (event.reward, event.penalty, event.to_liquidator) == (USDC, 0, USDC)
+    assert keeper_reward(w3, d, venue, receipt, USDC) == USDC
+    assert venue.functions.cash(trader.address).call() == 0
+    assert balance(w3, d.token, keeper.address) == USDC
+    assert venue.functions.insurance_fund().call() == insurance
+    assert_conserved(w3, d, "PerpVenue", d.venue)
+
+
+def test_a_liquidation_spread_above_one_and_a_half_maintenance_is_refused(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    at = Web3.to_checksum_address
+    for name, margin in (("PerpVenue", VENUE_INITIAL_MARGIN_BPS), ("OptionVenue", 2000),
+                         ("LendingPool", 2000)):
+        with pytest.raises(ContractLogicError, match=r"penalty above 1\.5 x maintenance"):
+            deploy_contract(w3, DEPLOYER, name, at(d.ledger), at(d.token), margin,
+                            200, 301, LIQUIDATOR_SHARE_BPS)
+        deploy_contract(w3, DEPLOYER, name, at(d.ledger), at(d.token), margin, 200, 300,
+                        LIQUIDATOR_SHARE_BPS)
 
 
 def test_a_stale_flag_liquidates_nobody(chain: tuple[Web3, Deployment]) -> None:
@@ -278,6 +328,39 @@ def test_liquidated_notional_is_capped_per_block_and_window_but_for_approved_liq
         transact(w3, DEPLOYER, venue.functions.set_liquidation_limits(0, 0, 0, 0))
 
 
+def own_venue(w3: Web3, d: Deployment, insurance: int, reserve: int, reserve_cap: int) -> str:
+    """A PerpVenue of its own on the test chain (ETH listed, registered with the
+    ledger, a house of 10,000 USDC), its backstop funded as given (token units)."""
+    at = Web3.to_checksum_address
+    address = deploy_contract(w3, DEPLOYER, "PerpVenue", at(d.ledger), at(d.token),
+                              VENUE_INITIAL_MARGIN_BPS, VENUE_MAINTENANCE_BPS,
+                              LIQUIDATION_PENALTY_BPS, LIQUIDATOR_SHARE_BPS)
+    venue = contract(w3, "PerpVenue", address)
+    transact(w3, DEPLOYER, contract(w3, "CreditLedger", d.ledger).functions.register(at(address)))
+    transact(w3, DEPLOYER, venue.functions.list_market(ETH, at(d.feeds["ETH"]), MAX_PRICE_AGE_S))
+    usdc = contract(w3, "Token", d.token)
+    transact(w3, DEPLOYER, usdc.functions.mint(DEPLOYER.address,
+                                               insurance + reserve + 10_000 * USDC))
+    transact(w3, DEPLOYER, usdc.functions.approve(at(address), 2**256 - 1))
+    transact(w3, DEPLOYER, venue.functions.fund_house(10_000 * USDC))
+    if insurance:
+        transact(w3, DEPLOYER, venue.functions.fund_insurance(insurance))
+    if reserve:
+        transact(w3, DEPLOYER, venue.functions.fund_reserve(reserve))
+    transact(w3, DEPLOYER, venue.functions.set_liquidation_limits(0, 0, 0, reserve_cap))
+    return address
+
+
+def on_venue(w3: Web3, d: Deployment, address: str, usdc: int) -> LocalAccount:
+    """A fresh trader who deposited ``usdc`` token units on the venue at ``address``."""
+    trader = new_account(w3)
+    fund(w3, d, DEPLOYER, trader, usdc)
+    token = contract(w3, "Token", d.token)
+    transact(w3, trader, token.functions.approve(Web3.to_checksum_address(address), 2**256 - 1))
+    transact(w3, trader, contract(w3, "PerpVenue", address).functions.deposit(usdc))
+    return trader
+
+
 @pytest.mark.parametrize("insurance, reserve, cap, covered", [
     (2_000, 0, 0, "insurance"),         # the fund covers the whole deficit
     (300, 1_000, 0, "reserve"),         # the fund, then the reserve
@@ -289,28 +372,9 @@ def test_bad_debt_is_covered_in_the_written_order_and_what_remains_is_recorded(
     w3, d = chain
     set_price(d, "ETH", 3000)
     # A venue of its own, so its insurance fund and reserve are as the case says.
-    address = deploy_contract(w3, DEPLOYER, "PerpVenue", Web3.to_checksum_address(d.ledger),
-                              Web3.to_checksum_address(d.token), VENUE_INITIAL_MARGIN_BPS,
-                              LIQUIDATION_PENALTY_BPS, LIQUIDATOR_SHARE_BPS)
+    address = own_venue(w3, d, insurance * USDC, reserve * USDC, cap * USDC)
     venue = contract(w3, "PerpVenue", address)
-    transact(w3, DEPLOYER, contract(w3, "CreditLedger", d.ledger).functions.register(
-        Web3.to_checksum_address(address)))
-    transact(w3, DEPLOYER, venue.functions.list_market(
-        ETH, Web3.to_checksum_address(d.feeds["ETH"]), MAX_PRICE_AGE_S))
-    usdc = contract(w3, "Token", d.token)
-    seed = (insurance + reserve + 10_000) * USDC
-    transact(w3, DEPLOYER, usdc.functions.mint(DEPLOYER.address, seed))
-    transact(w3, DEPLOYER, usdc.functions.approve(Web3.to_checksum_address(address), 2**256 - 1))
-    transact(w3, DEPLOYER, venue.functions.fund_house(10_000 * USDC))
-    transact(w3, DEPLOYER, venue.functions.fund_insurance(insurance * USDC))
-    if reserve:
-        transact(w3, DEPLOYER, venue.functions.fund_reserve(reserve * USDC))
-    transact(w3, DEPLOYER, venue.functions.set_liquidation_limits(0, 0, 0, cap * USDC))
-
-    trader = new_account(w3)
-    fund(w3, d, DEPLOYER, trader, 100 * USDC)
-    transact(w3, trader, usdc.functions.approve(Web3.to_checksum_address(address), 2**256 - 1))
-    transact(w3, trader, venue.functions.deposit(100 * USDC))
+    trader = on_venue(w3, d, address, 100 * USDC)
     attest(w3, d, SIGNERS, 2, trader.address, free_usd=50_000)
     transact(w3, trader, venue.functions.trade(ETH, WAD))
     set_price(d, "ETH", 2000)  # a $1,000 loss on $100 of cash
@@ -329,6 +393,45 @@ def test_bad_debt_is_covered_in_the_written_order_and_what_remains_is_recorded(
     assert venue.functions.bad_debt_of(trader.address).call() == uncovered
     assert venue.functions.bad_debt().call() == uncovered
     assert venue.functions.cash(trader.address).call() == -uncovered
+    assert_conserved(w3, d, "PerpVenue", address)
+
+
+def test_after_a_recorded_bad_debt_deleveraging_is_proposed_by_profit_times_leverage(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    set_price(d, "ETH", 3000)
+    address = own_venue(w3, d, 0, 0, 0)  # no backstop: the whole deficit is recorded
+    venue = contract(w3, "PerpVenue", address)
+    bankrupt = on_venue(w3, d, address, 100 * USDC)
+    levered, calm = on_venue(w3, d, address, 500 * USDC), on_venue(w3, d, address, 500 * USDC)
+    attest(w3, d, SIGNERS, 2, bankrupt.address, free_usd=50_000)
+    attest(w3, d, SIGNERS, 2, levered.address, free_usd=50_000, equity_usd=1_000)
+    attest(w3, d, SIGNERS, 2, calm.address, free_usd=50_000, equity_usd=10_000)
+    transact(w3, bankrupt, venue.functions.trade(ETH, 2 * WAD))
+    transact(w3, levered, venue.functions.trade(ETH, -WAD))
+    transact(w3, calm, venue.functions.trade(ETH, -2 * WAD))
+    set_price(d, "ETH", 2000)
+    flag(w3, d, bankrupt.address)
+    transact(w3, DEPLOYER, venue.functions.liquidate(bankrupt.address, ETH, 2 * WAD))
+    assert venue.functions.bad_debt().call() == 1_900 * USDC  # $2,000 lost on $100 of cash
+    books = {t.address: venue.functions.positions(t.address).call() for t in (levered, calm)}
+
+    run = subprocess.run([sys.executable, "-m", "xmargin.cli", "adl", "--rpc-url", d.rpc_url,
+                          "--venue", address, "--json"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    out = json.loads(run.stdout)
+    # Ranked by profit / cost x notional / attested equity: the 1-ETH short on $1,000 of
+    # equity (1/3 x 2 = 0.667) before the 2-ETH short on $10,000 (1/3 x 0.4 = 0.133).
+    # The first gives its whole $1,000 profit, the second 0.9 ETH of its 2 ($900).
+    assert out["bad_debt_wad"] == 1_900 * WAD and out["uncovered_wad"] == 0
+    assert [(s["trader"], s["close_wad"], s["profit_wad"], s["haircut_wad"])
+            for s in out["steps"]] == [
+        (levered.address.lower(), -WAD, 1_000 * WAD, 1_000 * WAD),
+        (calm.address.lower(), -9 * WAD // 10, 900 * WAD, 900 * WAD)]
+    assert out["steps"][0]["score"] == pytest.approx(2 / 3)
+    # A proposal, not an execution: the debt stays recorded and every book as it was.
+    assert venue.functions.bad_debt().call() == 1_900 * USDC
+    assert {t: venue.functions.positions(t).call() for t in books} == books
     assert_conserved(w3, d, "PerpVenue", address)
 
 
@@ -427,11 +530,12 @@ def test_interest_accrues_by_index_and_borrows_are_liquidated_in_tokens(
     keeper = new_account(w3)
     fund(w3, d, DEPLOYER, keeper, 0, {"BTC": 5 * 10**6})
     cash0 = pool.functions.cash(me).call()
-    transact(w3, keeper, pool.functions.liquidate(me, BTC, 5 * 10**6))  # 0.05 BTC repaid
-    # The keeper is paid the debt's value ($3,000) and half the 1% penalty; the insurance
-    # fund the other half; all of it out of the trader's cash.
-    assert balance(w3, d.token, keeper.address) == 3_000 * USDC + 15 * USDC
-    assert pool.functions.cash(me).call() == cash0 - 3_000 * USDC - 30 * USDC
+    receipt = transact(w3, keeper, pool.functions.liquidate(me, BTC, 5 * 10**6))  # 0.05 BTC
+    # The keeper is paid the debt's value ($3,000), its reward and half the 1% penalty;
+    # the insurance fund the other half; all of it out of the trader's cash.
+    reward = keeper_reward(w3, d, pool, receipt, cash0 - 3_000 * USDC)
+    assert balance(w3, d.token, keeper.address) == 3_000 * USDC + reward + 15 * USDC
+    assert pool.functions.cash(me).call() == cash0 - 3_000 * USDC - reward - 30 * USDC
     assert balance(w3, d.assets["BTC"], keeper.address) == 0
     assert_conserved(w3, d, "LendingPool", d.pool)
 
@@ -455,10 +559,13 @@ def test_an_expired_series_settles_in_cash_and_a_written_leg_can_be_liquidated(
 
     flag(w3, d, writer.address)
     keeper = new_account(w3)
-    transact(w3, keeper, options.functions.liquidate(writer.address, *put, WAD))
-    # Bought back 1 contract at the $40 quote; penalty 1% of $3,000 notional = $30.
-    assert options.functions.cash(writer.address).call() == 1_080 * USDC - 40 * USDC - 30 * USDC
-    assert balance(w3, d.token, keeper.address) == 15 * USDC
+    receipt = transact(w3, keeper, options.functions.liquidate(writer.address, *put, WAD))
+    # Bought back 1 contract at the $40 quote; the keeper's reward, then a penalty of 1%
+    # of the $3,000 notional = $30.
+    reward = keeper_reward(w3, d, options, receipt, 1_040 * USDC)
+    assert options.functions.cash(writer.address).call() == (
+        1_080 * USDC - 40 * USDC - reward - 30 * USDC)
+    assert balance(w3, d.token, keeper.address) == reward + 15 * USDC
 
     reverts(options.functions.settle(buyer.address, *call), keeper.address,
             "series has not expired")
@@ -470,7 +577,7 @@ def test_an_expired_series_settles_in_cash_and_a_written_leg_can_be_liquidated(
     assert options.functions.cash(buyer.address).call() == 850 * USDC + 451_500_000
     assert options.functions.positions(buyer.address).call() == []
     transact(w3, keeper, options.functions.settle(writer.address, *put))  # out of the money
-    assert options.functions.cash(writer.address).call() == 1_010 * USDC
+    assert options.functions.cash(writer.address).call() == 1_010 * USDC - reward
     attest(w3, d, SIGNERS, 2, buyer.address, free_usd=50_000)  # a withdrawal draws credit
     transact(w3, buyer, options.functions.withdraw(1_301_500_000))
     assert balance(w3, d.token, buyer.address) == 1_301_500_000

@@ -3,12 +3,15 @@ for tests of the venues that draw on it (the node does this through the whole pi
 
 from __future__ import annotations
 
+from typing import Any
+
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from devnet.deploy import Deployment, anvil_account, contract, transact
 from relayer.delivery.signing import sign_digest, threshold_signatures
+from wire.commitment import market_bytes
 from wire.eip712 import attestation_digest
 
 WAD = 10**18
@@ -44,3 +47,18 @@ def new_account(w3: Web3) -> LocalAccount:
     account = Account.create()
     w3.provider.make_request("anvil_setBalance", [account.address, hex(10 * WAD)])
     return account
+
+
+def keeper_reward(w3: Web3, d: Deployment, venue: Any, receipt: dict, cash: int) -> int:
+    """The caller's reward the liquidation in ``receipt`` paid on ``venue`` (token
+    units), recomputed from the venue's terms: ``keeper_gas`` at the receipt's gas price,
+    priced by the gas market's feed, rounded up, plus the minimum; capped by the
+    trader's ``cash`` there before the charges."""
+    gas, minimum = venue.functions.keeper_gas().call(), venue.functions.min_keeper_reward().call()
+    feed = contract(w3, "PriceFeed", d.feeds["ETH"])
+    assert venue.functions.gas_market().call() == market_bytes("ETH")
+    answer = feed.functions.latestRoundData().call(block_identifier=receipt["blockNumber"])[1]
+    price_wad = answer * 10 ** (18 - feed.functions.decimals().call())
+    gas_wad = -(-gas * receipt["effectiveGasPrice"] * price_wad // WAD)
+    unit_wad = venue.functions.unit_wad().call()
+    return min(-(-gas_wad // unit_wad) + minimum, max(cash, 0))
