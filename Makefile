@@ -8,7 +8,7 @@ ANVIL_STAMP := .tools/.anvil-$(ANVIL_VERSION)
 KAFKA_VERSION := 3.9.0
 KAFKA_STAMP := .tools/.kafka-$(KAFKA_VERSION)
 
-.PHONY: install demo test test-kafka lint unit clean kafka
+.PHONY: install demo test test-kafka lint unit clean kafka browser
 
 install: $(VENV)/.installed $(ANVIL_STAMP)
 
@@ -33,6 +33,12 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies \
 		-DoutputDirectory=$(abspath .tools/kafka/libs) -DincludeScope=runtime
 	touch $@
+
+# Debian's Chromium for the status page's browser test (root and apt; CI runs this
+# before `make test`; elsewhere that test is skipped, saying how to get it).
+browser:
+	command -v chromium >/dev/null || apt-get install -y -q chromium || \
+		{ apt-get update -q && apt-get install -y -q chromium; }
 
 # `make demo BROKER=kafka` runs it on Apache Kafka (needs Java 17 and Maven).
 BROKER ?= tansu

@@ -55,7 +55,7 @@ from trie import HexaryTrie
 from benchmarks import floor
 from bus.admin import ensure_topics
 from bus.partitioner import partition_of
-from devnet.localnet import LocalNet
+from devnet.localnet import LocalNet, free_port
 from engine import MarginParams
 from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
@@ -341,7 +341,8 @@ def main() -> None:
             net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "xmargin.cli", "worker",
                                       "--config", str(config)],
                       env={**os.environ,
-                           "XMARGIN__STREAMS__DATA_DIR": str(Path(tmp) / f"worker-{i}")})
+                           "XMARGIN__STREAMS__DATA_DIR": str(Path(tmp) / f"worker-{i}"),
+                           "XMARGIN__STREAMS__METRICS_PORT": str(free_port())})
             for i in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
         watch = AttestationWatch(bootstrap)
         last_ms = asyncio.run(watch.until(finished, timeout_s=1800))

@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from bus import tansu
+from bus import metrics, tansu
 from bus.publisher import RecordSink, dead_letter
 from wire.records import Record, RecordError, decode
 
@@ -39,13 +39,15 @@ async def consume(
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
+            metrics.beat()
             work = []
             for messages in batches.values():
+                metrics.RECORDS_CONSUMED.labels(topic=topic).inc(len(messages))
                 for message in messages:
                     try:
                         record = decode(model, message.value)
                     except RecordError as e:
-                        await dead_letter(publisher, message, e.reason)
+                        await dead_letter(publisher, message, e.reason, e.kind)
                         continue
                     if concurrent:
                         work.append(handle(record, message))
@@ -54,5 +56,30 @@ async def consume(
             await asyncio.gather(*work)
             if batches:
                 await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def tail(*, bootstrap: str, names: list[str],
+               handle: Callable[[ConsumerRecord], None], stop: asyncio.Event) -> None:
+    """Feed every record of the topics ``names``, from their beginning, to ``handle``
+    until ``stop``: a read model's rebuild, in no consumer group and committing nothing
+    (a restart reads the log again)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest",
+                                fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, for the partitions below
+        partitions = [TopicPartition(name, partition) for name in names
+                      for partition in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            metrics.beat()
+            for messages in batches.values():
+                for message in messages:
+                    handle(message)
     finally:
         await consumer.stop()

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from bus import tansu
+from bus import metrics, tansu
 from wire import topics
 from wire.records import DeadLetter, Record
 
@@ -24,7 +24,11 @@ class RecordSink(Protocol):
     async def publish(self, topic: str, key: str, record: Record) -> None: ...
 
     async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
-                     partition: int | None = None, offset: int | None = None) -> None: ...
+                     partition: int | None = None, offset: int | None = None,
+                     kind: str = "schema") -> None:
+        """Dead-letter a record refused for ``topic``; ``kind`` is the metrics label
+        (``bus.metrics.DEAD_LETTER_KINDS``)."""
+        ...
 
 
 class Publisher:
@@ -43,15 +47,19 @@ class Publisher:
         await self.producer.send_and_wait(topic, key=key.encode(), value=record.to_bytes())
 
     async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
-                     partition: int | None = None, offset: int | None = None) -> None:
+                     partition: int | None = None, offset: int | None = None,
+                     kind: str = "schema") -> None:
         """Send the raw bytes of a record refused for ``topic`` to its dead-letter topic."""
         letter = DeadLetter.refused(topic, key, value, reason, partition, offset)
-        log.warning("record dead-lettered", extra={"topic": topic, "reason": reason})
+        log.warning("record dead-lettered", extra={"topic": topic, "reason": reason,
+                                                   "kind": kind})
+        metrics.DEAD_LETTERS.labels(topic=topic, reason=kind).inc()
         await self.producer.send_and_wait(topics.dead_letter(topic), key=key,
                                           value=letter.to_bytes())
 
 
-async def dead_letter(sink: RecordSink, message: ConsumerRecord, reason: str) -> None:
+async def dead_letter(sink: RecordSink, message: ConsumerRecord, reason: str,
+                      kind: str) -> None:
     """Dead-letter a consumed ``message`` with where it was read."""
     await sink.refuse(message.topic, message.key, message.value, reason,
-                      partition=message.partition, offset=message.offset)
+                      partition=message.partition, offset=message.offset, kind=kind)

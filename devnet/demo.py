@@ -58,6 +58,9 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
         net.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run", "--config",
                            str(network.config_path)])
         console.print("  node    started (listeners, proof service, submitters, Faust worker)")
+        console.print(f"  status  http://127.0.0.1:{network.metrics_port}/ (live page), "
+                      f"/metrics, /status, /traders/<address>; the worker's metrics on "
+                      f"http://127.0.0.1:{network.worker_metrics_port}/metrics")
         console.print(f"  trader  deposits $10,000 on each chain; once both oracles grant "
                       f"credit, long 10 ETH on {CHAIN_A}, short 10 ETH on {CHAIN_B} (each "
                       "venue draws the margin from the global credit); waiting for the "

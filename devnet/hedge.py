@@ -32,6 +32,7 @@ from devnet.deploy import (
     fund,
     transact,
 )
+from devnet.localnet import free_port
 from relayer.delivery.signing import write_keystore
 from wire import topics
 from wire.commitment import market_bytes
@@ -46,6 +47,8 @@ class Network:
     bootstrap: str
     deployments: tuple[Deployment, ...]
     config_path: Path
+    metrics_port: int = 0         # the node's HTTP server (status page, API, /metrics)
+    worker_metrics_port: int = 0  # its Faust worker's /metrics
 
 
 def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
@@ -63,11 +66,14 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         deployments = tuple(pool.map(
             lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
                                      prices), rpc_urls))
+    node_port, worker_port = free_port(), free_port()
     lines = [
         f'state_dir = "{run_dir / "state"}"',
         f"signer_threshold = {threshold}",
+        f"metrics_port = {node_port}",
         "[kafka]", f'bootstrap = "{bootstrap}"',
         "[streams]", f'data_dir = "{run_dir / "worker"}"', "partitions = 4",
+        f"metrics_port = {worker_port}",
     ]
     for s in signer_stores:
         lines += ["[[signers]]", f'keystore = "{s.keystore}"',
@@ -86,7 +92,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         ]
     config = run_dir / "node.toml"
     config.write_text("\n".join(lines) + "\n")
-    return Network(bootstrap, deployments, config)
+    return Network(bootstrap, deployments, config, node_port, worker_port)
 
 
 def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -> int:

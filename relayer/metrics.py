@@ -1,75 +1,83 @@
-"""The node's counters and gauges, declared once here with their fixed label sets, and
-written in the Prometheus text format.
+"""The node's metrics, declared once here with their fixed label sets (prometheus-client,
+served by the node's HTTP server at ``/metrics``; the README's table lists every one).
 
-One file (``StateDir.metrics``), rewritten atomically on every change, so a
-node_exporter textfile collector, an alert rule or an operator with ``cat`` sees the
-same figures: reorgs and their depth, chain halts, listener heights.
+``chain`` is a chain's configured name; ``provider`` an RPC provider's host and port,
+never its URL (a URL may carry an API key); ``role`` the sending account's job,
+``submitter`` or ``keeper``. Every ``reason`` and ``kind`` is a value of a fixed set
+(``Reason``, ``RPC_ERROR_KINDS``, a proof error's class).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlsplit
 
-from relayer.statedir import write_atomically
+from prometheus_client import Counter, Gauge, Histogram
 
-Labels = dict[str, str]
+# Listeners.
+CHAIN_HEAD = Gauge("xmargin_chain_head_block", "newest block the chain's providers report",
+                   ["chain"])
+PUBLISHED = Gauge("xmargin_listener_published_block", "newest block the listener published",
+                  ["chain"])
+FINAL = Gauge("xmargin_listener_final_block", "newest final block the listener handled",
+              ["chain"])
+BEHIND = Gauge("xmargin_listener_blocks_behind", "chain head minus the newest block "
+               "published", ["chain"])
+REORGS = Counter("xmargin_reorgs", "reorgs walked back", ["chain"])
+REORG_DEPTH = Histogram("xmargin_reorg_depth_blocks", "blocks orphaned per reorg", ["chain"],
+                        buckets=(1, 2, 3, 5, 8, 16, 32, 64, 128))
+HALTED = Gauge("xmargin_chain_halted", "1 while the chain is halted", ["chain"])
+HALTS = Counter("xmargin_chain_halts", "halts of the chain", ["chain"])
+WS_CONNECTED = Gauge("xmargin_ws_connected", "1 while the WebSocket head feed is up",
+                     ["chain"])
+
+# RPC providers.
+RPC_ERROR_KINDS = ("timeout", "rate_limited", "error_body", "bad_answer", "transport")
+RPC_REQUESTS = Counter("xmargin_rpc_requests", "calls sent to a provider",
+                       ["chain", "provider"])
+RPC_ERRORS = Counter("xmargin_rpc_errors", "failed calls by kind: timeout, rate_limited "
+                     "(HTTP 429), error_body, bad_answer (does not verify, e.g. a bad "
+                     "block hash), transport", ["chain", "provider", "kind"])
+RPC_LATENCY = Histogram("xmargin_rpc_latency_seconds", "time to a provider's answer",
+                        ["chain", "provider"],
+                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RPC_DEMOTIONS = Counter("xmargin_rpc_demotions", "times a provider was sent to the back of "
+                        "the list", ["chain", "provider"])
+
+# The proof service.
+PROOF_QUEUE = Gauge("xmargin_proof_queue", "position events taken and not yet proven "
+                    "(most wait for finality)", ["chain"])
+PROOFS = Counter("xmargin_proofs_built", "books proven and published", ["chain"])
+PROOF_SECONDS = Histogram("xmargin_proof_seconds", "time to prove one book once its block "
+                          "is final", ["chain"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+PROOF_FAILURES = Counter("xmargin_proof_failures", "events dead-lettered by the proof "
+                         "service, by the error's class", ["chain", "reason"])
+
+# Submitters and keepers (``relayer.delivery.sending``).
+DELIVERIES = Counter("xmargin_deliveries", "deliveries ended, by outcome and reason",
+                     ["chain", "role", "outcome", "reason"])
+ATTEMPTS = Counter("xmargin_delivery_attempts", "delivery attempts", ["chain", "role"])
+SENT = Counter("xmargin_transactions_sent", "transactions broadcast (replacements "
+               "included)", ["chain", "role"])
+FEE_BUMPS = Counter("xmargin_fee_bumps", "replacements sent with higher fees",
+                    ["chain", "role"])
+CONFIRM_SECONDS = Histogram("xmargin_confirm_seconds", "broadcast to receipt", ["chain", "role"],
+                            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
+FEE_PAID = Counter("xmargin_fee_paid_eth", "gas used × effective gas price of mined "
+                   "transactions, in the chain's native token", ["chain", "role"])
+IN_FLIGHT = Gauge("xmargin_in_flight_transactions", "transactions sent and not yet "
+                  "confirmed", ["chain", "role"])
+NONCE = Gauge("xmargin_sender_nonce", "nonce of the newest transaction sent",
+              ["chain", "role"])
+DEAD_LETTERED = Counter("xmargin_deliveries_dead_lettered", "deliveries given up after "
+                        "their last attempt", ["chain", "role"])
+BALANCE = Gauge("xmargin_sender_balance_eth", "balance of the sending account, in the "
+                "chain's native token", ["chain", "role"])
 
 
-@dataclass(frozen=True)
-class Declared:
-    kind: str  # "gauge" | "counter"
-    labels: tuple[str, ...]
-    meaning: str
-
-
-DECLARED = {
-    "xmargin_chain_halted": Declared("gauge", ("chain",), "1 while the chain is halted"),
-    "xmargin_chain_halts_total": Declared("counter", ("chain",), "halts of the chain"),
-    "xmargin_reorgs_total": Declared("counter", ("chain",), "reorgs walked back"),
-    "xmargin_last_reorg_depth": Declared("gauge", ("chain",), "blocks orphaned by the last"),
-    "xmargin_listener_head": Declared("gauge", ("chain",), "newest block published"),
-    "xmargin_listener_final": Declared("gauge", ("chain",), "newest final block handled"),
-    "xmargin_ws_connected": Declared("gauge", ("chain",), "1 while the head feed is up"),
-}
-
-
-def _key(name: str, labels: Labels | None) -> tuple[str, tuple[tuple[str, str], ...]]:
-    declared = DECLARED.get(name)
-    if declared is None:
-        raise KeyError(f"metric {name} is not declared in relayer.metrics")
-    given = tuple(sorted((labels or {}).items()))
-    if tuple(k for k, _ in given) != tuple(sorted(declared.labels)):
-        raise KeyError(f"metric {name}: labels {[k for k, _ in given]}, "
-                       f"declared {list(declared.labels)}")
-    return name, given
-
-
-class Metrics:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def set(self, name: str, value: float, labels: Labels | None = None) -> None:
-        self.values[_key(name, labels)] = float(value)
-        self.write()
-
-    def inc(self, name: str, labels: Labels | None = None, by: float = 1.0) -> None:
-        key = _key(name, labels)
-        self.values[key] = self.values.get(key, 0.0) + by
-        self.write()
-
-    def get(self, name: str, labels: Labels | None = None) -> float:
-        return self.values.get(_key(name, labels), 0.0)
-
-    def text(self) -> str:
-        lines = []
-        for (name, labels), value in sorted(self.values.items()):
-            rendered = ",".join(f'{k}="{v}"' for k, v in labels)
-            # Block heights are integers: every digit, never 2.13457e+07.
-            shown = str(int(value)) if value.is_integer() else repr(value)
-            lines.append(f"{name}{{{rendered}}} {shown}" if rendered else f"{name} {shown}")
-        return "\n".join(lines) + "\n"
-
-    def write(self) -> None:
-        write_atomically(self.path, self.text())
+def provider_label(url: str) -> str:
+    """A provider as metrics and logs name it: host and port only (a URL's path or query
+    may carry an API key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "unknown"
+    return f"{host}:{parts.port}" if parts.port else host

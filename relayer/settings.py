@@ -70,6 +70,8 @@ class RelayerSettings(BaseModel):
     # Execute liquidation plans on every chain with a keeper account; off when another
     # party runs the keeper.
     keeper_enabled: bool = True
+    # The node's HTTP server on 127.0.0.1 (metrics, status API, status page); 0: none.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _consistent(self) -> RelayerSettings:

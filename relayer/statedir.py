@@ -7,7 +7,6 @@
     keeper-<chain id>.json           liquidation legs executed or skipped, and why
     keeper-retries-<chain id>.json   liquidation legs being retried or dead-lettered
     keeper-in-flight-<chain id>.json liquidations sent and not yet confirmed
-    metrics.prom                     the node's metrics (Prometheus text format)
 
 Every file is replaced atomically (``write_atomically``), so a crash leaves the old
 state or the new one and ``xmargin node status`` can read it while the node runs.
@@ -55,7 +54,3 @@ class StateDir:
 
     def keeper_in_flight(self, chain_id: int) -> Path:
         return self.root / f"keeper-in-flight-{chain_id}.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.prom"

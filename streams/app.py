@@ -9,13 +9,16 @@ price.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
 
+from bus import metrics as bus_metrics
 from engine import MarginParams
 from streams import intake
+from streams import metrics as worker_metrics
 from streams.heap import LongLivedHeap
 from streams.price_view import PriceView
 from streams.settings import StreamSettings
@@ -129,8 +132,23 @@ def agent_over(model: type[Record], handle: Handler, settings: StreamSettings,
     async def agent(stream: faust.StreamT) -> None:
         async for batch in intake.batches(stream, model, settings.batch_max_records,
                                           settings.batch_window_s, refuse):
+            started = time.monotonic()
             await handle(batch)
+            observe_batch(stream, batch, time.monotonic() - started)
     return agent
+
+
+def observe_batch(stream: faust.StreamT, batch: intake.Batch[Any], seconds: float) -> None:
+    """A batch's size, duration, and the lag it leaves on each partition it came from."""
+    topic = next(iter(stream.channel.topics), "")  # type: ignore[attr-defined]
+    worker_metrics.BATCH_RECORDS.labels(topic=topic).observe(len(batch))
+    worker_metrics.BATCH_SECONDS.labels(topic=topic).observe(seconds)
+    last = {at.partition: at.offset for at, _ in batch}
+    for partition, offset in last.items():
+        highwater = stream.app.consumer.highwater(faust.types.TP(topic, partition))
+        if highwater is not None:
+            worker_metrics.LAG.labels(topic=topic, partition=str(partition)).set(
+                max(0, highwater - offset - 1))
 
 
 def create_app(settings: StreamSettings, bootstrap: str,
@@ -145,10 +163,12 @@ def create_app(settings: StreamSettings, bootstrap: str,
                         TraderTable(app, settings.partitions), output, view, heap)
     app.on_partitions_revoked.connect(worker.states.forget)
     app.on_partitions_assigned.connect(worker.states.forget)
+    worker_metrics.TRADERS.set_function(lambda: len(worker.states.states))
 
     async def refuse(event: faust.EventT, key: bytes | None, value: bytes | None,
-                     offset: int, reason: str) -> None:
+                     offset: int, reason: str, kind: str) -> None:
         message = event.message
+        bus_metrics.DEAD_LETTERS.labels(topic=message.topic, reason=kind).inc()
         letter = DeadLetter.refused(message.topic, key, value, reason, message.partition,
                                     offset)
         await raw_topic(app, topics.dead_letter(message.topic), settings.partitions).send(

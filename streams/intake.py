@@ -8,12 +8,14 @@ from typing import NamedTuple, cast
 
 import faust
 
+from bus import metrics
 from streams.errors import BundleError
 from streams.transport import bundles
 from wire.records import R, RecordError, decode
 
-# (event, key, value, offset, reason): dead-letter one record of ``event``'s partition.
-Refuse = Callable[[faust.EventT, bytes | None, bytes | None, int, str], Awaitable[None]]
+# (event, key, value, offset, reason, kind): dead-letter one record of ``event``'s
+# partition; ``kind`` is the metrics label (``bus.metrics.DEAD_LETTER_KINDS``).
+Refuse = Callable[[faust.EventT, bytes | None, bytes | None, int, str, str], Awaitable[None]]
 
 
 class At(NamedTuple):
@@ -45,14 +47,15 @@ async def decoded(event: faust.EventT, model: type[R], refuse: Refuse) -> Batch[
     try:
         entries = entries_of(event)
     except BundleError as e:
-        await refuse(event, message.key, message.value, message.offset, str(e))
+        await refuse(event, message.key, message.value, message.offset, str(e), "bundle")
         return []
+    metrics.RECORDS_CONSUMED.labels(topic=message.topic).inc(len(entries))
     out: Batch[R] = []
     for entry in entries:
         try:
             out.append((At(event, entry.offset), decode(model, entry.value)))
         except RecordError as e:
-            await refuse(event, entry.key, entry.value, entry.offset, e.reason)
+            await refuse(event, entry.key, entry.value, entry.offset, e.reason, e.kind)
     return out
 
 

@@ -17,10 +17,12 @@ a sequence number whose attestation never reached the log.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from engine import MarginParams
+from streams import metrics
 from streams.heap import LongLivedHeap
 from streams.oracle import OraclePrice, Quotes, Window
 from streams.partition_states import PartitionStates
@@ -68,6 +70,12 @@ class RiskOutput(Protocol):
 
 def partition_of(origin: Origin) -> int:
     return int(origin.partition)
+
+
+def record_time(origin: Origin) -> float | None:
+    """The broker timestamp (unix seconds) of the record ``origin`` was read in."""
+    event = origin.event
+    return None if event is None else float(event.message.timestamp)
 
 
 class RiskWorker:
@@ -174,17 +182,24 @@ class RiskWorker:
         market = oracle_prices(markets_of([s for s, _ in margined]), quotes, as_of,
                                self.settings, recent)
         attested, saves = self.attest(margined, market)
+        causes = [origin for _, origin in saves]  # of each attestation, in order
         done = {state.trader for state, _ in attested}
         saves += [(state, origin) for state, origin in work
                   if state.trader in changed and state.trader not in done]
         await self.publish(attested, market)
+        now = time.time()
+        for origin in causes:
+            stamp = record_time(origin)
+            if stamp is not None:
+                metrics.RECORD_TO_ATTESTATION.observe(max(0.0, now - stamp))
         for state, origin in saves:
             self.save(state, origin)
         await self.table.flush()
 
     def attest(self, margined: Work, market: Mapping[str, OraclePrice]
                ) -> tuple[list[tuple[TraderState, Attestation]], Work]:
-        """The attestations of the states whose figures moved, and the states to store."""
+        """The attestations of the states whose figures moved, and the states to store
+        (first those attested, in the attestations' order)."""
         margins = margin_by_market_set([s for s, _ in margined], market, self.params,
                                        self.settings.implied_vol)
         attested: list[tuple[TraderState, Attestation]] = []
@@ -193,9 +208,12 @@ class RiskWorker:
             if margin is None:
                 continue
             attestation = next_attestation(state, margin[0], margin[1], self.settings, market)
-            if attestation is not None:
-                saves.append((apply_attestation(state, attestation), origin))
-                attested.append((state, attestation))
+            if attestation is None:
+                metrics.SUPPRESSED.inc()
+                continue
+            saves.append((apply_attestation(state, attestation), origin))
+            attested.append((state, attestation))
+        metrics.ATTESTATIONS.inc(len(attested))
         return attested, saves
 
     async def publish(self, attested: list[tuple[TraderState, Attestation]],
@@ -210,6 +228,7 @@ class RiskWorker:
                                         self.settings.implied_vol)
                 orders.append((key, order.to_bytes()))
         await self.output.send(records, orders)
+        metrics.LIQUIDATION_PLANS.inc(len(orders))
 
     def hold(self, partitions: set[int]) -> None:
         """Hold every state of ``partitions`` (those of the current events: a table's

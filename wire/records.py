@@ -27,24 +27,28 @@ R = TypeVar("R", bound=Record)
 
 
 class RecordError(ValueError):
-    """A record could not be decoded; ``reason`` is what goes to the dead-letter topic."""
+    """A record could not be decoded; ``reason`` is what goes to the dead-letter topic,
+    ``kind`` what sort of refusal it was: ``empty``, ``malformed`` (not JSON) or
+    ``schema`` (JSON that is not the record)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "schema") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 def decode(model: type[R], raw: bytes | None) -> R:
     """Parse raw topic bytes into ``model``, or raise ``RecordError`` with a one-line reason."""
     if raw is None:
-        raise RecordError("empty value")
+        raise RecordError("empty value", "empty")
     try:
         return model.model_validate_json(raw)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
         raise RecordError(f"{model.__name__}: {where}: {first['msg']} "
-                          f"({e.error_count()} error(s))") from e
+                          f"({e.error_count()} error(s))",
+                          "malformed" if first["type"] == "json_invalid" else "schema") from e
 
 
 class BlockHeaderRecord(Record):

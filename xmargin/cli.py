@@ -87,10 +87,17 @@ def node_status(config: ConfigOption = None,
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """Run one Faust stream-processing worker."""
+    from bus import metrics
     from bus.admin import ensure_topics
     from streams.app import run_worker
 
     settings = settings_or_exit(config)
+    try:
+        metrics.serve(settings.streams.metrics_port)
+    except OSError as e:
+        typer.echo(f"error: streams.metrics_port: cannot serve on 127.0.0.1:"
+                   f"{settings.streams.metrics_port}: {e}", err=True)
+        raise typer.Exit(2) from e
     asyncio.run(ensure_topics(settings.kafka.bootstrap, settings.streams.partitions))
     run_worker(settings.stream_settings(), settings.kafka.bootstrap)
 

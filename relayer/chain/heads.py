@@ -10,30 +10,33 @@ import logging
 
 from web3 import AsyncWeb3, WebSocketProvider
 
-from relayer.metrics import Metrics
+from relayer import metrics
 
 log = logging.getLogger(__name__)
 
 
-async def watch_heads(ws_url: str, chain: str, wake: asyncio.Event, stop: asyncio.Event,
-                      metrics: Metrics) -> None:
+async def watch_heads(ws_url: str, chain: str, wake: asyncio.Event, stop: asyncio.Event
+                      ) -> None:
     """Set ``wake`` on every head ``ws_url`` announces, until ``stop``; a broken
     connection is retried with backoff (``xmargin_ws_connected`` shows which)."""
-    labels = {"chain": chain}
+    connected = metrics.WS_CONNECTED.labels(chain=chain)
     backoff_s = 0.5
-    while not stop.is_set():
-        try:
-            async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
-                await w3.eth.subscribe("newHeads")
-                metrics.set("xmargin_ws_connected", 1, labels)
-                backoff_s = 0.5
-                async for _ in w3.socket.process_subscriptions():
-                    wake.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # any failure of the feed: polling carries on
-            log.warning("websocket head feed failed", extra={
-                "chain": chain, "error": f"{type(e).__name__}: {e}"})
-        metrics.set("xmargin_ws_connected", 0, labels)
-        await asyncio.sleep(backoff_s)
-        backoff_s = min(backoff_s * 2, 30.0)
+    try:
+        while not stop.is_set():
+            try:
+                async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
+                    await w3.eth.subscribe("newHeads")
+                    connected.set(1)
+                    backoff_s = 0.5
+                    async for _ in w3.socket.process_subscriptions():
+                        wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # any failure of the feed: polling carries on
+                log.warning("websocket head feed failed", extra={
+                    "chain": chain, "error": f"{type(e).__name__}: {e}"})
+            connected.set(0)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
+    finally:
+        connected.set(0)

@@ -28,8 +28,10 @@ import logging
 import time
 from typing import Any
 
+from bus import metrics as liveness
 from bus.publisher import RecordSink
 from proofs import BlockHeader
+from relayer import metrics
 from relayer.chain.checkpoint import Checkpoint
 from relayer.chain.events import (
     ANSWER_UPDATED_TOPIC,
@@ -42,7 +44,6 @@ from relayer.chain.events import (
 from relayer.chain.heads import watch_heads
 from relayer.chain.reader import ChainReader, hash_views
 from relayer.errors import ChainHalted, LogDecodeError
-from relayer.metrics import Metrics
 from relayer.statedir import StateDir, write_atomically
 from wire import topics
 from wire.hexstr import to_hex
@@ -58,7 +59,7 @@ WINDOW_BEYOND_FINALITY = 128
 
 class Listener:
     def __init__(self, chain: ChainReader, sink: RecordSink, state: StateDir,
-                 feed_decimals: dict[str, int], metrics: Metrics | None = None) -> None:
+                 feed_decimals: dict[str, int]) -> None:
         self.client = chain
         self.settings = chain.settings
         self.publisher = sink
@@ -67,16 +68,17 @@ class Listener:
         self.feeds = {addr.lower(): asset for asset, addr in self.settings.price_feeds.items()}
         self.pools = {addr.lower() for addr in self.settings.lending_pools}
         self.feed_decimals = feed_decimals
-        self.metrics = metrics or Metrics(state.metrics)
         self.window = self.settings.finality_blocks + WINDOW_BEYOND_FINALITY
 
     async def run(self, stop: asyncio.Event) -> None:
         checkpoint = Checkpoint.load(self.checkpoint_path, self.settings.start_block)
-        labels = {"chain": self.settings.name}
-        self.metrics.set("xmargin_chain_halted", 0, labels)
+        chain = self.settings.name
+        metrics.HALTED.labels(chain=chain).set(0)
+        for counted in (metrics.REORGS, metrics.REORG_DEPTH, metrics.HALTS):
+            counted.labels(chain=chain)  # exported at 0 before the first one
         wake = asyncio.Event()
         heads = (asyncio.create_task(watch_heads(str(self.settings.ws_url), self.settings.name,
-                                                 wake, stop, self.metrics))
+                                                 wake, stop))
                  if self.settings.ws_url is not None else None)
         try:
             await self.follow_chain(checkpoint, wake, stop)
@@ -88,9 +90,10 @@ class Listener:
 
     async def follow_chain(self, checkpoint: Checkpoint, wake: asyncio.Event,
                            stop: asyncio.Event) -> None:
-        labels = {"chain": self.settings.name}
+        chain = self.settings.name
         while not stop.is_set():
             head = await self.client.block_number()
+            metrics.CHAIN_HEAD.labels(chain=chain).set(head)
             checkpoint = await self.check_tip(checkpoint, head)
             while checkpoint.next_block <= head and not stop.is_set():
                 checkpoint = await self.follow(checkpoint)
@@ -99,8 +102,10 @@ class Listener:
             while checkpoint.next_final <= min(final, checkpoint.next_block - 1):
                 checkpoint = await self.finalize(checkpoint)
                 checkpoint.save(self.checkpoint_path)
-            self.metrics.set("xmargin_listener_head", checkpoint.next_block - 1, labels)
-            self.metrics.set("xmargin_listener_final", checkpoint.next_final - 1, labels)
+            metrics.PUBLISHED.labels(chain=chain).set(checkpoint.next_block - 1)
+            metrics.FINAL.labels(chain=chain).set(checkpoint.next_final - 1)
+            metrics.BEHIND.labels(chain=chain).set(max(0, head - (checkpoint.next_block - 1)))
+            liveness.beat()
             # Until the next poll, or sooner when a new head is announced (or on stop).
             waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
             _, pending = await asyncio.wait(waiters, timeout=self.settings.poll_interval_s,
@@ -166,9 +171,8 @@ class Listener:
             new_head=SourceBlock(chain_id=chain_id, number=header.number,
                                  hash=to_hex(header.hash)))
         await self.publisher.publish(topics.REORG, str(chain_id), record)
-        labels = {"chain": self.settings.name}
-        self.metrics.inc("xmargin_reorgs_total", labels)
-        self.metrics.set("xmargin_last_reorg_depth", len(orphaned), labels)
+        metrics.REORGS.labels(chain=self.settings.name).inc()
+        metrics.REORG_DEPTH.labels(chain=self.settings.name).observe(len(orphaned))
         log.warning("reorg", extra={"chain": self.settings.name, "ancestor": number,
                                     "depth": len(orphaned)})
         recent = tuple((n, h) for n, h in checkpoint.recent if n <= number)
@@ -210,9 +214,8 @@ class Listener:
         }
         path = self.state.incident(self.settings.chain_id, number)
         write_atomically(path, json.dumps(evidence, indent=2))
-        labels = {"chain": self.settings.name}
-        self.metrics.inc("xmargin_chain_halts_total", labels)
-        self.metrics.set("xmargin_chain_halted", 1, labels)
+        metrics.HALTS.labels(chain=self.settings.name).inc()
+        metrics.HALTED.labels(chain=self.settings.name).set(1)
         return ChainHalted(f"{self.settings.name}: {reason} at block {number} "
                            f"(evidence in {path})", evidence)
 
@@ -230,7 +233,8 @@ class Listener:
             except LogDecodeError as e:
                 topic = (topics.POSITION_EVENT if entry["topics"][0] in BOOK_TOPICS
                          else topics.PRICE)
-                await self.publisher.refuse(topic, None, json.dumps(entry).encode(), str(e))
+                await self.publisher.refuse(topic, None, json.dumps(entry).encode(), str(e),
+                                            kind="log_decode")
 
     async def publish_log(self, header: BlockHeader, entry: dict[str, Any],
                           last_event: dict[tuple[str, str], int]) -> None:

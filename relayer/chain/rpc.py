@@ -20,6 +20,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import Web3Exception
 
 from proofs import BlockHeader, ProofError, header_from_rpc
+from relayer import metrics
 from relayer.errors import RpcError
 from relayer.settings import ChainSettings
 from wire.hexstr import to_hex, word_hex
@@ -46,6 +47,26 @@ class Provider:
     failures: int = 0          # consecutive
     demoted_until: float = 0.0  # monotonic time
 
+    @property
+    def label(self) -> str:
+        return metrics.provider_label(self.url)
+
+
+def error_kind(error: Exception) -> str:
+    """The ``xmargin_rpc_errors_total`` kind of a failed call."""
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientResponseError) and error.status == 429:
+        return "rate_limited"
+    if isinstance(error, RpcError):
+        # A JSON-RPC error body; some providers rate-limit with one (code 429, -32005).
+        detail = error.detail.lower()
+        limited = "'code': 429" in detail or "-32005" in detail or "rate limit" in detail
+        return "rate_limited" if limited else "error_body"
+    if isinstance(error, (ProofError, ValueError)) and not isinstance(error, OSError):
+        return "bad_answer"
+    return "transport"
+
 
 class RpcPool:
     """A ``ChainReader`` over the chain's providers. Providers are tried in priority
@@ -65,6 +86,11 @@ class RpcPool:
                 exception_retry_configuration=None)))
             for i, url in enumerate(settings.rpc_urls)
         ]
+        for p in self.providers:  # exported at 0 before the first call or failure
+            for counted in (metrics.RPC_REQUESTS, metrics.RPC_LATENCY, metrics.RPC_DEMOTIONS):
+                counted.labels(chain=self.name, provider=p.label)
+            for kind in metrics.RPC_ERROR_KINDS:
+                metrics.RPC_ERRORS.labels(chain=self.name, provider=p.label, kind=kind)
 
     def ranked(self) -> list[Provider]:
         now = time.monotonic()
@@ -92,6 +118,8 @@ class RpcPool:
         and counts against no provider. Every provider failing raises ``RpcError``."""
         failures = []
         for provider in self.ranked():
+            metrics.RPC_REQUESTS.labels(chain=self.name, provider=provider.label).inc()
+            started = time.monotonic()
             try:
                 result = await asyncio.wait_for(call(provider.w3),
                                                 timeout=timeout_s or self.settings.rpc_timeout_s)
@@ -99,21 +127,28 @@ class RpcPool:
                     RpcError, ProofError) as e:
                 if is_answer(e):
                     raise
-                failures.append(f"{provider.url}: {type(e).__name__}: {e}")
+                failures.append(f"{provider.label}: {type(e).__name__}: {e}")
                 self.failed(provider, method, e)
                 continue
+            metrics.RPC_LATENCY.labels(chain=self.name, provider=provider.label).observe(
+                time.monotonic() - started)
             provider.failures = 0
             return result
         raise RpcError(self.name, method, "; ".join(failures))
 
     def failed(self, provider: Provider, method: str, error: Exception) -> None:
         provider.failures += 1
-        log.warning("rpc failure", extra={"chain": self.name, "provider": provider.url,
-                                          "method": method, "error": type(error).__name__})
+        kind = error_kind(error)
+        metrics.RPC_ERRORS.labels(chain=self.name, provider=provider.label, kind=kind).inc()
+        log.warning("rpc failure", extra={"chain": self.name, "provider": provider.label,
+                                          "method": method, "kind": kind,
+                                          "error": type(error).__name__})
         if provider.failures >= self.DEMOTE_AFTER:
+            if provider.demoted_until <= time.monotonic():
+                metrics.RPC_DEMOTIONS.labels(chain=self.name, provider=provider.label).inc()
             provider.demoted_until = time.monotonic() + self.DEMOTION_S
             log.warning("rpc provider demoted", extra={"chain": self.name,
-                                                       "provider": provider.url})
+                                                       "provider": provider.label})
 
     async def close(self) -> None:
         for provider in self.providers:

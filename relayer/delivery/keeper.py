@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 
 from bus.publisher import RecordSink
 from relayer.delivery.outcome import Outcome, Reason, Result, delivery_status
-from relayer.delivery.retries import InFlightStore, JsonStore, RetryStore, with_retries
+from relayer.delivery.retries import InFlightStore, JsonStore, RetryStore
 from relayer.delivery.sending import TransactionSender
 from relayer.delivery.venues import VenueWriter
 from relayer.errors import RelayerError
@@ -64,7 +64,7 @@ class Keeper:
         self.in_flight = in_flight
         self.legs = legs
         self.halted = halted if halted is not None else {}
-        self.sending = TransactionSender(venues, sender, in_flight)
+        self.sending = TransactionSender(venues, sender, in_flight, "keeper")
 
     async def handle(self, plan: Liquidation, message: ConsumerRecord | None = None) -> None:
         for leg in plan.legs:
@@ -87,17 +87,8 @@ class Keeper:
 
     async def execute_with_retries(self, plan: Liquidation, leg: LiquidationLeg,
                                    key: str) -> Result:
-        result = Result(Outcome.RETRY, Reason.RETRIES_SPENT)
-
-        async def attempt() -> tuple[bool, str]:
-            nonlocal result
-            result = await self.execute(plan, leg, key)
-            return result.outcome is not Outcome.RETRY, result.reason
-
-        finished, reason = await with_retries(key, attempt, self.retries, self.max_attempts)
-        if not finished:
-            return Result(Outcome.RETRY, Reason.RETRIES_SPENT, reason, result.tx_hash)
-        return result
+        return await self.sending.run(key, lambda: self.execute(plan, leg, key), self.retries,
+                                      self.max_attempts)
 
     async def execute(self, plan: Liquidation, leg: LiquidationLeg, key: str) -> Result:
         done = self.legs.get(key)
@@ -138,14 +129,11 @@ class Keeper:
         previous = self.in_flight.get(key)
         if previous is None:
             return None
-        status = await self.venues.receipt_status(previous.tx_hash, IN_FLIGHT_RECHECK_S)
-        if status is None:
+        result = await self.sending.confirm(previous.tx_hash, IN_FLIGHT_RECHECK_S)
+        if result.cause is Reason.NOT_CONFIRMED:
             return None
         self.in_flight.put(key, None)
-        if status != 1:
-            return Result(Outcome.DROPPED, Reason.REVERTED, "transaction reverted",
-                          previous.tx_hash)
-        return Result(Outcome.DELIVERED, Reason.CONFIRMED, "", previous.tx_hash)
+        return result
 
     async def check(self, plan: Liquidation, leg: LiquidationLeg) -> Result | None:
         """Why not to liquidate ``leg`` now, or ``None`` to go ahead."""

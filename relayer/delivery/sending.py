@@ -10,20 +10,35 @@ adapter extends with how to build and simulate its own calls.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 from web3.exceptions import TimeExhausted, Web3Exception
 
+from bus import metrics as liveness
+from relayer import metrics
 from relayer.chain.rpc import RpcPool
-from relayer.delivery.outcome import Outcome, Reason, Result
-from relayer.delivery.retries import InFlight, InFlightStore
+from relayer.delivery.outcome import Outcome, Reason, Result, delivery_status
+from relayer.delivery.retries import InFlight, InFlightStore, RetryStore, with_retries
 from relayer.errors import NonceTooLow
 from wire.hexstr import to_hex
 
 log = logging.getLogger(__name__)
+WEI = 10**18
+BALANCE_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    status: int  # 1 success, 0 reverted
+    fee_wei: int  # gas used × effective gas price
 
 
 class TransactionWriter(Protocol):
@@ -43,20 +58,55 @@ class TransactionWriter(Protocol):
         """Broadcast a signed transaction; ``NonceTooLow`` when its nonce is used."""
         ...
 
-    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
-        """The receipt's status (1 success, 0 reverted), or ``None`` if none within
-        ``timeout_s``."""
+    async def receipt(self, tx_hash: str, timeout_s: float) -> Receipt | None:
+        """The transaction's receipt, or ``None`` if none within ``timeout_s``."""
+        ...
+
+    async def balance(self, address: str) -> int:
+        """The account's balance in wei."""
         ...
 
 
 class TransactionSender:
-    """Sends calls of one writer from one account, one in-flight transaction per key."""
+    """Sends calls of one writer from one account, one in-flight transaction per key,
+    and counts what it does under the account's ``role`` (``relayer.metrics``)."""
 
     def __init__(self, writer: TransactionWriter, account: LocalAccount,
-                 in_flight: InFlightStore) -> None:
+                 in_flight: InFlightStore, role: str) -> None:
         self.writer = writer
         self.account = account
         self.in_flight = in_flight
+        self.labels = {"chain": writer.name, "role": role}
+        self.sent_at: dict[str, float] = {}  # tx hash → when broadcast (monotonic)
+        metrics.IN_FLIGHT.labels(**self.labels).set_function(lambda: len(in_flight.entries))
+        for counted in (metrics.ATTEMPTS, metrics.SENT, metrics.FEE_BUMPS,
+                        metrics.CONFIRM_SECONDS, metrics.FEE_PAID, metrics.DEAD_LETTERED):
+            counted.labels(**self.labels)  # exported at 0 before the first
+
+    async def run(self, key: str, attempt: Callable[[], Awaitable[Result]],
+                  retries: RetryStore, max_attempts: int) -> Result:
+        """``attempt`` until it ends (any outcome but RETRY) or ``max_attempts`` are
+        spent, the count kept in ``retries`` so a restart goes on counting; the result,
+        counted by outcome and reason."""
+        result = Result(Outcome.RETRY, Reason.RETRIES_SPENT)
+
+        async def once() -> tuple[bool, str]:
+            nonlocal result
+            metrics.ATTEMPTS.labels(**self.labels).inc()
+            result = await attempt()
+            liveness.beat()
+            if result.outcome is Outcome.RETRY:
+                log.warning("delivery retry", extra={**self.labels, "key": key,
+                                                      "reason": result.cause.value})
+            return result.outcome is not Outcome.RETRY, result.reason
+
+        finished, reason = await with_retries(key, once, retries, max_attempts)
+        if not finished:
+            result = Result(Outcome.RETRY, Reason.RETRIES_SPENT, reason, result.tx_hash)
+            metrics.DEAD_LETTERED.labels(**self.labels).inc()
+        metrics.DELIVERIES.labels(**self.labels, outcome=delivery_status(result),
+                                  reason=result.cause.value).inc()
+        return result
 
     async def submit(self, key: str, call: Any) -> str:
         """Send ``call``; one already in flight for ``key`` is replaced with the same
@@ -79,18 +129,40 @@ class TransactionSender:
             # a fresh nonce next attempt.
             self.in_flight.put(key, None)
             raise
+        self.sent_at[tx_hash] = time.monotonic()
+        metrics.SENT.labels(**self.labels).inc()
+        metrics.NONCE.labels(**self.labels).set(nonce)
+        if previous is not None:
+            metrics.FEE_BUMPS.labels(**self.labels).inc()
         log.info("transaction sent", extra={"chain": self.writer.chain_id, "tx": tx_hash,
                                             "nonce": nonce, "replaces": previous is not None})
         return tx_hash
 
-    async def confirm(self, tx_hash: str) -> Result:
-        status = await self.writer.receipt_status(tx_hash, self.writer.confirm_timeout_s)
-        if status is None:
+    async def confirm(self, tx_hash: str, timeout_s: float | None = None) -> Result:
+        """Wait up to ``timeout_s`` (default the chain's ``confirm_timeout_s``) for the
+        receipt of ``tx_hash``."""
+        wait_s = self.writer.confirm_timeout_s if timeout_s is None else timeout_s
+        receipt = await self.writer.receipt(tx_hash, wait_s)
+        if receipt is None:
             return Result(Outcome.RETRY, Reason.NOT_CONFIRMED, "receipt not seen within "
-                          f"{self.writer.confirm_timeout_s:g} s", tx_hash)
-        if status != 1:
+                          f"{wait_s:g} s", tx_hash)
+        sent = self.sent_at.pop(tx_hash, None)
+        if sent is not None:
+            metrics.CONFIRM_SECONDS.labels(**self.labels).observe(time.monotonic() - sent)
+        metrics.FEE_PAID.labels(**self.labels).inc(receipt.fee_wei / WEI)
+        if receipt.status != 1:
             return Result(Outcome.DROPPED, Reason.REVERTED, "transaction reverted", tx_hash)
         return Result(Outcome.DELIVERED, Reason.CONFIRMED, "", tx_hash)
+
+    async def watch_balance(self, stop: asyncio.Event) -> None:
+        """Keep ``xmargin_sender_balance_eth`` current until ``stop``, so an alert fires
+        before the account runs dry."""
+        gauge = metrics.BALANCE.labels(**self.labels)
+        while not stop.is_set():
+            gauge.set(await self.writer.balance(self.account.address) / WEI)
+            liveness.beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=BALANCE_EVERY_S)
 
     async def fees(self, previous: InFlight | None, tx: dict[str, int]
                    ) -> tuple[int, int, int]:
@@ -132,7 +204,7 @@ class ChainTransactions:
         except Web3Exception as e:
             raise NonceTooLow(self.name, nonce, str(e)) from e
 
-    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
+    async def receipt(self, tx_hash: str, timeout_s: float) -> Receipt | None:
         try:
             receipt = await self.pool.on_provider(
                 "eth_getTransactionReceipt",
@@ -142,7 +214,13 @@ class ChainTransactions:
                 is_answer=lambda e: isinstance(e, TimeExhausted))
         except TimeExhausted:
             return None
-        return int(receipt["status"])
+        return Receipt(int(receipt["status"]),
+                       int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]))
+
+    async def balance(self, address: str) -> int:
+        return int(await self.pool.on_provider(
+            "eth_getBalance",
+            lambda w3: w3.eth.get_balance(address)))  # type: ignore[arg-type]
 
     async def build_call(self, what: str, function: Any, sender: str) -> dict[str, Any]:
         """A transaction for a bound contract function, its gas estimated at the latest

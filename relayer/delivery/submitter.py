@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from bus.publisher import RecordSink, dead_letter
 from relayer.delivery.oracle import OracleCall, OracleWriter, oracle_struct
 from relayer.delivery.outcome import Outcome, Reason, Result, delivery_status
-from relayer.delivery.retries import InFlightStore, RetryStore, with_retries
+from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.delivery.sending import TransactionSender
 from relayer.delivery.signing import sign_digest, threshold_signatures
 from relayer.errors import RelayerError
@@ -62,7 +62,7 @@ class Submitter:
         self.halted = halted if halted is not None else {}
         self.in_flight = in_flight or InFlightStore(
             StateDir(retries.path.parent).in_flight(self.chain_id))
-        self.sending = TransactionSender(oracle, sender, self.in_flight)
+        self.sending = TransactionSender(oracle, sender, self.in_flight, "submitter")
 
     async def handle(self, attestation: Attestation, message: ConsumerRecord) -> None:
         credit = next((c for c in attestation.chains if c.chain_id == self.chain_id), None)
@@ -70,7 +70,8 @@ class Submitter:
             return
         if local_digest(attestation, credit) != credit.digest:
             await dead_letter(self.publisher, message, f"digest for chain {self.chain_id} "
-                                                       "does not match the attested fields")
+                                                       "does not match the attested fields",
+                              "digest")
             return
         result = await self.deliver_with_retries(attestation, credit)
         await self.publisher.publish(topics.DELIVERY, attestation.trader, Delivery(
@@ -80,21 +81,9 @@ class Submitter:
 
     async def deliver_with_retries(self, attestation: Attestation,
                                    credit: ChainCredit) -> Result:
-        result = Result(Outcome.RETRY, Reason.RETRIES_SPENT)
-
-        async def attempt() -> tuple[bool, str]:
-            nonlocal result
-            result = await self.deliver(attestation, credit)
-            if result.outcome is Outcome.RETRY:
-                log.warning("delivery retry", extra={"chain": self.chain_id,
-                                                      "reason": result.cause.value})
-            return result.outcome is not Outcome.RETRY, result.reason
-
-        key = f"{attestation.trader}:{attestation.sequence}"
-        finished, reason = await with_retries(key, attempt, self.retries, self.max_attempts)
-        if not finished:
-            return Result(Outcome.RETRY, Reason.RETRIES_SPENT, reason, result.tx_hash)
-        return result
+        return await self.sending.run(f"{attestation.trader}:{attestation.sequence}",
+                                      lambda: self.deliver(attestation, credit),
+                                      self.retries, self.max_attempts)
 
     async def deliver(self, attestation: Attestation, credit: ChainCredit) -> Result:
         key = f"{attestation.trader}:{attestation.sequence}"

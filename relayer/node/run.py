@@ -1,6 +1,7 @@
 """The node: checks its configuration against the world, then runs and supervises the
-listeners, the proof service, the submitters, the keepers and (optionally) a worker
-process.
+listeners, the proof service, the submitters, the keepers, a watch on each sending
+account's balance, the trader board its status API reads, and (optionally) a worker
+process; and serves its metrics, status API and status page over HTTP.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import partial
 from eth_account.signers.local import LocalAccount
 
 from bus.admin import ensure_topics
-from bus.consumer import consume
+from bus.consumer import consume, tail
 from bus.publisher import Publisher
 from relayer.chain.feeds import feed_decimals
 from relayer.chain.listener import Listener
@@ -27,8 +28,9 @@ from relayer.delivery.signing import load_keystore
 from relayer.delivery.submitter import Submitter
 from relayer.delivery.venues import VenueChain
 from relayer.errors import ConfigError, RpcError
-from relayer.metrics import Metrics
+from relayer.node import board
 from relayer.node.supervise import supervise, watch_process
+from relayer.node.web import NodeWeb
 from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
@@ -81,16 +83,16 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
                       stop: asyncio.Event) -> dict[str, Task]:
     """A listener and a submitter per chain, and a keeper where it has an account."""
     state = StateDir(settings.state_dir)
-    metrics = Metrics(state.metrics)
     tasks: dict[str, Task] = {}
     for chain_id, client in clients.items():
-        listener = Listener(client, publisher, state, await feed_decimals(client), metrics)
+        listener = Listener(client, publisher, state, await feed_decimals(client))
         submitter = Submitter(OracleChain(client), keys.submitters[chain_id], keys.signers,
                               settings.signer_threshold, publisher,
                               settings.submit_max_attempts,
                               RetryStore(state.deliveries(chain_id)),
                               InFlightStore(state.in_flight(chain_id)), halted=halted)
         tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
+        tasks[f"balance-submitter-{chain_id}"] = partial(submitter.sending.watch_balance, stop)
         tasks[f"submitter-{chain_id}"] = partial(
             consume, bootstrap=settings.kafka.bootstrap, topic=topics.ATTESTATION,
             group=f"xmargin-submitter-{chain_id}", model=Attestation, publisher=publisher,
@@ -101,6 +103,7 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
                             RetryStore(state.keeper_retries(chain_id)),
                             InFlightStore(state.keeper_in_flight(chain_id)),
                             LegStore(state.keeper_legs(chain_id)), halted=halted)
+            tasks[f"balance-keeper-{chain_id}"] = partial(keeper.sending.watch_balance, stop)
             tasks[f"keeper-{chain_id}"] = partial(
                 consume, bootstrap=settings.kafka.bootstrap, topic=topics.LIQUIDATION,
                 group=f"xmargin-keeper-{chain_id}", model=Liquidation, publisher=publisher,
@@ -128,11 +131,19 @@ async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Eve
                           handle=prover.handle, stop=stop, concurrent=True),
     }
     tasks |= await chain_tasks(settings, clients, keys, publisher, halted, stop)
+    traders = board.TraderBoard()
+    tasks["board"] = partial(
+        tail, bootstrap=bootstrap, names=board.TOPICS, stop=stop,
+        handle=lambda m: board.fold(traders, m.topic, m.value, m.timestamp))
     if worker_command is not None:
         tasks["worker"] = partial(watch_process, worker_command, stop)
-    log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid()})
+    web = NodeWeb(settings, traders, halted, list(tasks))
     try:
+        port = await web.start() if settings.metrics_port else None
+        log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid(),
+                                        "http": f"http://127.0.0.1:{port}/" if port else None})
         await asyncio.gather(*(supervise(n, t, stop, halted) for n, t in tasks.items()))
     finally:
+        await web.stop()
         await publisher.stop()
         await asyncio.gather(*(c.close() for c in clients.values()))

@@ -51,9 +51,7 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                             "status": e.status}
                                       for key, e in sorted(leg_retries.items())},
         }
-    metrics = state.metrics
-    return {"state_dir": str(state.root), "chains": chains,
-            "metrics": metrics.read_text().splitlines() if metrics.exists() else []}
+    return {"state_dir": str(state.root), "chains": chains}
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 
+from bus import metrics
 from relayer.errors import ChainHalted, RelayerError
 
 log = logging.getLogger(__name__)
@@ -20,29 +21,41 @@ async def supervise(name: str, task: Callable[[], Awaitable[None]], stop: asynci
     stop it on an error that is not ``retryable``.
 
     The one place that catches every exception: a task must not take the node down.
+    Its liveness is exported: ``xmargin_task_up``, its restarts, and the last time it
+    made progress (what the task reports through ``bus.metrics.beat``).
     """
+    metrics.current_task.set(name)
+    up = metrics.TASK_UP.labels(task=name)
+    metrics.TASK_RESTARTS.labels(task=name)  # shown at 0 before the first restart
+    metrics.beat()
     backoff_s = 0.5
-    while not stop.is_set():
-        try:
-            await task()
-            return
-        except ChainHalted as e:
-            log.critical("chain halted", extra={"task": name, "reason": str(e)})
-            if halted is not None:
-                halted[int(e.evidence["chain_id"])] = str(e)
-            return
-        except RelayerError as e:
-            if not e.retryable:
-                # Running it again would fail the same way: stop it, visibly.
-                log.critical("task stopped", extra={"task": name, "error": e.label,
-                                                     "reason": str(e)})
+    try:
+        while not stop.is_set():
+            up.set(1)
+            try:
+                await task()
                 return
-            failure = f"{e.label}: {e}"
-        except Exception as e:
-            failure = repr(e)
-        log.error("task failed, restarting", extra={"task": name, "error": failure})
-        await asyncio.sleep(backoff_s)
-        backoff_s = min(backoff_s * 2, 30.0)
+            except ChainHalted as e:
+                log.critical("chain halted", extra={"task": name, "reason": str(e)})
+                if halted is not None:
+                    halted[int(e.evidence["chain_id"])] = str(e)
+                return
+            except RelayerError as e:
+                if not e.retryable:
+                    # Running it again would fail the same way: stop it, visibly.
+                    log.critical("task stopped", extra={"task": name, "error": e.label,
+                                                         "reason": str(e)})
+                    return
+                failure = f"{e.label}: {e}"
+            except Exception as e:
+                failure = repr(e)
+            up.set(0)
+            metrics.TASK_RESTARTS.labels(task=name).inc()
+            log.error("task failed, restarting", extra={"task": name, "error": failure})
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
+    finally:
+        up.set(0)
 
 
 async def watch_process(command: Sequence[str], stop: asyncio.Event) -> None:
@@ -54,6 +67,8 @@ async def watch_process(command: Sequence[str], stop: asyncio.Event) -> None:
             if process.poll() is not None:
                 log.error("worker exited, restarting", extra={"code": process.returncode})
                 process = subprocess.Popen(list(command))
+            else:
+                metrics.beat()
             await asyncio.sleep(1.0)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import ConsumerRecord
 
@@ -19,6 +20,7 @@ from bus.publisher import RecordSink, dead_letter
 from proofs import ProofError
 from proofs.builder import Layout, MappingSlots
 from proofs.errors import ValueMismatch
+from relayer import metrics
 from relayer.chain.events import commitment_base_slot
 from relayer.chain.reader import ChainReader
 from relayer.proving.fetcher import ProofFetcher
@@ -64,6 +66,9 @@ class ProofService:
                          for chain_id, client in clients.items()}
         self.publisher = publisher
         self.final: dict[int, tuple[float, int]] = {}  # chain → (asked at, final height)
+        for client in clients.values():  # exported at 0 before the first event
+            for counted in (metrics.PROOF_QUEUE, metrics.PROOFS, metrics.PROOF_SECONDS):
+                counted.labels(chain=client.settings.name)
 
     async def finalized_height(self, chain_id: int) -> int:
         # Many events wait on the same few chains: ask each at most every poll interval.
@@ -88,17 +93,32 @@ class ProofService:
             return  # the same block's later event carries the state the slot holds
         fetcher = self.fetchers.get(event.chain_id)
         if fetcher is None:
-            await dead_letter(self.publisher, message, f"unknown chain id {event.chain_id}")
+            await dead_letter(self.publisher, message, f"unknown chain id {event.chain_id}",
+                              "unknown_chain")
             return
+        chain = self.clients[event.chain_id].settings.name
+        queue = metrics.PROOF_QUEUE.labels(chain=chain)
+        queue.inc()
+        try:
+            await self.prove_and_publish(fetcher, event, message, chain)
+        finally:
+            queue.dec()
+
+    async def prove_and_publish(self, fetcher: ProofFetcher, event: PositionEvent,
+                                message: ConsumerRecord, chain: str) -> None:
         # Only final data is attested: wait for finality. An event of a block that did not
         # stay canonical was retracted by the listener's chain.reorg.v1; it is not proven.
         if not await self.until_final(event):
             log.info("event of an orphaned block not proven", extra={
                 "event": event.event_id, "chain": event.chain_id})
             return
+        started = time.monotonic()
         try:
             book = await prove_event(fetcher, event)
         except ProofError as e:
-            await dead_letter(self.publisher, message, f"{type(e).__name__}: {e}")
+            metrics.PROOF_FAILURES.labels(chain=chain, reason=type(e).__name__).inc()
+            await dead_letter(self.publisher, message, f"{type(e).__name__}: {e}", "proof")
             return
+        metrics.PROOF_SECONDS.labels(chain=chain).observe(time.monotonic() - started)
         await self.publisher.publish(topics.POSITION_PROVEN, event.trader, book)
+        metrics.PROOFS.labels(chain=chain).inc()

@@ -12,12 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus.admin import ensure_topics
 from devnet.deploy import anvil_account
@@ -40,6 +42,8 @@ from devnet.hedge import (
 )
 from devnet.localnet import LocalNet
 from devnet.shock import run_shock, venue_view
+from relayer.metrics import provider_label
+from tests.support.browser import render
 from wire import topics
 from wire.records import DeadLetter, Delivery, Liquidation, decode
 
@@ -371,6 +375,141 @@ async def records_of(bootstrap: str, topic: str, key: str) -> list[bytes]:
                       if m.key == key.encode() and m.value is not None]
     finally:
         await consumer.stop()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a process serves on ``/metrics``, by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    """The sum of ``name`` over the samples carrying ``labels`` (others free)."""
+    found = [v for (n, ls), v in samples.items()
+             if n == name and set(labels.items()) <= set(ls)]
+    assert found, f"{name} {labels} not exported"
+    return sum(found)
+
+
+def test_every_process_exports_its_metrics_with_plausible_values(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    network, _ = node
+    first = scrape(network.metrics_port)
+    time.sleep(3.0)  # the anvil chains mine a block a second
+    samples, worker = scrape(network.metrics_port), scrape(network.worker_metrics_port)
+    for chain in ("chain-a", "chain-b"):
+        # Listeners: heights rising, final behind published behind head.
+        assert value(samples, "xmargin_chain_head_block", chain=chain) > value(
+            first, "xmargin_chain_head_block", chain=chain)
+        head = value(samples, "xmargin_chain_head_block", chain=chain)
+        published = value(samples, "xmargin_listener_published_block", chain=chain)
+        final = value(samples, "xmargin_listener_final_block", chain=chain)
+        assert final < published <= head and value(
+            samples, "xmargin_listener_blocks_behind", chain=chain) <= 5
+        assert value(samples, "xmargin_chain_halted", chain=chain) == 0
+        assert value(samples, "xmargin_reorgs_total", chain=chain) == 0
+        assert value(samples, "xmargin_reorg_depth_blocks_count", chain=chain) == 0
+        assert value(samples, "xmargin_chain_halts_total", chain=chain) == 0
+        # RPC: every call counted and timed against one provider, named host:port.
+        requests = value(samples, "xmargin_rpc_requests_total", chain=chain)
+        assert requests > 100 and value(samples, "xmargin_rpc_latency_seconds_count",
+                                        chain=chain) > 100
+        rpc_url = network.deployments["ab".index(chain[-1])].rpc_url
+        assert {dict(ls)["provider"] for n, ls in samples
+                if n == "xmargin_rpc_requests_total" and ("chain", chain) in ls} == {
+            provider_label(rpc_url)}
+        assert value(samples, "xmargin_rpc_errors_total", chain=chain, kind="timeout") == 0
+        assert value(samples, "xmargin_rpc_demotions_total", chain=chain) == 0
+        # The proof service: books proven, each timed, none waiting for long.
+        assert value(samples, "xmargin_proofs_built_total", chain=chain) >= 3
+        assert value(samples, "xmargin_proof_seconds_count", chain=chain) >= 3
+        assert value(samples, "xmargin_proof_queue", chain=chain) >= 0
+        # Submitters: attestations delivered, fees paid, the sending account funded.
+        delivered = value(samples, "xmargin_deliveries_total", chain=chain, role="submitter",
+                          outcome="delivered", reason="confirmed")
+        assert delivered >= 3
+        assert value(samples, "xmargin_delivery_attempts_total", chain=chain,
+                     role="submitter") >= delivered
+        assert value(samples, "xmargin_transactions_sent_total", chain=chain,
+                     role="submitter") >= delivered
+        assert value(samples, "xmargin_confirm_seconds_count", chain=chain,
+                     role="submitter") >= delivered
+        assert 0 < value(samples, "xmargin_fee_paid_eth_total", chain=chain,
+                         role="submitter") < 1
+        assert value(samples, "xmargin_sender_nonce", chain=chain, role="submitter") >= 3
+        assert value(samples, "xmargin_in_flight_transactions", chain=chain,
+                     role="submitter") == 0
+        assert value(samples, "xmargin_fee_bumps_total", chain=chain, role="submitter") >= 0
+        assert value(samples, "xmargin_deliveries_dead_lettered_total", chain=chain,
+                     role="submitter") == 0
+        assert 1_000 < value(samples, "xmargin_sender_balance_eth", chain=chain,
+                             role="submitter") < 10_001
+    # The keeper: the shock test's legs liquidated and paid for.
+    assert value(samples, "xmargin_deliveries_total", role="keeper", outcome="delivered") >= 1
+    assert value(samples, "xmargin_fee_paid_eth_total", role="keeper") > 0
+    assert value(samples, "xmargin_sender_balance_eth", role="keeper") > 0
+    # Dead letters, by the kind of refusal: the garbage test's four records.
+    assert value(samples, "xmargin_dead_letters_total", topic=topics.POSITION_EVENT,
+                 reason="schema") >= 1
+    assert value(samples, "xmargin_dead_letters_total", topic=topics.ATTESTATION,
+                 reason="schema") >= 1
+    assert value(worker, "xmargin_dead_letters_total", topic=topics.POSITION_PROVEN,
+                 reason="malformed") >= 1
+    assert value(worker, "xmargin_dead_letters_total", topic=topics.PRICE,
+                 reason="schema") >= 1
+    assert value(samples, "xmargin_records_consumed_total", topic=topics.POSITION_EVENT) >= 3
+    # Every supervised task up and making progress.
+    now = time.time()
+    tasks = {dict(ls)["task"]: v for (n, ls), v in samples.items() if n == "xmargin_task_up"}
+    assert {"prover", "board", "worker", "listener-41001", "submitter-41002",
+            "keeper-41001", "balance-keeper-41002"} <= set(tasks)
+    assert all(v == 1 for v in tasks.values()), tasks
+    for task in tasks:
+        assert now - value(samples, "xmargin_task_last_progress_timestamp_seconds",
+                           task=task) < 30, task
+    # The worker: records consumed and batched, traders held, attestations and plans
+    # counted, record-to-attestation timed, lag per partition.
+    assert value(worker, "xmargin_records_consumed_total", topic=topics.POSITION_PROVEN) >= 3
+    assert value(worker, "xmargin_worker_batch_records_count", topic=topics.POSITION_PROVEN) >= 1
+    assert value(worker, "xmargin_worker_batch_seconds_count", topic=topics.RECOMPUTE) >= 1
+    assert value(worker, "xmargin_worker_traders") >= 2
+    assert value(worker, "xmargin_attestations_total") >= 3
+    assert value(worker, "xmargin_attestations_suppressed_total") >= 1
+    assert value(worker, "xmargin_liquidation_plans_total") >= 1
+    assert value(worker, "xmargin_record_to_attestation_seconds_count") >= 3
+    assert value(worker, "xmargin_record_to_attestation_seconds_sum") / value(
+        worker, "xmargin_record_to_attestation_seconds_count") < 30
+    assert 0 <= value(worker, "xmargin_worker_consumer_lag",
+                      topic=topics.POSITION_PROVEN) < 1_000
+
+
+def test_the_status_api_and_page_of_the_running_node(
+        node: tuple[Network, subprocess.Popen], tmp_path: Path) -> None:
+    network, _ = node
+    base = f"http://127.0.0.1:{network.metrics_port}"
+    deadline = time.monotonic() + 60
+    while True:  # the node's tasks all up and making progress
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=10) as r:
+                if r.status == 200:
+                    break
+        except OSError:  # refused while it starts, or 503 (HTTPError) until ready
+            assert time.monotonic() < deadline, "the node never became ready"
+            time.sleep(0.5)
+    with urllib.request.urlopen(f"{base}/traders/{TRADER}", timeout=10) as r:
+        trader = json.loads(r.read())
+    assert trader["attestation"]["sequence"] >= 1
+    for chain in trader["chains"].values():
+        assert chain["state"] in ("delivered", "below_threshold", "dropped"), chain
+        assert chain["delivery"] is not None
+    dom = render(f"{base}/", tmp_path / "node-page.png")
+    assert "chain-a" in dom and "chain-b" in dom and "HALTED" not in dom
+    assert TRADER in dom  # among the riskiest, with the shock's unhedged trader
+    liquidations = dom.split('id="liquidations"')[1].split("</table>")[0]
+    assert "delivered" in liquidations and "0x" in liquidations  # the shock's legs
 
 
 def test_no_key_appears_in_any_process_log(node: tuple[Network, subprocess.Popen],

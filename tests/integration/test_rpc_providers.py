@@ -14,10 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from devnet.localnet import LocalNet, free_port
 from relayer.chain.rpc import RpcPool
 from relayer.errors import RpcError
+from relayer.metrics import provider_label
 from relayer.proving.fetcher import ProofFetcher
 from relayer.settings import ChainSettings, KeystoreSettings
 from tests.support.storage import StorageFiller
@@ -81,11 +83,21 @@ def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode
             await c.close()
     truth = asyncio.run(true_hash())
 
+    kind = {"hang": "timeout", "lie": "bad_answer", "429": "rate_limited"}[mode]
+    labels: dict[str, str] = {}
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
     async def run() -> tuple[list[float], int, int]:
         bad = BadProvider(anvil, mode)
         server = serve(bad)
         url = await server.__anext__()
         c = client([url, anvil])
+        labels.update(chain=c.name, provider=provider_label(url))
+        assert "/" not in labels["provider"]  # host and port, never the URL's path
+        before.update(errors=sample("xmargin_rpc_errors_total", kind=kind),
+                      demotions=sample("xmargin_rpc_demotions_total"))
         durations = []
         for _ in range(RpcPool.DEMOTE_AFTER + 2):
             start = time.monotonic()
@@ -97,9 +109,13 @@ def test_bad_first_provider_is_passed_over_then_demoted(localnet: LocalNet, mode
         await server.aclose()
         return durations, calls, RpcPool.DEMOTE_AFTER
 
+    before: dict[str, float] = {}
     durations, calls, demote_after = asyncio.run(run())
     assert max(durations) < 3.0  # a hung provider costs one timeout, never a stall
     assert calls == demote_after  # demoted: not asked again after repeated failures
+    # Each failure counted by its kind against the bad provider, and one demotion.
+    assert sample("xmargin_rpc_errors_total", kind=kind) - before["errors"] == demote_after
+    assert sample("xmargin_rpc_demotions_total") - before["demotions"] == 1
 
 
 def test_every_provider_failing_is_a_typed_error(localnet: LocalNet) -> None:

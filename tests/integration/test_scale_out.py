@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bus.admin import ensure_topics
-from devnet.localnet import LocalNet
+from devnet.localnet import LocalNet, free_port
 from tests.support.configs import node_config
 from wire import topics
 from wire.records import Attestation, Position, PriceUpdate, ProvenBook
@@ -74,7 +74,8 @@ def worker_config(tmp_path: Path, broker: str, app_id: str) -> Path:
 
 
 def worker(localnet: LocalNet, name: str, config: Path, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "XMARGIN__STREAMS__DATA_DIR": str(data_dir)}
+    env = {**os.environ, "XMARGIN__STREAMS__DATA_DIR": str(data_dir),
+           "XMARGIN__STREAMS__METRICS_PORT": str(free_port())}
     return localnet.start(name, [sys.executable, "-m", "xmargin.cli", "worker", "--config",
                                  str(config)], env=env)
 

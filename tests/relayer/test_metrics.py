@@ -1,26 +1,48 @@
-"""The node's metrics file: declared names and labels only, and values to the digit."""
+"""Every metric is declared once with a fixed label set, and the README's table says
+exactly what the registry holds: names, types and labels."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
 
-import pytest
+from prometheus_client import REGISTRY
 
-from relayer.metrics import Metrics
+import bus.metrics
+import relayer.metrics
+import streams.metrics
+from devnet.localnet import REPO
 
-
-def test_heights_keep_every_digit(tmp_path: Path) -> None:
-    metrics = Metrics(tmp_path / "metrics.prom")
-    metrics.set("xmargin_listener_head", 21_345_678, {"chain": "a"})
-    metrics.set("xmargin_last_reorg_depth", 0.5, {"chain": "a"})
-    text = (tmp_path / "metrics.prom").read_text()
-    assert 'xmargin_listener_head{chain="a"} 21345678\n' in text
-    assert 'xmargin_last_reorg_depth{chain="a"} 0.5\n' in text
+ROW = re.compile(r"^\| `(xmargin_\w+)` \| (\w+) \| ([^|]*) \| [^|]* \| [^|]* \|$")
 
 
-def test_an_undeclared_metric_or_label_set_is_refused(tmp_path: Path) -> None:
-    metrics = Metrics(tmp_path / "metrics.prom")
-    with pytest.raises(KeyError, match="not declared"):
-        metrics.inc("xmargin_surprise_total", {"chain": "a"})
-    with pytest.raises(KeyError, match="labels"):
-        metrics.set("xmargin_listener_head", 1, {"chain": "a", "provider": "p"})
+def declared() -> dict[str, tuple[str, tuple[str, ...]]]:
+    out = {}
+    for module in (bus.metrics, relayer.metrics, streams.metrics):
+        for value in vars(module).values():
+            name = getattr(value, "_name", None)
+            if name is not None and hasattr(value, "_labelnames") and name.startswith("xmargin_"):
+                kind = value._type
+                shown = f"{name}_total" if kind == "counter" else name
+                out[shown] = (kind, tuple(value._labelnames))
+    return out
+
+
+def test_the_readme_table_is_the_registry() -> None:
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            labels = tuple(re.findall(r"`(\w+)`", match.group(3)))
+            rows[match.group(1)] = (match.group(2), labels)
+    assert rows == declared()
+
+
+def test_every_declared_metric_is_registered_once() -> None:
+    names = {m.name for m in REGISTRY.collect() if m.name.startswith("xmargin_")}
+    assert {n.removesuffix("_total") for n in declared()} == names
+
+
+def test_a_provider_is_named_by_host_and_port_never_by_its_url() -> None:
+    assert relayer.metrics.provider_label(
+        "https://eth-mainnet.example.com/v2/SECRETKEY?x=1") == "eth-mainnet.example.com"
+    assert relayer.metrics.provider_label("http://127.0.0.1:8545/") == "127.0.0.1:8545"

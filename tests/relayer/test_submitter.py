@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 
 from relayer.delivery.outcome import Outcome, Reason, Result
 from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.sending import Receipt
 from relayer.delivery.submitter import Submitter, local_digest
 from relayer.errors import NonceTooLow, RpcError
 from relayer.statedir import StateDir
@@ -60,8 +61,11 @@ class FakeOracle:
             raise NonceTooLow(self.name, nonce, "nonce too low")
         self.sent.append((nonce, raw))
 
-    async def receipt_status(self, tx_hash: str, timeout_s: float) -> int | None:
-        return self.status
+    async def receipt(self, tx_hash: str, timeout_s: float) -> Receipt | None:
+        return None if self.status is None else Receipt(self.status, 21_000 * GWEI)
+
+    async def balance(self, address: str) -> int:
+        return 10**18
 
 
 class FakeSink:
@@ -73,7 +77,8 @@ class FakeSink:
         self.published.append((topic, key, record))
 
     async def refuse(self, topic: str, key: bytes | None, value: bytes | None, reason: str,
-                     partition: int | None = None, offset: int | None = None) -> None:
+                     partition: int | None = None, offset: int | None = None,
+                     kind: str = "schema") -> None:
         self.refused.append((topic, reason))
 
 

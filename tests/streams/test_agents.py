@@ -55,7 +55,7 @@ def agents_with_fakes() -> tuple[dict[str, Any], FakeWorker, list[tuple[Any, ...
     refused: list[tuple[Any, ...]] = []
 
     async def refuse(event: Any, key: bytes | None, value: bytes | None, offset: int,
-                     reason: str) -> None:
+                     reason: str, kind: str) -> None:
         refused.append((key, value, offset, reason))
 
     settings = StreamSettings(batch_window_s=0.05)
