@@ -8,7 +8,7 @@ ANVIL_STAMP := .tools/.anvil-$(ANVIL_VERSION)
 KAFKA_VERSION := 3.9.0
 KAFKA_STAMP := .tools/.kafka-$(KAFKA_VERSION)
 
-.PHONY: install demo test test-kafka lint unit clean kafka browser
+.PHONY: install demo test test-kafka lint unit clean kafka browser promtool
 
 install: $(VENV)/.installed $(ANVIL_STAMP)
 
@@ -39,6 +39,12 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 browser:
 	command -v chromium >/dev/null || apt-get install -y -q chromium || \
 		{ apt-get update -q && apt-get install -y -q chromium; }
+
+# promtool (Debian's prometheus package) lints deploy/prometheus in the tests; CI runs
+# this before `make test`, elsewhere that check is skipped saying how to get it.
+promtool:
+	command -v promtool >/dev/null || apt-get install -y -q --no-install-recommends prometheus || \
+		{ apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
 
 # `make demo BROKER=kafka` runs it on Apache Kafka (needs Java 17 and Maven).
 BROKER ?= tansu

@@ -47,10 +47,10 @@ DEAD_LETTER_KINDS = ("empty", "malformed", "schema", "bundle", "log_decode", "pr
                      "digest", "unknown_chain")
 
 
-def serve(port: int) -> int | None:
-    """Serve the default registry on ``127.0.0.1:port`` (0: not at all) from a thread;
+def serve(port: int, host: str = "127.0.0.1") -> int | None:
+    """Serve the default registry on ``host:port`` (port 0: not at all) from a thread;
     the port bound."""
     if port == 0:
         return None
-    server, _ = start_http_server(port, addr="127.0.0.1")
+    server, _ = start_http_server(port, addr=host)
     return int(server.server_port)

@@ -70,8 +70,10 @@ class RelayerSettings(BaseModel):
     # Execute liquidation plans on every chain with a keeper account; off when another
     # party runs the keeper.
     keeper_enabled: bool = True
-    # The node's HTTP server on 127.0.0.1 (metrics, status API, status page); 0: none.
+    # The node's HTTP server (metrics, status API, status page); 0: none. Loopback
+    # unless a scraper on another host needs it (a container network: 0.0.0.0).
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> RelayerSettings:

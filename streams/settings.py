@@ -22,9 +22,10 @@ class StreamSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     app_id: str = "xmargin"
-    # The worker's /metrics on 127.0.0.1 (prometheus-client's server); 0: none. Each
-    # worker on a host needs its own.
+    # The worker's /metrics (prometheus-client's server); 0: none. Each worker on a
+    # host needs its own port.
     metrics_port: int = Field(default=9465, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
     data_dir: Path = Path(".xmargin/worker")
     partitions: int = Field(default=4, ge=1)
     # Tansu completes a group join after half the session timeout: keep it short locally.

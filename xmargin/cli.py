@@ -92,11 +92,12 @@ def worker(config: ConfigOption = None) -> None:
     from streams.app import run_worker
 
     settings = settings_or_exit(config)
+    streams = settings.streams
     try:
-        metrics.serve(settings.streams.metrics_port)
+        metrics.serve(streams.metrics_port, streams.metrics_host)
     except OSError as e:
-        typer.echo(f"error: streams.metrics_port: cannot serve on 127.0.0.1:"
-                   f"{settings.streams.metrics_port}: {e}", err=True)
+        typer.echo(f"error: streams.metrics_port: cannot serve on {streams.metrics_host}:"
+                   f"{streams.metrics_port}: {e}", err=True)
         raise typer.Exit(2) from e
     asyncio.run(ensure_topics(settings.kafka.bootstrap, settings.streams.partitions))
     run_worker(settings.stream_settings(), settings.kafka.bootstrap)

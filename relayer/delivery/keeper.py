@@ -77,7 +77,7 @@ class Keeper:
                     "liquidated" if result.outcome is Outcome.DELIVERED else
                     "dead_lettered" if result.outcome is Outcome.RETRY else "skipped",
                     result.reason or result.cause.value, result.tx_hash))
-            log.info("liquidation leg", extra={"chain": self.chain_id, "leg": key,
+            log.info("liquidation leg", extra={**self.sending.labels, "leg": key,
                                                "outcome": result.outcome.value,
                                                "reason": result.cause.value})
             await self.publisher.publish(topics.DELIVERY, plan.trader, Delivery(

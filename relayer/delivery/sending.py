@@ -134,7 +134,7 @@ class TransactionSender:
         metrics.NONCE.labels(**self.labels).set(nonce)
         if previous is not None:
             metrics.FEE_BUMPS.labels(**self.labels).inc()
-        log.info("transaction sent", extra={"chain": self.writer.chain_id, "tx": tx_hash,
+        log.info("transaction sent", extra={**self.labels, "tx": tx_hash,
                                             "nonce": nonce, "replaces": previous is not None})
         return tx_hash
 

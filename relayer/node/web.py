@@ -1,4 +1,4 @@
-"""The node's HTTP side, on ``127.0.0.1:metrics_port`` (aiohttp):
+"""The node's HTTP side, on ``metrics_host:metrics_port`` (aiohttp; loopback by default):
 
     GET /                   the live status page (it polls the two JSON routes below)
     GET /metrics            every metric, Prometheus text format
@@ -64,13 +64,13 @@ class NodeWeb:
         """Serve on the configured port; the port bound (a bad port is a ``ConfigError``)."""
         self.runner = web.AppRunner(self.app(), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.settings.metrics_port)
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        site = web.TCPSite(self.runner, host, port)
         try:
             await site.start()
         except OSError as e:
             await self.runner.cleanup()
-            raise ConfigError("metrics_port", f"cannot serve on 127.0.0.1:"
-                                              f"{self.settings.metrics_port}: {e}") from e
+            raise ConfigError("metrics_port", f"cannot serve on {host}:{port}: {e}") from e
         return int(self.runner.addresses[0][1])
 
     async def stop(self) -> None:

@@ -110,7 +110,7 @@ class ProofService:
         # stay canonical was retracted by the listener's chain.reorg.v1; it is not proven.
         if not await self.until_final(event):
             log.info("event of an orphaned block not proven", extra={
-                "event": event.event_id, "chain": event.chain_id})
+                "event": event.event_id, "chain": chain})
             return
         started = time.monotonic()
         try:
