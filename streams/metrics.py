@@ -19,6 +19,8 @@ SUPPRESSED = Counter("xmargin_attestations_suppressed", "margin computations tha
                      "nothing: the figures moved less than the change threshold (or a "
                      "degraded price held a healthier one back)")
 LIQUIDATION_PLANS = Counter("xmargin_liquidation_plans", "liquidation plans emitted")
+PLANS_HELD = Counter("xmargin_liquidation_plans_held", "attestations below maintenance sent "
+                     "without a new plan: the last one is still being executed")
 RECORD_TO_ATTESTATION = Histogram(
     "xmargin_record_to_attestation_seconds", "from a record's broker timestamp to the "
     "attestation it caused reaching the broker",

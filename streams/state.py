@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 
-from wire.records import Attestation, BookHead
+from wire.records import Attestation, BookHead, Liquidation, LiquidationLeg
 
 _T = TypeVar("_T")
 HISTORY = 8  # books kept per (chain, venue), so a reorg can fall back to an older one
@@ -56,6 +56,10 @@ class TraderState(BaseModel):
     # book folded in: the worker reads a partition in order, so every book of the
     # trader at or below it has been (-1: none yet).
     book_offset: int = -1
+    # The legs of the last liquidation plan, as the venues held them then, and until
+    # when its flag holds (data clock): one plan in flight at a time (``plan_in_flight``).
+    pending_legs: tuple[LiquidationLeg, ...] = ()
+    pending_until: int = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -105,11 +109,14 @@ class TraderState(BaseModel):
             _STR.dump_json(key) + b":[" + b",".join(_book_json(b) for b in books) + b"]"
             for key, books in self.history.items())
         last = b"null" if self.last is None else self.last.model_dump_json().encode()
-        return b'{"trader":%b,"history":{%b},"sequence":%d,"last":%b,"book_offset":%d}' % (
-            _STR.dump_json(self.trader), history, self.sequence, last, self.book_offset)
+        return (b'{"trader":%b,"history":{%b},"sequence":%d,"last":%b,"book_offset":%d,'
+                b'"pending_legs":%b,"pending_until":%d}') % (
+            _STR.dump_json(self.trader), history, self.sequence, last, self.book_offset,
+            _LEGS.dump_json(self.pending_legs), self.pending_until)
 
 
 _STR = TypeAdapter(str)
+_LEGS = TypeAdapter(tuple[LiquidationLeg, ...])
 _BOOK = TypeAdapter(BookHead)
 
 
@@ -154,6 +161,31 @@ def apply_reorg(state: TraderState, chain_id: int, orphaned: frozenset[str]) -> 
 def apply_attestation(state: TraderState, attestation: Attestation) -> TraderState:
     return state.model_copy(
         update={"sequence": attestation.sequence, "last": Attested.of(attestation)})
+
+
+def apply_plan(state: TraderState, plan: Liquidation, valid_until: int) -> TraderState:
+    """The state with ``plan`` in flight until ``valid_until`` (its flag's expiry)."""
+    return state.model_copy(update={"pending_legs": plan.legs, "pending_until": valid_until})
+
+
+def plan_in_flight(state: TraderState, clock: int) -> bool:
+    """Is the last plan still being executed? Until every one of its legs shows in the
+    books as closed or changed, and while its flag holds, a new plan would be computed
+    from books the keeper is about to change (on one chain before another: a second
+    plan would close the same risk twice)."""
+    if clock >= state.pending_until:
+        return False
+    return any(held_size(state, leg) == leg.size_wad for leg in state.pending_legs)
+
+
+def held_size(state: TraderState, leg: LiquidationLeg) -> int:
+    """The trader's position now in ``leg``'s market or series on its venue (0: none)."""
+    book = state.books.get(TraderState.book_key(leg.chain_id, leg.venue))
+    for p in book.positions if book is not None else ():
+        if (p.market == leg.market and p.kind == leg.kind and p.strike_wad == leg.strike_wad
+                and p.expiry == leg.expiry):
+            return p.size_wad
+    return 0
 
 
 def book_order(book: BookHead) -> tuple[int, int]:

@@ -35,12 +35,29 @@ from streams.risk import (
     oracle_prices,
 )
 from streams.settings import StreamSettings
-from streams.state import TraderState, apply_attestation, apply_proven, apply_reorg
-from wire.records import Attestation, ChainReorg, PriceUpdate, ProvenBook, Recompute
+from streams.state import (
+    TraderState,
+    apply_attestation,
+    apply_plan,
+    apply_proven,
+    apply_reorg,
+    plan_in_flight,
+)
+from wire.records import (
+    Attestation,
+    ChainReorg,
+    Liquidation,
+    PriceUpdate,
+    ProvenBook,
+    Recompute,
+)
 
 # Where a record was read (``streams.intake.At``): its partition, its offset, the event.
 Origin = Any
 Work = list[tuple[TraderState, Origin]]
+# A trader's new attestation and, when it finds health < 1 and no plan is in flight, the
+# liquidation plan sent with it.
+Attested = tuple[TraderState, Attestation, Liquidation | None]
 
 
 class StateTable(Protocol):
@@ -183,10 +200,10 @@ class RiskWorker:
                                self.settings, recent)
         attested, saves = self.attest(margined, market)
         causes = [origin for _, origin in saves]  # of each attestation, in order
-        done = {state.trader for state, _ in attested}
+        done = {state.trader for state, _, _ in attested}
         saves += [(state, origin) for state, origin in work
                   if state.trader in changed and state.trader not in done]
-        await self.publish(attested, market)
+        await self.publish(attested)
         now = time.time()
         for origin in causes:
             stamp = record_time(origin)
@@ -197,12 +214,13 @@ class RiskWorker:
         await self.table.flush()
 
     def attest(self, margined: Work, market: Mapping[str, OraclePrice]
-               ) -> tuple[list[tuple[TraderState, Attestation]], Work]:
-        """The attestations of the states whose figures moved, and the states to store
-        (first those attested, in the attestations' order)."""
+               ) -> tuple[list[Attested], Work]:
+        """The attestations of the states whose figures moved (with a liquidation plan
+        for each that finds health < 1, unless the last plan is still being executed),
+        and the states to store (first those attested, in the attestations' order)."""
         margins = margin_by_market_set([s for s, _ in margined], market, self.params,
                                        self.settings.implied_vol)
-        attested: list[tuple[TraderState, Attestation]] = []
+        attested: list[Attested] = []
         saves: Work = []
         for (state, origin), margin in zip(margined, margins, strict=True):
             if margin is None:
@@ -211,22 +229,27 @@ class RiskWorker:
             if attestation is None:
                 metrics.SUPPRESSED.inc()
                 continue
-            saves.append((apply_attestation(state, attestation), origin))
-            attested.append((state, attestation))
+            new, plan = apply_attestation(state, attestation), None
+            if attestation.health < 1.0:
+                if plan_in_flight(state, attestation.issued_at):
+                    metrics.PLANS_HELD.inc()
+                else:
+                    plan = liquidation_for(state, attestation, market, self.params,
+                                           self.settings.implied_vol)
+                    new = apply_plan(new, plan, attestation.valid_until)
+            saves.append((new, origin))
+            attested.append((state, attestation, plan))
         metrics.ATTESTATIONS.inc(len(attested))
         return attested, saves
 
-    async def publish(self, attested: list[tuple[TraderState, Attestation]],
-                      market: Mapping[str, OraclePrice]) -> None:
-        """Send the attestations, and a liquidation plan for each that finds health < 1."""
+    async def publish(self, attested: list[Attested]) -> None:
+        """Send the attestations and the liquidation plans."""
         records, orders = [], []
-        for state, attestation in attested:
+        for state, attestation, plan in attested:
             key = state.trader.encode()
             records.append((key, attestation.to_bytes()))
-            if attestation.health < 1.0:
-                order = liquidation_for(state, attestation, market, self.params,
-                                        self.settings.implied_vol)
-                orders.append((key, order.to_bytes()))
+            if plan is not None:
+                orders.append((key, plan.to_bytes()))
         await self.output.send(records, orders)
         metrics.LIQUIDATION_PLANS.inc(len(orders))
 

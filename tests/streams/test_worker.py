@@ -104,6 +104,24 @@ def test_a_healthy_trader_gets_no_liquidation_plan_and_an_unhealthy_one_does() -
     assert 0 < plan.legs[0].size_wad <= 10 * WAD
 
 
+def test_one_plan_in_flight_a_lower_price_waits_for_the_books_to_show_it_executed() -> None:
+    worker, table, output, _ = worker_at(3000)
+    asyncio.run(worker.on_proven([(origin(0), proven(41001, 10, 0, 10.0, collateral=6_000))]))
+    asyncio.run(worker.on_recompute([(origin(0), Recompute(price=price(2800, 2, 1_700_000_100)))]))
+    [plan] = output.liquidations
+    assert stored(table).pending_legs == plan.legs
+    # The price falls again before any leg is closed: attested, and no second plan (it
+    # would close again what the keeper is closing).
+    asyncio.run(worker.on_recompute([(origin(0), Recompute(price=price(2700, 3, 1_700_000_200)))]))
+    assert output.attestations[-1].health < 1 and len(output.liquidations) == 1
+    # The book shows the leg closed (in part): the next shortfall gets its own plan.
+    closed = 10.0 - (plan.legs[0].close_wad or plan.legs[0].size_wad) / WAD
+    asyncio.run(worker.on_proven([(origin(0), proven(41001, 11, 0, closed, collateral=4_000))]))
+    asyncio.run(worker.on_recompute([(origin(0), Recompute(price=price(2000, 4, 1_700_000_300)))]))
+    assert output.attestations[-1].health < 1 and len(output.liquidations) == 2
+    assert output.liquidations[1].legs[0].size_wad == int(closed * WAD)
+
+
 def test_a_reorg_retracts_the_orphaned_book_and_reattests() -> None:
     worker, table, output, _ = worker_at(3000)
     kept, orphan = proven(41001, 10, 0, 1.0), proven(41001, 11, 0, 5.0)
