@@ -28,6 +28,7 @@ from wire import topics
 from wire.records import ChainReorg, DeadLetter, PriceUpdate, ProvenBook, Recompute, Record
 
 Handler = Callable[[Any], Awaitable[None]]
+LAG_EVERY_S = 5.0
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -112,7 +113,13 @@ class BrokerOutput:
 
 def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
                   refuse: intake.Refuse) -> dict[str, faust.types.AgentT]:
-    """One agent per topic the worker reads, each handing its batches to ``worker``."""
+    """One agent per topic the worker reads, each handing its batches to ``worker``
+    (and their measures to a ``BatchWatch``, its lag refreshed on a timer)."""
+    watch = BatchWatch(app)
+
+    async def lag() -> None:
+        watch.lag()
+    app.timer(LAG_EVERY_S, name="xmargin.lag")(lag)
     handlers: tuple[tuple[str, type[Record], Handler], ...] = (
         (topics.PRICE, PriceUpdate, worker.on_prices),
         (topics.REORG, ChainReorg, worker.on_reorgs),
@@ -123,32 +130,45 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
     for name, model, handle in handlers:
         channel = raw_topic(app, name, settings.partitions)
         agents[name] = app.agent(channel, name=f"xmargin.{name}")(
-            agent_over(model, handle, settings, refuse))
+            agent_over(model, handle, settings, refuse, watch))
     return agents
 
 
 def agent_over(model: type[Record], handle: Handler, settings: StreamSettings,
-               refuse: intake.Refuse) -> Callable[[faust.StreamT], Awaitable[None]]:
+               refuse: intake.Refuse, watch: BatchWatch
+               ) -> Callable[[faust.StreamT], Awaitable[None]]:
     async def agent(stream: faust.StreamT) -> None:
         async for batch in intake.batches(stream, model, settings.batch_max_records,
                                           settings.batch_window_s, refuse):
             started = time.monotonic()
             await handle(batch)
-            observe_batch(stream, batch, time.monotonic() - started)
+            watch.batch(stream, batch, time.monotonic() - started)
     return agent
 
 
-def observe_batch(stream: faust.StreamT, batch: intake.Batch[Any], seconds: float) -> None:
-    """A batch's size, duration, and the lag it leaves on each partition it came from."""
-    topic = next(iter(stream.channel.topics), "")  # type: ignore[attr-defined]
-    worker_metrics.BATCH_RECORDS.labels(topic=topic).observe(len(batch))
-    worker_metrics.BATCH_SECONDS.labels(topic=topic).observe(seconds)
-    last = {at.partition: at.offset for at, _ in batch}
-    for partition, offset in last.items():
-        highwater = stream.app.consumer.highwater(faust.types.TP(topic, partition))
-        if highwater is not None:
-            worker_metrics.LAG.labels(topic=topic, partition=str(partition)).set(
-                max(0, highwater - offset - 1))
+class BatchWatch:
+    """The agents' batch metrics, and their lag per partition: its high watermark minus
+    the next offset to work, refreshed after every batch and on a timer too, so a
+    stalled agent shows its lag growing."""
+
+    def __init__(self, app: faust.types.AppT) -> None:
+        self.app = app
+        self.worked: dict[faust.types.TP, int] = {}  # the last offset worked
+
+    def batch(self, stream: faust.StreamT, batch: intake.Batch[Any], seconds: float) -> None:
+        topic = next(iter(stream.channel.topics), "")  # type: ignore[attr-defined]
+        worker_metrics.BATCH_RECORDS.labels(topic=topic).observe(len(batch))
+        worker_metrics.BATCH_SECONDS.labels(topic=topic).observe(seconds)
+        for at, _ in batch:
+            self.worked[faust.types.TP(topic, at.partition)] = at.offset
+        self.lag()
+
+    def lag(self) -> None:
+        for tp, offset in list(self.worked.items()):
+            highwater = self.app.consumer.highwater(tp)
+            if highwater is not None:
+                worker_metrics.LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, highwater - offset - 1))
 
 
 def create_app(settings: StreamSettings, bootstrap: str,
