@@ -4,16 +4,14 @@ naming only metrics the processes declare."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from devnet.localnet import REPO
 from tests.relayer.test_metrics import declared
+from tests.support.tools import needed
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "xmargin.json"
@@ -45,12 +43,7 @@ def test_every_dashboard_panel_queries_declared_metrics() -> None:
 
 
 def test_promtool_accepts_the_rules_and_the_config() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "no promtool: `make promtool` installs Debian's prometheus package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    promtool = needed("promtool", "`make promtool` installs Debian's prometheus package")
     for what, path in (("rules", "alerts.yml"), ("config", "prometheus.yml")):
         done = subprocess.run([promtool, "check", what, str(PROMETHEUS / path)],
                               capture_output=True, text=True, timeout=60)

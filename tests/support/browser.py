@@ -3,13 +3,11 @@ status page's tests: the DOM after the page's scripts ran, and a screenshot."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from tests.support.tools import needed
 
 # As the machine's notes give them: without the background-networking flags Chromium
 # keeps trying hosts this closed network refuses.
@@ -18,21 +16,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--window-size=1280,1100"]
 
 
-def chromium() -> str:
-    """The browser's path; skips the test where there is none, except under CI=true."""
-    found = shutil.which("chromium")
-    if found is None:
-        message = "no chromium: `make browser` installs Debian's package (root and apt)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
 def render(url: str, screenshot: Path, budget_ms: int = 4000) -> str:
     """The DOM of ``url`` once its scripts have run for ``budget_ms`` of virtual time,
     without the scripts' own text, and a PNG of it at ``screenshot``."""
-    browser = chromium()
+    browser = needed("chromium", "`make browser` installs Debian's package (root and apt)")
     with tempfile.TemporaryDirectory() as profile:
         common = [browser, *FLAGS, f"--user-data-dir={profile}",
                   f"--virtual-time-budget={budget_ms}"]
