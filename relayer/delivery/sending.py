@@ -133,6 +133,9 @@ class TransactionSender:
         metrics.SENT.labels(**self.labels).inc()
         metrics.NONCE.labels(**self.labels).set(nonce)
         if previous is not None:
+            # Only the newest transaction of a key is waited on: the replaced one's
+            # send time would stay here for good.
+            self.sent_at.pop(previous.tx_hash, None)
             metrics.FEE_BUMPS.labels(**self.labels).inc()
         log.info("transaction sent", extra={**self.labels, "tx": tx_hash,
                                             "nonce": nonce, "replaces": previous is not None})
