@@ -130,12 +130,14 @@ def fold(board: TraderBoard, topic: str, value: bytes | None, timestamp_ms: int)
 
 @dataclass(frozen=True)
 class NodeView:
-    """What ``explain`` reads of the node besides the board, per chain id."""
+    """What ``explain`` reads of the node besides the board, per chain id: as
+    ``relayer.node.status.node_status`` reports a chain's ``deliveries`` and
+    ``in_flight``, keyed by trader:sequence."""
 
     final: Mapping[int, int]                  # newest final block
     halted: Mapping[int, str]                 # why the chain halted
-    retrying: Mapping[int, Mapping[str, Any]]  # trader:sequence → RetryEntry
-    in_flight: Mapping[int, Mapping[str, Any]]  # trader:sequence → InFlight
+    retrying: Mapping[int, Mapping[str, Mapping[str, Any]]]  # status, attempts, reason
+    in_flight: Mapping[int, Mapping[str, Mapping[str, Any]]]  # nonce, tx_hash
 
 
 def explain(board: TraderBoard, address: str, chain_ids: list[int], node: NodeView,
@@ -191,10 +193,11 @@ def _state(view: ChainView, chain_id: int, covered: Mapping[int, int], key: str,
         return "no_attestation", "no attestation for this trader yet"
     in_flight = node.in_flight.get(chain_id, {}).get(key)
     if in_flight is not None:
-        return "in_flight", f"transaction {in_flight.tx_hash} (nonce {in_flight.nonce}) sent"
+        return "in_flight", (f"transaction {in_flight['tx_hash']} "
+                             f"(nonce {in_flight['nonce']}) sent")
     retry = node.retrying.get(chain_id, {}).get(key)
-    if retry is not None and retry.status == "retrying":
-        return "retrying", f"attempt {retry.attempts}: {retry.reason}"
+    if retry is not None and retry["status"] == "retrying":
+        return "retrying", f"attempt {retry['attempts']}: {retry['reason']}"
     if view.delivery is not None and key.endswith(f":{view.delivery.sequence}"):
         return view.delivery.status, view.delivery.reason
     return "delivering", "attestation issued; no delivery recorded yet"

@@ -26,12 +26,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.errors import ConfigError
 from relayer.node.board import NodeView, TraderBoard, explain
 from relayer.node.status import node_status
 from relayer.settings import RelayerSettings
-from relayer.statedir import StateDir
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 # A task that reported no progress for this long is not ready (every task beats at
@@ -47,7 +45,6 @@ class NodeWeb:
         self.board = board
         self.halted = halted
         self.tasks = tasks
-        self.state = StateDir(settings.state_dir)
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -127,13 +124,12 @@ class NodeWeb:
         if not ADDRESS.match(address):
             return web.json_response({"error": "not a 20-byte 0x-hex address",
                                       "field": "address", "value": address}, status=400)
+        chains = node_status(self.settings)["chains"].values()
+        node = NodeView(final={c["chain_id"]: c["final_through"] for c in chains},
+                        halted=self.halted,
+                        retrying={c["chain_id"]: c["deliveries"] for c in chains},
+                        in_flight={c["chain_id"]: c["in_flight"] for c in chains})
         ids = [c.chain_id for c in self.settings.chains]
-        status = node_status(self.settings)["chains"]
-        node = NodeView(
-            final={c["chain_id"]: c["final_through"] for c in status.values()},
-            halted=self.halted,
-            retrying={i: RetryStore(self.state.deliveries(i)).entries for i in ids},
-            in_flight={i: InFlightStore(self.state.in_flight(i)).entries for i in ids})
         return web.json_response(explain(self.board, address, ids, node, time.time()))
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -3,7 +3,8 @@ records the node tails."""
 
 from __future__ import annotations
 
-from relayer.delivery.retries import InFlight, RetryEntry
+from typing import Any
+
 from relayer.node.board import MARGINING_S, NodeView, TraderBoard, explain, fold
 from wire import topics
 from wire.records import (
@@ -44,8 +45,8 @@ def proven(chain_id: int, block: int) -> ProvenBook:
 
 
 def node(final: int = 100, halted: dict[int, str] | None = None,
-         retrying: dict[str, RetryEntry] | None = None,
-         in_flight: dict[str, InFlight] | None = None) -> NodeView:
+         retrying: dict[str, dict[str, Any]] | None = None,
+         in_flight: dict[str, dict[str, Any]] | None = None) -> NodeView:
     return NodeView(final={A: final, B: final}, halted=halted or {},
                     retrying={A: retrying or {}, B: {}}, in_flight={A: in_flight or {}, B: {}})
 
@@ -86,9 +87,12 @@ def test_in_flight_retrying_then_the_delivery_itself() -> None:
     board = TraderBoard()
     board.on_attestation(attestation(TRADER, 3))
     key = f"{TRADER}:3"
-    sent = InFlight(nonce=7, max_fee_wei=1, priority_fee_wei=1, tx_hash="0x" + "ee" * 32)
+    # As node_status reports them.
+    sent = {"nonce": 7, "tx_hash": "0x" + "ee" * 32, "max_fee_gwei": 1e-9,
+            "priority_fee_gwei": 1e-9}
     assert state(board, node(in_flight={key: sent}))[0] == "in_flight"
-    retry = RetryEntry(2, 0.0, "receipt not seen within 60 s", "retrying")
+    retry = {"status": "retrying", "attempts": 2, "next_attempt_at": 0.0,
+             "reason": "receipt not seen within 60 s"}
     assert state(board, node(retrying={key: retry})) == (
         "retrying", "attempt 2: receipt not seen within 60 s")
     board.on_delivery(Delivery(trader=TRADER, sequence=3, chain_id=A, status="delivered"))
