@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from devnet.localnet import free_port
 from relayer.chain.checkpoint import Checkpoint
+from relayer.errors import ConfigError
 from relayer.node.board import TraderBoard
 from relayer.node.web import NodeWeb
 from relayer.settings import ChainSettings, KeystoreSettings, RelayerSettings
 from relayer.statedir import StateDir
 from tests.relayer.test_board import attestation
 from tests.support.browser import render
+from tests.support.configs import node_config
 
 UNUSED = KeystoreSettings(keystore=Path("unused.json"), password_file=Path("unused"))
 TRADER = "0x" + "ab" * 20
@@ -101,3 +108,28 @@ def test_the_page_shows_both_chains_and_the_halted_one_in_chromium(tmp_path: Pat
     assert TRADER in rows and "0.820" in rows[TRADER]
     assert "updated never" not in dom  # the script ran and filled the page
     assert shot.stat().st_size > 10_000
+
+
+def test_a_port_in_use_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    async def run() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = settings(tmp_path).model_copy(
+                update={"metrics_port": taken.getsockname()[1]})
+            with pytest.raises(ConfigError, match=r"cannot serve on 127\.0\.0\.1") as e:
+                await NodeWeb(busy, TraderBoard(), {}, []).start()
+            assert e.value.field == "metrics_port"
+    asyncio.run(run())
+
+
+def test_a_worker_whose_metrics_port_is_in_use_exits_2_naming_it(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "node.toml")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "xmargin.cli", "worker", "--config", str(config)],
+            env={**os.environ, "XMARGIN__STREAMS__METRICS_PORT": str(taken.getsockname()[1])},
+            capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "streams.metrics_port" in done.stderr
