@@ -130,11 +130,11 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
     for name, model, handle in handlers:
         channel = raw_topic(app, name, settings.partitions)
         agents[name] = app.agent(channel, name=f"xmargin.{name}")(
-            agent_over(model, handle, settings, refuse, watch))
+            agent_over(name, model, handle, settings, refuse, watch))
     return agents
 
 
-def agent_over(model: type[Record], handle: Handler, settings: StreamSettings,
+def agent_over(topic: str, model: type[Record], handle: Handler, settings: StreamSettings,
                refuse: intake.Refuse, watch: BatchWatch
                ) -> Callable[[faust.StreamT], Awaitable[None]]:
     async def agent(stream: faust.StreamT) -> None:
@@ -142,7 +142,7 @@ def agent_over(model: type[Record], handle: Handler, settings: StreamSettings,
                                           settings.batch_window_s, refuse):
             started = time.monotonic()
             await handle(batch)
-            watch.batch(stream, batch, time.monotonic() - started)
+            watch.batch(topic, batch, time.monotonic() - started)
     return agent
 
 
@@ -155,8 +155,7 @@ class BatchWatch:
         self.app = app
         self.worked: dict[faust.types.TP, int] = {}  # the last offset worked
 
-    def batch(self, stream: faust.StreamT, batch: intake.Batch[Any], seconds: float) -> None:
-        topic = next(iter(stream.channel.topics), "")  # type: ignore[attr-defined]
+    def batch(self, topic: str, batch: intake.Batch[Any], seconds: float) -> None:
         worker_metrics.BATCH_RECORDS.labels(topic=topic).observe(len(batch))
         worker_metrics.BATCH_SECONDS.labels(topic=topic).observe(seconds)
         for at, _ in batch:
