@@ -4,7 +4,11 @@ R_t = max(R_floor, k · σ̂_t · √h) with σ̂ an EWMA of daily log returns (
 λ = 0.94) and h the margin period in days. Anti-procyclicality (EMIR art. 28): in calm
 markets R carries a 25% buffer that is released first when volatility jumps, and any
 rise is ramped: the applied range may rise at most ``max_daily_rise`` per day unless
-the unbuffered range itself requires more. Arrays are ``days × underlyings``.
+the unbuffered range itself requires more. Correlations are the EWMA of the same
+returns. Arrays are ``days × underlyings``.
+
+``risk_path`` is the one definition the node (``streams.market_days``) and
+``xmargin backtest`` both margin with: what day d's close is known, through day d.
 """
 
 from __future__ import annotations
@@ -69,6 +73,57 @@ def applied_range(base: FloatArray, p: AdaptiveParams) -> FloatArray:
         applied[d] = np.where(np.isfinite(previous), today, target)
         previous = np.where(np.isfinite(applied[d]), applied[d], previous)
     return applied
+
+
+def ewma_correlation(log_returns: FloatArray, lam: float, warmup_days: int = 30
+                     ) -> FloatArray:
+    """Correlations known at the close of each day, days × U × U (NaN until warm).
+
+    One EWMA covariance of the days on which every underlying has a return (so the
+    matrix stays positive semi-definite: a sum of outer products with positive weights),
+    seeded like ``ewma_vol`` by the mean of the first ``warmup_days``; a day on which
+    any return is missing leaves it as it was. An underlying that never moved has
+    correlation 0 with the others.
+    """
+    days, n = log_returns.shape
+    out = np.full((days, n, n), np.nan)
+    cov = np.zeros((n, n))
+    seen = 0
+    for d in range(days):
+        r = log_returns[d]
+        if np.isfinite(r).all():
+            outer = r[:, None] * r[None, :]
+            cov = ((cov * seen + outer) / (seen + 1) if seen < warmup_days
+                   else lam * cov + (1.0 - lam) * outer)
+            seen += 1
+        if seen >= warmup_days:
+            sd = np.sqrt(np.diag(cov))
+            scale = sd[:, None] * sd[None, :]
+            rho = np.divide(cov, scale, out=np.zeros((n, n)), where=scale > 0.0)
+            rho = np.clip(rho, -1.0, 1.0)
+            np.fill_diagonal(rho, 1.0)
+            out[d] = rho
+    return out
+
+
+@dataclass(frozen=True)
+class RiskPath:
+    """Day by day (rows) what the margin uses: σ̂ and the applied scan range per
+    underlying (days × U), and their correlations (days × U × U); NaN while warming up."""
+
+    sigma: FloatArray
+    ranges: FloatArray
+    correlation: FloatArray
+
+
+def risk_path(closes: FloatArray, p: AdaptiveParams) -> RiskPath:
+    """The adaptive ranges and correlations from daily closes (days × U, NaN where an
+    underlying has no close that day)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_returns = np.diff(np.log(closes), axis=0, prepend=np.nan)
+    sigma = ewma_vol(log_returns, p.ewma_lambda)
+    return RiskPath(sigma=sigma, ranges=applied_range(base_range(sigma, p), p),
+                    correlation=ewma_correlation(log_returns, p.ewma_lambda))
 
 
 def ramp(current: float, target: float, max_step: float) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.adaptive import AdaptiveParams, applied_range, base_range, ewma_vol
+from engine.adaptive import AdaptiveParams, RiskPath, risk_path
 from engine.instruments import Book, FloatArray, Kind, Market
 from engine.margin import compute_margin, mark_to_market
 from engine.params import MarginParams
@@ -47,6 +47,9 @@ class Coverage:
     breach_rate: float
     kupiec_lr: float
     worst_window_breaches: int
+    worst_window_start: int    # the day (row of the closes) the worst 250-day window opens
+    yellow_windows: int        # 250-day windows (one per day) in the yellow zone
+    red_windows: int
     traffic_light: str
     mean_mm_usd: dict[str, float]
     saving_vs_isolated: float
@@ -101,9 +104,8 @@ def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[B
     """Coverage of every book over the days where every underlying in ``closes`` has
     prices (run books on different underlyings separately, see ``backtest_each``)."""
     adaptive = adaptive or AdaptiveParams()
-    log_returns = np.diff(np.log(closes), axis=0, prepend=np.nan)
-    sigma = ewma_vol(log_returns, adaptive.ewma_lambda)
-    ranges = applied_range(base_range(sigma, adaptive), adaptive)
+    path = risk_path(closes, adaptive)
+    sigma, ranges = path.sigma, path.ranges
     h = int(adaptive.horizon_days)
     n_days = closes.shape[0]
     mm = np.full((n_days, len(books), 3), np.nan)
@@ -113,7 +115,7 @@ def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[B
                 and np.all(np.isfinite(ranges[d]))):
             continue  # not listed yet, or volatility still warming up
         vol = np.maximum(sigma[d] * math.sqrt(365.0), 0.2)  # implied proxy: realised, floored
-        market = Market.flat(closes[d], vol, correlation=params.default_correlation)
+        market = day_market(closes[d], vol, path, d, params)
         day = replace(params, scan_range_by_underlying=dict(zip(underlyings, ranges[d].tolist(),
                                                                 strict=True)))
         book = open_books(books, underlyings, closes[d])
@@ -122,11 +124,38 @@ def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[B
                           result.isolated_mm_usd], axis=1)
         later = open_books(books, underlyings, closes[d + h], days_passed=h, entry=closes[d])
         value_now = np.bincount(book.trader, mark_to_market(book, market), minlength=len(books))
-        later_market = Market.flat(closes[d + h], vol, correlation=params.default_correlation)
+        later_market = replace(market, spot_usd=closes[d + h])
         value_later = np.bincount(later.trader, mark_to_market(later, later_market),
                                   minlength=len(books))
         loss[d] = value_now - value_later
     return [coverage(book, b, mm[:, b], loss[:, b]) for b, book in enumerate(books)]
+
+
+def day_market(spot: FloatArray, vol: FloatArray, path: RiskPath, d: int,
+               params: MarginParams) -> Market:
+    """Day ``d``'s market: its realised correlations once warm, else the default."""
+    market = Market.flat(spot, vol, correlation=params.default_correlation)
+    rho = path.correlation[d]
+    return replace(market, correlation=rho) if np.isfinite(rho).all() else market
+
+
+def pair_loss_floor(a: FloatArray, b: FloatArray, horizon_days: int = 2,
+                    confidence: float = 0.99) -> float:
+    """The ``confidence`` quantile of the loss over ``horizon_days`` of $1 long one
+    underlying and $1 short the other, the worse of the two directions, over the days
+    where both have closes (numpy's linear quantile)."""
+    h = horizon_days
+    pnl = (a[h:] / a[:-h] - 1.0) - (b[h:] / b[:-h] - 1.0)
+    pnl = pnl[np.isfinite(pnl)]
+    return float(max(np.quantile(-pnl, confidence), np.quantile(pnl, confidence)))
+
+
+def pair_loss_floors(closes: dict[str, FloatArray], horizon_days: int = 2,
+                     confidence: float = 0.99) -> dict[str, float]:
+    """``pair_loss_floor`` of every pair of ``closes`` (one calendar), keyed "A/B"."""
+    names = sorted(closes)
+    return {f"{a}/{b}": pair_loss_floor(closes[a], closes[b], horizon_days, confidence)
+            for i, a in enumerate(names) for b in names[i + 1:]}
 
 
 def backtest_each(closes: dict[str, FloatArray], books: list[BenchmarkBook],
@@ -147,11 +176,14 @@ def coverage(book: BenchmarkBook, b: int, mm: FloatArray, loss: FloatArray) -> C
     x = int(breach.sum())
     window = np.convolve(breach[used].astype(int), np.ones(250, dtype=int), mode="valid")
     worst = int(window.max()) if window.size else x
+    start = int(np.flatnonzero(used)[int(window.argmax())]) if window.size else 0
     mean = {mode: float(np.nanmean(mm[used, i]))
             for i, mode in enumerate(("portfolio", "protocol_cross", "isolated"))}
     return Coverage(
         name=book.name, days=days, breaches=x, breach_rate=x / days if days else 0.0,
-        kupiec_lr=kupiec_pof(x, days), worst_window_breaches=worst,
+        kupiec_lr=kupiec_pof(x, days), worst_window_breaches=worst, worst_window_start=start,
+        yellow_windows=int(((window >= 5) & (window <= 9)).sum()),
+        red_windows=int((window >= 10).sum()),
         traffic_light=traffic_light(worst), mean_mm_usd=mean,
         saving_vs_isolated=1.0 - mean["portfolio"] / mean["isolated"],
         mm_usd=mm[:, 0], loss_usd=loss,

@@ -343,15 +343,39 @@ def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     return i, j, group_start
 
 
-def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArray:
+def spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
+                params: MarginParams) -> FloatArray | None:
+    """The highest correlation credited across a spread, per pair (U × U), or ``None``
+    when no pair has a floor.
+
+    An equal-notional spread with unit requirements N·Rₖ and −N·Rₗ gets
+    K = N·√(Rₖ² + Rₗ² − 2ρRₖRₗ), which falls as ρ rises; it stays at or above the pair's
+    historical loss f·N while ρ ≤ (Rₖ² + Rₗ² − f²) / (2RₖRₗ), clipped to [−1, 1].
+    """
+    n = len(underlyings)
+    floor = np.array([[params.floor_for(a, b) if a != b else 0.0 for b in underlyings]
+                      for a in underlyings]).reshape(n, n)
+    if not floor.any():
+        return None
+    rk, rl = ranges[:, None], ranges[None, :]
+    caps = np.clip((rk * rk + rl * rl - floor * floor) / (2.0 * rk * rl), -1.0, 1.0)
+    caps = np.where(floor > 0.0, caps, 1.0)
+    np.fill_diagonal(caps, 1.0)
+    return caps
+
+
+def correlated(ws: FloatArray, market: Market, params: MarginParams,
+               caps: FloatArray | None = None) -> FloatArray:
     """K per trader from signed unit requirements ``ws`` (T × U), stablecoins apart.
 
-    K² = (1 − s) · Σₖₗ ρₖₗ WSₖ WSₗ + s · (Σₖ |WSₖ|)², s = ``correlation_stress``: each
+    K² = (1 − s) · Σₖₗ ρ'ₖₗ WSₖ WSₗ + s · (Σₖ |WSₖ|)², s = ``correlation_stress``: each
     trader's correlations are stressed towards the sign that hurts its own book (+1
     between same-direction exposures, −1 across a spread), i.e. towards σσᵀ with σ the
-    signs of its WS. Both matrices are positive semi-definite (``Market.validate``
-    refuses a ρ that is not), so K² ≥ 0 but for rounding; and since (Σ|WSₖ|)² bounds
-    every Σ ρₖₗ WSₖ WSₗ, stress never lowers a requirement.
+    signs of its WS. Across a spread (WSₖ WSₗ < 0) ρ' = min(ρ, ``caps``) (see
+    ``spread_caps``), elsewhere ρ' = ρ: a lower ρ across a spread only adds to K², so
+    K² ≥ Σ ρₖₗ WSₖ WSₗ ≥ 0 (``Market.validate`` refuses a ρ that is not positive
+    semi-definite) but for rounding; and since (Σ|WSₖ|)² bounds every such sum, stress
+    never lowers a requirement.
 
     Elementwise products, then one sum per row: a row's bits do not depend on how many
     rows there are (einsum and matmul pick their loops by shape, and did differ).
@@ -360,8 +384,11 @@ def correlated(ws: FloatArray, market: Market, params: MarginParams) -> FloatArr
     risky = ws
     if market.stablecoin is not None and market.stablecoin.any():
         risky = np.where(market.stablecoin[None, :], 0.0, ws)
-    terms = risky[:, :, None] * rho[None, :, :]
-    terms *= risky[:, None, :]
+    terms = risky[:, :, None] * risky[:, None, :]
+    if caps is not None:
+        terms *= np.where(terms < 0.0, np.minimum(rho, caps)[None, :, :], rho[None, :, :])
+    else:
+        terms *= rho[None, :, :]
     k2 = terms.reshape(ws.shape[0], -1).sum(axis=1)
     stress = params.correlation_stress
     if stress:
@@ -471,8 +498,9 @@ def _compute(book: Book, market: Market, params: MarginParams, sc: Scenarios) ->
         ws = np.zeros((n_t, n_u))
         ws[t, u] = signed
         worst_cell[t, u] = w
-        portfolio = np.minimum(correlated(ws, market, params) + sum_by(t, addons[p], n_t),
-                               cross)
+        caps = spread_caps(book.underlyings, sc.ranges, params)
+        portfolio = np.minimum(correlated(ws, market, params, caps)
+                               + sum_by(t, addons[p], n_t), cross)
         greeks[:, t, u] = groups.terms[p, DELTA : VEGA + 1].T
     initial = params.initial_to_maintenance * portfolio
     # A book with no requirement is infinitely healthy, whatever its equity.

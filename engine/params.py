@@ -16,6 +16,11 @@ from typing import Any
 
 from engine.errors import ParamsError
 
+# ``xmargin backtest`` prints these from ../shared/data/prices (Binance daily closes,
+# 2019-01-01 → 2024-12-31, 2-day horizon, 99%); tests/engine/test_correlation.py
+# recomputes them.
+PAIR_LOSS_FLOOR = {"BTC/ETH": 0.1120, "BTC/SOL": 0.2980, "ETH/SOL": 0.2775}
+
 
 @dataclass(frozen=True)
 class MarginParams:
@@ -42,6 +47,12 @@ class MarginParams:
     # its book (+1 same direction, −1 across a spread): never lowers a requirement.
     correlation_stress: float = 0.0
     default_correlation: float = 0.5
+    # Per pair of underlyings ("BTC/ETH", either order): the historical 99% loss over the
+    # margin period of $1 long one and $1 short the other, the worse direction
+    # (``engine.backtest.pair_loss_floor`` on 2019–2024 closes, rounded up). Correlation
+    # credit across a spread stops where an equal-notional spread would be margined
+    # below it (``spread_caps``): worked case 6.
+    pair_loss_floor: dict[str, float] = field(default_factory=lambda: dict(PAIR_LOSS_FLOOR))
     initial_to_maintenance: float = 1.25
 
     def __post_init__(self) -> None:
@@ -73,6 +84,17 @@ class MarginParams:
         for name, r in self.scan_range_by_underlying.items():
             if not 0.0 < r < 1.0:
                 raise ParamsError(f"scan_range_by_underlying.{name}", "must lie in (0, 1)")
+        for pair, f in self.pair_loss_floor.items():
+            names = pair.split("/")
+            if len(names) != 2 or not all(names) or names[0] == names[1]:
+                raise ParamsError(f"pair_loss_floor.{pair}", "expected two underlyings as A/B")
+            if not 0.0 <= f < 2.0:
+                raise ParamsError(f"pair_loss_floor.{pair}", "must lie in [0, 2)")
+
+    def floor_for(self, a: str, b: str) -> float:
+        """The pair's loss floor (0: none configured)."""
+        floors = self.pair_loss_floor
+        return floors.get(f"{a}/{b}", floors.get(f"{b}/{a}", 0.0))
 
     def range_for(self, underlying: str) -> float:
         return self.scan_range_by_underlying.get(underlying, self.scan_range)

@@ -10,6 +10,7 @@ partitions outside the consumer group and folds it with ``apply_quote`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus import tansu
 from bus.admin import topic_partitions
+from streams.market_days import MarketDays
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
 from streams.settings import StreamSettings
 from wire import topics
@@ -31,20 +33,48 @@ class PriceView:
         self.settings = settings
         self.quotes: Quotes = {}
         self.windows: dict[str, Window] = {}
+        # Daily closes in the order this view folds the log: only records folded here
+        # close a day (never one applied ahead by ``with_update``).
+        self.days = MarketDays(settings.price_staleness_s, settings.max_price_deviation)
         # A book proven before this worker knew any price of its asset waits unmargined;
         # the first price seen for an asset therefore re-margins every partition.
         self.on_new_asset = on_new_asset
+        self.following = False
+        self.folded = asyncio.Event()  # set after each fetch folded in ``follow``
 
     def apply(self, update: PriceUpdate) -> None:
         quotes = apply_quote(self.quotes, update)
         if quotes is self.quotes:
             return
+        self.days.apply(self.quotes, update)
         self.quotes = quotes
         median = aggregate(update.asset, quotes[update.asset], update.observed_at,
                            self.settings.price_staleness_s, self.settings.max_price_deviation)
         self.windows = {**self.windows, update.asset: apply_window(
             self.windows.get(update.asset, ()), update.observed_at, median.price_wad,
             self.settings.circuit_breaker_window_s)}
+
+    def holds(self, update: PriceUpdate) -> bool:
+        """Has this view folded ``update`` (or a newer round of its source)?"""
+        held = self.quotes.get(update.asset, {}).get(update.source)
+        return held is not None and (held.observed_at, held.round_id) >= (
+            update.observed_at, update.round_id)
+
+    async def reach(self, updates: list[PriceUpdate], timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until a following view holds every one of
+        ``updates``, so that a re-margin on them uses the days they close; ``False`` if
+        it does not (or the view is not following the log)."""
+        if not self.following:
+            return False
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not all(self.holds(u) for u in updates):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self.folded.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.folded.wait(), remaining)
+        return True
 
     def with_update(self, update: PriceUpdate, quotes: Quotes | None = None,
                     windows: dict[str, Window] | None = None) -> tuple[Quotes, dict[str, Window]]:
@@ -66,7 +96,9 @@ class PriceView:
             partitions = await price_partitions(bootstrap)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
+            self.following = True
             while True:
+                self.folded.set()
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         try:
@@ -80,6 +112,7 @@ class PriceView:
         except asyncio.CancelledError:
             raise
         finally:
+            self.following = False
             await consumer.stop()
 
 

@@ -28,7 +28,8 @@ from proofs.account import Account
 from proofs.mpt import NodeCache
 from streams.audit_report import AuditReport, LogRecord, TraderAudit, merge
 from streams.heap import LongLivedHeap
-from streams.oracle import OraclePrice
+from streams.market_days import MarketDays
+from streams.oracle import OraclePrice, Quotes, apply_quote
 from streams.provenance import Anchor, Headers, Reorgs, Rounds
 from streams.risk import margin_by_market_set, next_attestation
 from streams.settings import StreamSettings
@@ -91,6 +92,13 @@ class Auditor:
         self.headers = Headers(finality or {})
         self.reorgs = Reorgs()
         self.rounds = Rounds(settings.max_price_deviation)
+        # The daily closes, folded as a worker's price view folds them: the ranges and
+        # correlations an attestation names are derived again from these.
+        self.quotes: Quotes = {}
+        self.days = MarketDays(settings.price_staleness_s, settings.max_price_deviation)
+        # Attestations whose risk day the log has not closed yet (its closing records
+        # may come later in the feed than the attestation): recomputed at the end.
+        self.later: list[tuple[Attestation, Attestation | None]] = []
         self.books: dict[str, BookHead] = {}  # verified, kept without their proofs
         self.seen: dict[str, BookSeen] = {}
         self.by_trader: dict[str, dict[str, list[BookSeen]]] = {}
@@ -119,6 +127,8 @@ class Auditor:
         """Recompute what is still pending and hold every book and attested round
         against the whole log's headers and reorgs; the report is complete after this."""
         self.flush()
+        self.pending, self.later = {a.trader: (a, p) for a, p in self.later}, []
+        self.flush(final=True)
         for event_id, seen in self.seen.items():
             found = self.headers.check_block(f"book {event_id}", seen.chain_id,
                                              seen.block_hash, seen.block_number,
@@ -185,7 +195,12 @@ class Auditor:
         self.report.headers += 0 if quiet else 1
 
     def price(self, record: LogRecord, quiet: bool = False) -> None:
-        self.rounds.add(decode(PriceUpdate, record.value))
+        update = decode(PriceUpdate, record.value)
+        self.rounds.add(update)
+        quotes = apply_quote(self.quotes, update)
+        if quotes is not self.quotes:
+            self.days.apply(self.quotes, update)
+            self.quotes = quotes
 
     def reorg(self, record: LogRecord, quiet: bool = False) -> None:
         self.reorgs.add(decode(ChainReorg, record.value))
@@ -305,24 +320,35 @@ class Auditor:
                 self.quoted.setdefault((q.asset, q.source, q.round_id), q)
         return out
 
-    def flush(self) -> None:
-        """Recompute the pending attestations, one engine call per set of prices and
-        markets, and compare each with what was emitted."""
-        groups: dict[tuple[object, ...], list[tuple[Attestation, Attestation | None]]] = {}
+    def flush(self, final: bool = False) -> None:
+        """Recompute the pending attestations, one engine call per set of prices, risk
+        day and markets, and compare each with what was emitted (one whose risk day is
+        not closed in the log read so far waits for ``finish``, unless ``final``)."""
+        groups: dict[tuple[int | None, tuple[AttestedPrice, ...]],
+                     list[tuple[Attestation, Attestation | None]]] = {}
         for a, previous in self.pending.values():
-            groups.setdefault(tuple(a.prices), []).append((a, previous))
+            day = a.risk.day if a.risk is not None else None
+            if not final and day is not None:
+                through = self.days.closed_through([p.asset for p in a.prices])
+                if through is None or through < day:
+                    self.later.append((a, previous))
+                    continue
+            groups.setdefault((day, a.prices), []).append((a, previous))
         self.pending = {}
-        for items in groups.values():
+        for (day, _), items in groups.items():
             prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
                                            breaker=p.breaker,
                                            rounds=tuple((r.source, r.round_id)
                                                         for r in p.rounds))
                       for p in items[0][0].prices}
             states = [self.state_before(a, previous) for a, previous in items]
-            margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol)
+            # Without a risk day the attestation was margined with the static model.
+            margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol,
+                                           self.days if day is not None else None, day)
             for (a, _), state, margin in zip(items, states, margins, strict=True):
                 recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
-                                               prices) if margin is not None else None)
+                                               prices, margin[2])
+                              if margin is not None else None)
                 self.compare(a, recomputed)
 
     def compare(self, a: Attestation, recomputed: Attestation | None) -> None:

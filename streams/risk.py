@@ -11,6 +11,7 @@ import numpy as np
 
 from engine import Book, Kind, MarginParams, MarginResult, Market, compute_margin
 from engine.liquidation import STEPS, plan_liquidation
+from streams.market_days import Basis, MarketDays
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.settings import StreamSettings
 from streams.state import Attested, TraderState
@@ -156,10 +157,15 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
 
 
 def market_for(markets: Sequence[str], prices: Mapping[str, OraclePrice],
-               params: MarginParams, vols: Mapping[str, float] | None = None) -> Market:
+               params: MarginParams, vols: Mapping[str, float] | None = None,
+               basis: Basis | None = None) -> Market:
+    """The engine's market: the oracle prices, and the basis's correlations (else the
+    default correlation for every pair)."""
     spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
     vol = np.array([(vols or {}).get(m, DEFAULT_IMPLIED_VOL) for m in markets])
     market = Market.flat(spot, vol, correlation=params.default_correlation)
+    if basis is not None and basis.correlation is not None:
+        market = replace(market, correlation=basis.correlation)
     return replace(market, stale=np.array([prices[m].degraded for m in markets]))
 
 
@@ -173,11 +179,14 @@ def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None) -> 
 
 def liquidation_for(state: TraderState, attestation: Attestation,
                     prices: Mapping[str, OraclePrice], params: MarginParams,
-                    vols: Mapping[str, float] | None = None) -> Liquidation:
-    """The engine's plan for a trader whose attestation found health < 1."""
+                    vols: Mapping[str, float] | None = None,
+                    basis: Basis | None = None) -> Liquidation:
+    """The engine's plan for a trader whose attestation found health < 1 (margined with
+    the attestation's ``basis``)."""
     markets = state.markets
+    params = basis.params if basis is not None else params
     plan = plan_liquidation(build_book([state], markets, [data_clock(state, prices)]),
-                            market_for(markets, prices, params, vols), params)
+                            market_for(markets, prices, params, vols, basis), params)
     legs = legs_of(state)
     return Liquidation(
         trader=state.trader, sequence=attestation.sequence, health=plan.health_before,
@@ -224,40 +233,49 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
 
 def margin_in_one_call(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
-    vols: Mapping[str, float] | None = None,
+    vols: Mapping[str, float] | None = None, basis: Basis | None = None,
 ) -> MarginResult | None:
     """Margin of every state in one engine call over the union of their markets; ``None``
     while a needed price is unknown.
 
     A degraded price widens its underlying's scan (``stale`` in the engine's market).
+    With a ``basis`` (of exactly these markets) its ranges and correlations are used.
     """
     markets = markets_of(states)
     if any(m not in prices for m in markets):
         return None
     clocks = [data_clock(s, prices) for s in states]
+    params = basis.params if basis is not None else params
     return compute_margin(build_book(states, markets, clocks),
-                          market_for(markets, prices, params, vols), params)
+                          market_for(markets, prices, params, vols, basis), params)
+
+
+Margined = tuple[MarginResult, int, Basis | None]  # result, row, the model's basis
 
 
 def margin_by_market_set(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
-    vols: Mapping[str, float] | None = None,
-) -> list[tuple[MarginResult, int] | None]:
-    """(result, row) per state, one engine call per set of markets held.
+    vols: Mapping[str, float] | None = None, days: MarketDays | None = None,
+    day: int | None = None,
+) -> list[Margined | None]:
+    """(result, row, basis) per state, one engine call per set of markets held.
 
     The engine gives a trader the same bits alone or in any batch *over the same
     underlyings*; grouping by the markets held makes each batch's underlyings those of
-    the trader alone, so an auditor margining one trader reproduces every digest.
+    the trader alone, so an auditor margining one trader reproduces every digest. With
+    ``days``, each set is margined with its basis on ``day`` (default: the newest day
+    closed for all its markets).
     """
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, state in enumerate(states):
         groups.setdefault(state.markets, []).append(i)
-    out: list[tuple[MarginResult, int] | None] = [None] * len(states)
-    for rows in groups.values():
-        result = margin_in_one_call([states[i] for i in rows], prices, params, vols)
+    out: list[Margined | None] = [None] * len(states)
+    for markets, rows in groups.items():
+        basis = days.basis(markets, params, day) if days is not None else None
+        result = margin_in_one_call([states[i] for i in rows], prices, params, vols, basis)
         if result is not None:
             for row, i in enumerate(rows):
-                out[i] = (result, row)
+                out[i] = (result, row, basis)
     return out
 
 
@@ -325,7 +343,7 @@ def moved(previous: Attested, mm_wad: int, equity_wad: int, threshold: float) ->
 
 def next_attestation(
     state: TraderState, result: MarginResult, row: int, settings: StreamSettings,
-    prices: Mapping[str, OraclePrice] | None = None,
+    prices: Mapping[str, OraclePrice] | None = None, basis: Basis | None = None,
 ) -> Attestation | None:
     """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough
     and the previous one is not near its expiry.
@@ -360,12 +378,13 @@ def next_attestation(
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)
     return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
-                          free_total)
+                          free_total, basis)
 
 
 def attestation_of(state: TraderState, result: MarginResult, row: int,
                    settings: StreamSettings, quoted: list[OraclePrice], issued_at: int,
-                   equity: int, mm: int, free_total: int) -> Attestation:
+                   equity: int, mm: int, free_total: int,
+                   basis: Basis | None = None) -> Attestation:
     """The next attestation of ``state`` with these figures, a digest per target chain."""
     held = engine_rows(state)
     valid_until = issued_at + settings.attestation_validity_s
@@ -410,4 +429,5 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
         "book_events": held.book_events,
         "prices": tuple(q.attested for q in quoted),
         "book_offset": state.book_offset,
+        "risk": basis.record if basis is not None else None,
     })

@@ -58,6 +58,9 @@ class StreamSettings(BaseModel):
     max_price_deviation: float = Field(default=0.02, gt=0, lt=1)
     circuit_breaker_move: float = Field(default=0.10, gt=0)
     circuit_breaker_window_s: int = Field(default=900, ge=1)
+    # A re-margin on a price waits this long at most for the worker's own price view to
+    # fold that record (the day it closes then counts: ``streams.market_days``).
+    price_view_wait_s: float = Field(default=2.0, ge=0)
     # Implied volatility per underlying for options (else streams.risk.DEFAULT_IMPLIED_VOL).
     implied_vol: dict[str, Annotated[float, Field(gt=0, lt=5)]] = {}
     targets: tuple[AttestationTarget, ...] = ()

@@ -145,6 +145,9 @@ class RiskWorker:
         """Re-margin each partition's holders of the repriced assets and retract the
         orphaned books, in one pass: price updates coalesce (the newest view holds them
         all), reorgs retract in order."""
+        prices = [work.price for _, work in batch if work.price is not None]
+        if prices:
+            await self.view.reach(prices, self.settings.price_view_wait_s)
         async with self.lock:
             last = {partition_of(origin): origin for origin, _ in batch}
             self.hold(set(last))
@@ -219,13 +222,14 @@ class RiskWorker:
         for each that finds health < 1, unless the last plan is still being executed),
         and the states to store (first those attested, in the attestations' order)."""
         margins = margin_by_market_set([s for s, _ in margined], market, self.params,
-                                       self.settings.implied_vol)
+                                       self.settings.implied_vol, self.view.days)
         attested: list[Attested] = []
         saves: Work = []
         for (state, origin), margin in zip(margined, margins, strict=True):
             if margin is None:
                 continue
-            attestation = next_attestation(state, margin[0], margin[1], self.settings, market)
+            result, row, basis = margin
+            attestation = next_attestation(state, result, row, self.settings, market, basis)
             if attestation is None:
                 metrics.SUPPRESSED.inc()
                 continue
@@ -235,7 +239,7 @@ class RiskWorker:
                     metrics.PLANS_HELD.inc()
                 else:
                     plan = liquidation_for(state, attestation, market, self.params,
-                                           self.settings.implied_vol)
+                                           self.settings.implied_vol, basis)
                     new = apply_plan(new, plan, attestation.valid_until)
             saves.append((new, origin))
             attested.append((state, attestation, plan))

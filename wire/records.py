@@ -190,6 +190,28 @@ class AttestedPrice(Record):
     rounds: tuple[QuoteRef, ...] = ()
 
 
+class ScanRange(Record):
+    asset: str
+    range: Annotated[float, Field(gt=0, lt=1)]
+
+
+class PairCorrelation(Record):
+    a: str
+    b: str
+    rho: Annotated[float, Field(ge=-1, le=1)]
+
+
+class RiskBasis(Record):
+    """The adaptive model an attestation was margined with (``streams.market_days``):
+    the newest UTC day (unix day number) whose closes are in, and that day's scan range
+    per market held and correlation per pair, so that an auditor derives them from the
+    price log again."""
+
+    day: NonNegative
+    ranges: tuple[ScanRange, ...]
+    correlations: tuple[PairCorrelation, ...] = ()
+
+
 class Attestation(Record):
     """Signed figures for one trader, with the exact inputs they were computed from
     (``book_events`` and ``prices``) so that an auditor can recompute them."""
@@ -213,6 +235,9 @@ class Attestation(Record):
     # folded into the state this was computed from: every book of the trader at or below
     # it is reflected (-1: none). An auditor checks no newer book was left out.
     book_offset: int = Field(default=-1, ge=-1)
+    # None: margined with the static ranges and the default correlation (no asset held
+    # had enough daily closes in the log yet).
+    risk: RiskBasis | None = None
 
 
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]

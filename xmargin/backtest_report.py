@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest import BENCHMARK_BOOKS, Coverage, backtest_each
+from engine.backtest import BENCHMARK_BOOKS, Coverage, backtest_each, pair_loss_floors
 from engine.params import MarginParams
 
 PAIRS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT", "SOL": "SOLUSDT"}
@@ -29,11 +29,13 @@ def load_closes(prices_dir: Path, start: date, end: date) -> tuple[list[date], d
     return days, closes
 
 
-def summary(results: list[Coverage]) -> list[dict[str, Any]]:
+def summary(results: list[Coverage], days: list[date]) -> list[dict[str, Any]]:
     return [{
         "book": r.name, "days": r.days, "breaches": r.breaches,
         "breach_rate": round(r.breach_rate, 5), "kupiec_lr": round(r.kupiec_lr, 3),
         "kupiec_pass": r.kupiec_lr < 3.841, "worst_250d_breaches": r.worst_window_breaches,
+        "worst_250d_from": str(days[r.worst_window_start]),
+        "yellow_250d_windows": r.yellow_windows, "red_250d_windows": r.red_windows,
         "traffic_light": r.traffic_light,
         "mean_mm_usd": {k: round(v, 2) for k, v in r.mean_mm_usd.items()},
         "saving_vs_isolated": round(r.saving_vs_isolated, 4),
@@ -81,7 +83,12 @@ def run_report(prices_dir: Path, out: Path, params: MarginParams, start: date,
     results = backtest_each(closes, BENCHMARK_BOOKS, params)
     out.mkdir(parents=True, exist_ok=True)
     report = {"params_version": params.version, "from": str(days[0]), "to": str(days[-1]),
-              "margin_period_days": 2, "confidence": 0.99, "books": summary(results)}
+              "margin_period_days": 2, "confidence": 0.99, "books": summary(results, days),
+              # What MarginParams.pair_loss_floor should hold for these closes: the
+              # parameters carry them rounded up (engine.params.PAIR_LOSS_FLOOR).
+              "pair_loss_floor": {k: round(v, 6)
+                                  for k, v in pair_loss_floors(closes).items()},
+              "pair_loss_floor_in_params": params.pair_loss_floor}
     report["plots"] = [str(p) for p in plot(results, days, out)]
     (out / "backtest.json").write_text(json.dumps(report, indent=2))
     return report

@@ -307,14 +307,20 @@ def backtest(
     from rich.table import Table
 
     table = Table(title=f"2-day 99% coverage {report['from']} → {report['to']}")
-    for column in ("book", "days", "breaches", "rate", "Kupiec LR", "worst 250d", "light",
-                   "saving vs isolated"):
+    for column in ("book", "days", "breaches", "rate", "Kupiec LR", "worst 250d", "from",
+                   "yellow / red windows", "light", "saving vs isolated"):
         table.add_column(column)
     for b in report["books"]:
         table.add_row(b["book"], str(b["days"]), str(b["breaches"]), f"{b['breach_rate']:.2%}",
-                      f"{b['kupiec_lr']:.2f}", str(b["worst_250d_breaches"]), b["traffic_light"],
-                      f"{b['saving_vs_isolated']:.0%}")
+                      f"{b['kupiec_lr']:.2f}", str(b["worst_250d_breaches"]),
+                      b["worst_250d_from"],
+                      f"{b['yellow_250d_windows']} / {b['red_250d_windows']}",
+                      b["traffic_light"], f"{b['saving_vs_isolated']:.0%}")
     Console().print(table)
+    in_params = report["pair_loss_floor_in_params"]
+    floors = ", ".join(f"{k} {v:.4f} (parameters {in_params.get(k, 0):.4f})"
+                       for k, v in report["pair_loss_floor"].items())
+    typer.echo(f"pair loss floors (2-day 99%): {floors}")
     typer.echo(f"report written to {out / 'backtest.json'} (plots beside it)")
 
 

@@ -79,13 +79,28 @@ def test_case5_debit_spread_never_above_its_maximum_loss() -> None:
     assert 0 < mm(r) <= premium + 1e-6
 
 
-def test_case6_pair_requirement_falls_as_correlation_rises() -> None:
+def test_case6_pair_requirement_falls_as_correlation_rises_to_the_historical_floor() -> None:
+    # $100k a leg, long BTC / short ETH: the credit grows with ρ until an equal spread
+    # would be margined below the pair's historical 99% two-day loss, then stops.
     eth = {"spot": 3000.0, "vol": 0.6}
-    book = [perp(1.0), perp(-20.0, underlying="ETH", entry=3000.0)]
+    book = [perp(100_000 / BTC), perp(-100_000 / 3000.0, underlying="ETH", entry=3000.0)]
+    rhos = (0.0, 0.5, 0.7, 0.8, 0.95, 0.99, 1.0)
     by_rho = [mm(margin(book, {"BTC/ETH": rho}, BTC={"spot": BTC, "vol": 0.5}, ETH=eth))
-              for rho in (0.0, 0.5, 0.8, 0.95)]
-    assert all(a > b for a, b in itertools.pairwise(by_rho))
-    assert by_rho[-1] > 0.0
+              for rho in rhos]
+    assert all(a >= b for a, b in itertools.pairwise(by_rho))
+    assert by_rho[0] > by_rho[1] > by_rho[2]  # below the cap, credit rises with ρ
+    floor = P.floor_for("BTC", "ETH") * 100_000
+    assert floor > 11_000
+    assert min(by_rho) >= floor
+    # At and above the cap ((2 · 0.16² − f²) / (2 · 0.16²) ≈ 0.755) only the floor is left.
+    assert by_rho[3] == by_rho[-1]
+    # The floor plus the add-ons: each leg's net delta charge, and funding on both.
+    add_ons = P.net_delta_charge * 200_000 + P.funding_provision * 200_000
+    assert by_rho[-1] == pytest.approx(floor + add_ons, rel=1e-9)
+    # Without a floor the same book at ρ = 1 would keep only the difference of the legs.
+    unfloored = MarginParams(pair_loss_floor={})
+    assert mm(margin(book, {"BTC/ETH": 1.0}, unfloored, BTC={"spot": BTC, "vol": 0.5},
+                     ETH=eth)) < 0.5 * floor
 
 
 def test_case8_gamma_short_needs_more_than_gamma_neutral() -> None:
