@@ -1,7 +1,7 @@
 """The what-if book format: plain data (already parsed JSON) to arrays, results to data.
 
     {"market": {"rate": 0.0,
-                "underlyings": {"BTC": {"spot": 60000, "vol": 0.5},
+                "underlyings": {"BTC": {"spot": 60000, "vol": 0.5, "range": 0.21},
                                 "USDC": {"spot": 1.0, "stablecoin": true}},
                 "correlations": {"BTC/ETH": 0.8}},
      "traders": [{"id": "alice", "collateral_usd": 10000,
@@ -11,6 +11,8 @@
                                  "kind": "call", "size": -1.0, "strike": 65000,
                                  "expiry_days": 30}]}]}
 
+An underlying's ``range`` (optional) is its scan range, as the node's adaptive model
+gives it (``xmargin market`` writes such a market block from the node's price log).
 ``kind`` is one of spot, perp, future, call, put, supply, borrow. Dated kinds need
 ``expiry_days`` > 0, options a positive ``strike`` and a ``vol`` for their underlying.
 A bad value raises ``BookError`` naming the trader, the position and the field.
@@ -19,7 +21,7 @@ A bad value raises ``BookError`` naming the trader, the position and the field.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ class ParsedBook:
     book: Book
     market: Market
     trader_ids: tuple[str, ...]
+    params: MarginParams  # the parameters with the market's scan ranges in
 
 
 def _number(value: Any, where: str) -> float:
@@ -73,8 +76,24 @@ def parse_market(doc: Mapping[str, Any], params: MarginParams) -> tuple[tuple[st
     return names, market, with_vol
 
 
+def scan_ranges_of(doc: Mapping[str, Any], params: MarginParams) -> MarginParams:
+    """``params`` with the scan ranges the market block names (``range`` per underlying)."""
+    ranges = {}
+    for name, u in (doc.get("underlyings") or {}).items():
+        if isinstance(u, Mapping) and u.get("range") is not None:
+            r = _number(u["range"], f"market.underlyings.{name}.range")
+            if not 0.0 < r < 1.0:
+                raise BookError(f"market.underlyings.{name}.range", "must lie in (0, 1)")
+            ranges[name] = r
+    if not ranges:
+        return params
+    return replace(params, scan_range_by_underlying={**params.scan_range_by_underlying,
+                                                     **ranges})
+
+
 def parse_book(doc: Mapping[str, Any], params: MarginParams) -> ParsedBook:
     names, market, with_vol = parse_market(doc.get("market") or {}, params)
+    params = scan_ranges_of(doc.get("market") or {}, params)
     traders = doc.get("traders")
     if not isinstance(traders, Sequence) or not traders:
         raise BookError("traders", "expected a non-empty list of traders")
@@ -105,7 +124,7 @@ def parse_book(doc: Mapping[str, Any], params: MarginParams) -> ParsedBook:
             collateral_trader=np.array(coll_t, dtype=np.int64),
             collateral_usd=np.array(coll, dtype=np.float64),
         ),
-        market=market, trader_ids=tuple(ids),
+        market=market, trader_ids=tuple(ids), params=params,
     )
 
 

@@ -177,7 +177,8 @@ def create_app(settings: StreamSettings, bootstrap: str,
     output = BrokerOutput(app, raw_topic(app, topics.RECOMPUTE, settings.partitions),
                           settings.partitions)
     view = PriceView(settings,
-                     on_new_asset=lambda update: output.fan_out(Recompute(price=update)))
+                     on_new_asset=lambda update: output.fan_out(Recompute(price=update)),
+                     live=True)
     worker = RiskWorker(settings, MarginParams(version=settings.params_version),
                         TraderTable(app, settings.partitions), output, view, heap)
     app.on_partitions_revoked.connect(worker.states.forget)

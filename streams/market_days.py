@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from engine import MarginParams
 from engine.adaptive import AdaptiveParams, risk_path
 from engine.instruments import FloatArray
 from streams.oracle import Quotes, aggregate
+
+if TYPE_CHECKING:
+    from streams.price_view import PriceView
 from wire.records import PairCorrelation, PriceUpdate, RiskBasis, ScanRange
 
 DAY_S = 86_400
@@ -130,3 +134,26 @@ class MarketDays:
             for d, c in series:
                 out[d - first, j] = c / WAD
         return out
+
+
+def market_block(view: PriceView, params: MarginParams) -> dict[str, Any]:
+    """The what-if market (``engine.whatif``) the view margins with now: every asset's
+    oracle price at its newest observation, and the basis of all of them (ranges and
+    correlations, or the parameters' own while not warm)."""
+    from streams.risk import DEFAULT_IMPLIED_VOL
+
+    markets = tuple(sorted(view.quotes))
+    as_of = max(q.observed_at for sources in view.quotes.values() for q in sources.values())
+    basis = view.days.basis(markets, params)
+    ranges = {r.asset: r.range for r in basis.record.ranges} if basis else {}
+    underlyings = {}
+    for m in markets:
+        price = aggregate(m, view.quotes[m], as_of, view.settings.price_staleness_s,
+                          view.settings.max_price_deviation)
+        underlyings[m] = {"spot": price.price_wad / WAD, "stale": price.degraded,
+                          "vol": view.settings.implied_vol.get(m, DEFAULT_IMPLIED_VOL),
+                          "range": ranges.get(m, params.range_for(m))}
+    return {"day": basis.record.day if basis else None, "as_of": as_of,
+            "underlyings": underlyings,
+            "correlations": {f"{c.a}/{c.b}": c.rho for c in basis.record.correlations}
+            if basis else {}}

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 class PriceView:
     def __init__(self, settings: StreamSettings,
-                 on_new_asset: Callable[[PriceUpdate], Awaitable[None]] | None = None) -> None:
+                 on_new_asset: Callable[[PriceUpdate], Awaitable[None]] | None = None,
+                 live: bool = False) -> None:
         self.settings = settings
         self.quotes: Quotes = {}
         self.windows: dict[str, Window] = {}
@@ -39,8 +40,13 @@ class PriceView:
         # A book proven before this worker knew any price of its asset waits unmargined;
         # the first price seen for an asset therefore re-margins every partition.
         self.on_new_asset = on_new_asset
+        # A live view (one that ``follow``s the log) makes the agents wait until it has
+        # caught up with the price topic (``caught_up``): a worker that restarts margins
+        # with the prices and days the log holds, not the few it has read so far.
+        self.live = live
         self.following = False
         self.folded = asyncio.Event()  # set after each fetch folded in ``follow``
+        self.ready = asyncio.Event()  # set once the log's end at the start is folded
 
     def apply(self, update: PriceUpdate) -> None:
         quotes = apply_quote(self.quotes, update)
@@ -59,6 +65,13 @@ class PriceView:
         held = self.quotes.get(update.asset, {}).get(update.source)
         return held is not None and (held.observed_at, held.round_id) >= (
             update.observed_at, update.round_id)
+
+    async def caught_up(self) -> None:
+        """Return once a live view has folded the price topic up to where it ended when
+        the view started following (at once for a view that is not live)."""
+        if self.live and not self.ready.is_set():
+            log.info("waiting for the price view to catch up with the log")
+            await self.ready.wait()
 
     async def reach(self, updates: list[PriceUpdate], timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until a following view holds every one of
@@ -97,8 +110,11 @@ class PriceView:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             self.following = True
+            ends: dict[TopicPartition, int] = {}
             while True:
                 self.folded.set()
+                if not self.ready.is_set():
+                    await self.mark_ready(consumer, partitions, ends)
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         try:
@@ -114,6 +130,19 @@ class PriceView:
         finally:
             self.following = False
             await consumer.stop()
+
+
+    async def mark_ready(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                         ends: dict[TopicPartition, int]) -> None:
+        """Set ``ready`` once every partition's position reached its first known high
+        watermark (a fetch's, which Tansu reports truly: ``bus.tansu``)."""
+        for tp in partitions:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                ends.setdefault(tp, highwater)
+        if len(ends) == len(partitions) and all(
+                [await consumer.position(tp) >= end for tp, end in ends.items()]):
+            self.ready.set()
 
 
 async def price_partitions(bootstrap: str) -> list[TopicPartition]:

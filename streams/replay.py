@@ -53,6 +53,7 @@ from wire.records import (
 BATCH = 512
 CACHED_NODES = 200_000
 PROGRESS_EVERY = 2_000  # records read between two progress reports
+STALE_RISK_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ class Auditor:
         if missing:
             audit.differences.append(f"sequence {a.sequence}: books not in the log: {missing}")
             return
-        inputs = self.check_books(a) + self.check_prices(a)
+        inputs = self.check_books(a) + self.check_prices(a) + self.check_risk_day(a)
         if inputs:
             audit.differences.extend(inputs)
             return
@@ -319,6 +320,19 @@ class Auditor:
             for q in quotes:
                 self.quoted.setdefault((q.asset, q.source, q.round_id), q)
         return out
+
+    def check_risk_day(self, a: Attestation) -> list[str]:
+        """Was ``a`` margined with closes at most ``STALE_RISK_DAYS`` older than those the
+        log had closed before it (a worker's view lags the log by moments, not days)?"""
+        markets = tuple(sorted(p.asset for p in a.prices))
+        through = self.days.closed_through(markets)
+        if through is None or self.days.basis(markets, self.params, through) is None:
+            return []
+        used = a.risk.day if a.risk is not None else None
+        if used is not None and used >= through - STALE_RISK_DAYS:
+            return []
+        return [f"sequence {a.sequence}: margined with the closes of day {used}, the log "
+                f"had closed day {through}"]
 
     def flush(self, final: bool = False) -> None:
         """Recompute the pending attestations, one engine call per set of prices, risk

@@ -124,6 +124,7 @@ class RiskWorker:
 
     async def on_proven(self, batch: list[tuple[Origin, ProvenBook]]) -> None:
         """Fold the books into their traders' states and re-margin those that changed."""
+        await self.view.caught_up()
         async with self.lock:
             changed: dict[str, tuple[TraderState, Origin]] = {}
             # No table read per record: a lookup that misses (every new trader) cost
@@ -145,6 +146,7 @@ class RiskWorker:
         """Re-margin each partition's holders of the repriced assets and retract the
         orphaned books, in one pass: price updates coalesce (the newest view holds them
         all), reorgs retract in order."""
+        await self.view.caught_up()
         prices = [work.price for _, work in batch if work.price is not None]
         if prices:
             await self.view.reach(prices, self.settings.price_view_wait_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -240,6 +241,8 @@ def proof_fetch(
 def margin(
     book: Annotated[Path, typer.Option(help="book JSON (format in README)")],
     params: Annotated[Path | None, typer.Option(help="margin parameters TOML")] = None,
+    market: Annotated[Path | None, typer.Option(
+        help="market JSON replacing the book's (as `xmargin market` writes it)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """What-if calculator: margin every trader of BOOK under the three modes."""
@@ -251,14 +254,17 @@ def margin(
     try:
         margin_params = (MarginParams.from_mapping(tomllib.loads(params.read_text()))
                          if params else MarginParams())
-        parsed = parse_book(json.loads(book.read_text()), margin_params)
+        doc = json.loads(book.read_text())
+        if market is not None:
+            doc = {**doc, "market": json.loads(market.read_text())}
+        parsed = parse_book(doc, margin_params)
     except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     except (BookError, ParamsError) as e:
         typer.echo(f"{type(e).__name__}: {e}", err=True)
         raise typer.Exit(2) from e
-    out = results(parsed, compute_margin(parsed.book, parsed.market, margin_params))
+    out = results(parsed, compute_margin(parsed.book, parsed.market, parsed.params))
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
@@ -322,6 +328,42 @@ def backtest(
                        for k, v in report["pair_loss_floor"].items())
     typer.echo(f"pair loss floors (2-day 99%): {floors}")
     typer.echo(f"report written to {out / 'backtest.json'} (plots beside it)")
+
+
+@app.command("market")
+def market_command(
+    config: ConfigOption = None,
+    from_dir: Annotated[Path | None, typer.Option("--from", help="an exported log")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the JSON here (else print it)")] = None,
+) -> None:
+    """The market the node margins with now, from its price log: oracle prices, the
+    adaptive scan ranges and correlations (a market block for `xmargin margin --market`)."""
+    from engine import MarginParams
+    from streams.audit_log import load, read_topics
+    from streams.market_days import market_block
+    from streams.price_view import PriceView
+    from wire import topics
+    from wire.records import PriceUpdate, RecordError, decode
+
+    settings = settings_or_exit(config)
+    records = (load(from_dir) if from_dir is not None
+               else asyncio.run(read_topics(settings.kafka.bootstrap, [topics.PRICE])))
+    streams_settings = settings.stream_settings()
+    view = PriceView(streams_settings)
+    for r in records:
+        if r.topic == topics.PRICE:
+            with contextlib.suppress(RecordError):
+                view.apply(decode(PriceUpdate, r.value))
+    if not view.quotes:
+        typer.echo("error: the log holds no price record", err=True)
+        raise typer.Exit(1)
+    doc = market_block(view, MarginParams(version=streams_settings.params_version))
+    text = json.dumps(doc, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"market of day {doc['day']} written to {out}")
 
 
 @app.command()

@@ -70,6 +70,8 @@ def test_case10_real_history_2019_2024_meets_the_coverage_targets() -> None:
         assert r.days > 2000, r.name
         assert r.breach_rate <= 0.01, r.name
         assert r.kupiec_lr < 3.841, r.name
+        assert r.red_windows == 0 and r.traffic_light != "red", r.name
+        assert r.yellow_windows >= 0 and r.worst_window_breaches <= 9, r.name
         assert np.isfinite(r.loss_usd[march_2020]), r.name  # the crash is inside the test
         hedged = next(b for b in books if b.name == r.name).hedged
         if hedged:

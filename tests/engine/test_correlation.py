@@ -107,3 +107,43 @@ def test_any_symmetric_matrix_is_refused_exactly_when_it_is_not_psd(off: list[fl
             market.validate(3)
     else:
         market.validate(3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(2, 4))
+def test_a_floor_on_spread_credit_only_ever_adds_to_k(data: Any, n: int) -> None:
+    from engine.margin import spread_caps
+
+    rho = loadings(data.draw, n)
+    market = Market(spot_usd=np.ones(n), vol=np.full(n, 0.5), correlation=rho)
+    names = tuple("ABCD"[:n])
+    floors = {f"{names[i]}/{names[j]}": data.draw(st.floats(0.0, 1.9))
+              for i in range(n) for j in range(i + 1, n)}
+    params = MarginParams(pair_loss_floor=floors)
+    ranges = np.array(data.draw(st.lists(st.floats(0.01, 0.95), min_size=n, max_size=n)))
+    caps = spread_caps(names, ranges, params)
+    ws = np.array([data.draw(st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n))])
+    plain = correlated(ws, market, params)[0]
+    floored = correlated(ws, market, params, caps)[0]
+    scale = float(np.abs(ws).sum())
+    assert floored >= plain - 1e-9 * (1.0 + scale)
+    assert floored <= scale * (1 + 1e-12) + 1e-9  # never beyond no credit at all
+
+
+def test_the_pair_floors_in_the_parameters_are_those_of_the_real_history() -> None:
+    # engine.params.PAIR_LOSS_FLOOR, recomputed as `xmargin backtest` does: 2019–2024
+    # Binance daily closes, 2-day horizon, 99%, the worse direction, rounded up.
+    from datetime import date
+
+    from engine.backtest import pair_loss_floors
+    from engine.params import PAIR_LOSS_FLOOR
+    from tests.conftest import SHARED
+    from xmargin.backtest_report import load_closes
+
+    _, closes = load_closes(SHARED / "data" / "prices", date(2019, 1, 1), date(2024, 12, 31))
+    computed = pair_loss_floors(closes)
+    assert set(computed) == set(PAIR_LOSS_FLOOR)
+    for pair, floor in computed.items():
+        assert PAIR_LOSS_FLOOR[pair] == np.ceil(floor * 10_000) / 10_000, pair
+    # The figure: long BTC / short ETH, $100k a leg, ≈ 11,190 over two days.
+    assert 11_150 < computed["BTC/ETH"] * 100_000 < 11_250

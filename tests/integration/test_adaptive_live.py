@@ -57,8 +57,8 @@ def test_case7_volatility_doubling_overnight_on_the_broker(localnet: LocalNet, b
               if a.risk is not None and a.risk.day == shock_day - 1][-1]
     assert [p.price_wad for p in before.prices] == [shock.price_wad]
     asyncio.run(produce(broker, prices([next_day])))
-    after = [a for a in asyncio.run(attested_through(broker, shock_day, 60))
-             if a.risk is not None and a.risk.day == shock_day][0]
+    after = next(a for a in asyncio.run(attested_through(broker, shock_day, 60))
+                 if a.risk is not None and a.risk.day == shock_day)
     assert [p.price_wad for p in after.prices] == [next_day.price_wad] == [shock.price_wad]
     assert after.sequence == before.sequence + 1
     range_before, range_after = before.risk.ranges[0].range, after.risk.ranges[0].range

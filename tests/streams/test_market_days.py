@@ -5,7 +5,9 @@ an auditor deriving them again."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +195,30 @@ def test_an_auditor_derives_the_ranges_again_and_names_a_forged_one() -> None:
     assert difference.startswith("sequence 1: recomputed differs in [") and "'risk'" in difference
 
 
+def test_an_auditor_names_an_attestation_margined_with_old_closes() -> None:
+    chain = Chain()
+    from tests.streams.test_replay import proven
+    b1 = proven(chain, 1.0)
+    chain.extend(2)
+    first = chain.headers[0]
+    rounds = [r.model_copy(update={"source": "1:0x" + "fe" * 20, "block_hash": first.hash,
+                                   "block_number": first.number})
+              for r in calm_then_shock(40, 0.04, 0.0)[:-1]]
+    old = folded(rounds[:-3]).days  # a worker three days behind the log
+    state = apply_proven(TraderState(trader=TRADER), b1, 0)
+    last = rounds[-4]
+    prices = {"ETH": OraclePrice("ETH", last.price_wad, last.observed_at, False,
+                                 rounds=((last.source, last.round_id),))}
+    [(result, row, basis)] = margin_by_market_set([state], prices, MarginParams(), days=old)
+    stale = next_attestation(state, result, row, REPLAY_SETTINGS, prices, basis)
+    assert stale is not None and stale.risk is not None
+    report = Auditor(REPLAY_SETTINGS, MarginParams(), finality=FINALITY).feed_all(
+        log_of(chain, *rounds, b1, stale, rounds=False))
+    assert report.traders[TRADER].differences == [
+        f"sequence 1: margined with the closes of day {stale.risk.day}, the log had closed "
+        f"day {stale.risk.day + 3}"]
+
+
 def test_without_enough_closes_the_static_model_is_used_and_named_so() -> None:
     days = folded(calm_then_shock(10, 0.04, 0.0)).days
     assert days.closed_through(["ETH"]) is not None
@@ -206,3 +232,49 @@ def test_a_bad_pair_floor_is_refused_naming_it(bad: dict[str, float]) -> None:
     with pytest.raises(ParamsError) as refused:
         MarginParams(pair_loss_floor=bad)
     assert f"pair_loss_floor.{next(iter(bad))}" in str(refused.value)
+
+
+def test_the_what_if_cli_margins_with_the_market_the_log_gives(tmp_path: Path) -> None:
+    # `xmargin market` folds the node's price log (here an export) into the market block
+    # `xmargin margin --market` takes: the what-if figure is the node's own.
+    from typer.testing import CliRunner
+
+    from streams.audit_log import export
+    from tests.support.configs import node_config
+    from xmargin.cli import app
+
+    rounds = calm_then_shock(45, 0.04, 0.0)[:-1]
+    export(log_of(Chain(), *rounds, rounds=False), tmp_path / "log")
+    config = node_config(tmp_path / "node.toml")
+    runner = CliRunner()
+    made = runner.invoke(app, ["market", "--config", str(config), "--from",
+                               str(tmp_path / "log"), "--out", str(tmp_path / "market.json")])
+    assert made.exit_code == 0, made.output
+    market = json.loads((tmp_path / "market.json").read_text())
+    view = folded(rounds)
+    basis = view.days.basis(("ETH",), MarginParams())
+    assert basis is not None
+    assert market["day"] == basis.record.day
+    assert market["underlyings"]["ETH"]["range"] == basis.record.ranges[0].range > 0.2
+    book = {"traders": [{"id": "t", "collateral_usd": 10_000, "positions": [
+        {"underlying": "ETH", "kind": "perp", "size": 10, "entry_price": 3000,
+         "venue": "v", "chain": "1"}]}]}
+    (tmp_path / "book.json").write_text(json.dumps(book))
+    run = runner.invoke(app, ["margin", "--book", str(tmp_path / "book.json"), "--market",
+                              str(tmp_path / "market.json"), "--json"])
+    assert run.exit_code == 0, run.output
+    figures = json.loads(run.output)["traders"]["t"]
+    last = rounds[-1]
+    state = apply_proven(TraderState(trader=TRADER), pair_book(last.observed_at).model_copy(
+        update={"positions": (Position(market="ETH", size_wad=10 * WAD,
+                                       entry_price_wad=3000 * WAD),)}), 0)
+    prices = {"ETH": OraclePrice("ETH", last.price_wad, last.observed_at, False)}
+    [(result, row, _)] = margin_by_market_set([state], prices, MarginParams(), days=view.days)
+    assert figures["maintenance_margin"] == pytest.approx(
+        float(result.maintenance_margin_usd[row]), rel=1e-12)
+    bad = dict(market, underlyings={"ETH": {**market["underlyings"]["ETH"], "range": 1.5}})
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    refused = runner.invoke(app, ["margin", "--book", str(tmp_path / "book.json"),
+                                  "--market", str(tmp_path / "bad.json")])
+    assert refused.exit_code == 2
+    assert "market.underlyings.ETH.range" in refused.output
