@@ -28,6 +28,8 @@ VENUE_MAINTENANCE_BPS = 1000
 KEEPER_GAS = 400_000
 MIN_KEEPER_REWARD = 2 * 10**6
 GAS_MARKET = "ETH"
+# The first round of each asset's implied volatility feed (annualised).
+IMPLIED_VOLS = {"BTC": 0.5, "ETH": 0.6}
 # A venue refuses a price older than this (the local nets' feeds move when told to).
 MAX_PRICE_AGE_S = 86_400
 # The collateral token: USDC's shape. The pool's assets keep their usual decimals.
@@ -59,6 +61,7 @@ class Deployment:
     venue: str
     feeds: dict[str, str]
     pool: str = ""
+    vol_feeds: dict[str, str] = field(default_factory=dict)  # implied volatility feeds
     options: str = ""
     ledger: str = ""
     token: str = ""  # the collateral stablecoin
@@ -99,7 +102,8 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
     """MarginOracle and its CreditLedger; a 6-decimal stablecoin; PerpVenue, LendingPool
     and OptionVenue (each drawing new risk from the ledger), the perp and option venues
     seeded with house and insurance funds; per asset a PriceFeed (8 decimals, first
-    round = ``prices``) and, for the pool, a token."""
+    round = ``prices``), an implied volatility feed of the same shape and, for the pool,
+    a token."""
     w3 = Web3(HTTPProvider(rpc_url))
     sorted_signers = [Web3.to_checksum_address(s) for s in signers]
     oracle = deploy_contract(w3, deployer, "MarginOracle", sorted_signers, threshold)
@@ -116,7 +120,7 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
     credit = contract(w3, "CreditLedger", ledger)
     for address in (venue, pool, options):
         transact(w3, deployer, credit.functions.register(at(address)))
-    feeds, assets = {}, {}
+    feeds, assets, vol_feeds = {}, {}, {}
     for asset, price_usd in prices.items():
         feed = deploy_contract(w3, deployer, "PriceFeed", market_bytes(asset), 8)
         transact(w3, deployer, contract(w3, "PriceFeed", feed).functions.submit(price_usd * 10**8))
@@ -130,6 +134,11 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
         transact(w3, deployer, contract(w3, "LendingPool", pool).functions.list_market(
             name, at(feed), MAX_PRICE_AGE_S, at(assets[asset]), POOL_BASE_RATE, POOL_SLOPE))
         feeds[asset] = feed
+        # A DVOL-like index of the asset's 30-day implied volatility, 8 decimals.
+        vol_feeds[asset] = deploy_contract(w3, deployer, "PriceFeed",
+                                           market_bytes(f"{asset}-IV"), 8)
+        transact(w3, deployer, contract(w3, "PriceFeed", vol_feeds[asset]).functions.submit(
+            round(IMPLIED_VOLS.get(asset, 0.8) * 10**8)))
     if GAS_MARKET in prices:
         for kind, address in (("PerpVenue", venue), ("OptionVenue", options),
                               ("LendingPool", pool)):
@@ -137,7 +146,7 @@ def deploy_chain(rpc_url: str, deployer: LocalAccount, signers: list[str], thres
                 KEEPER_GAS, MIN_KEEPER_REWARD, market_bytes(GAS_MARKET)))
     d = Deployment(chain_id=w3.eth.chain_id, rpc_url=rpc_url, oracle=oracle, venue=venue,
                    feeds=feeds, pool=pool, options=options, ledger=ledger, token=token,
-                   assets=assets)
+                   assets=assets, vol_feeds=vol_feeds)
     usdc = contract(w3, "Token", token)
     transact(w3, deployer, usdc.functions.mint(deployer.address, 2 * HOUSE_FUNDS + INSURANCE_FUNDS))
     for kind, funded in (("PerpVenue", venue), ("OptionVenue", options)):

@@ -85,6 +85,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
             f'venues = ["{d.venue}"]', f'lending_pools = ["{d.pool}"]',
             f'option_venues = ["{d.options}"]',
             "price_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.feeds.items()) + "}",
+            "vol_feeds = {" + ", ".join(f'{a} = "{f}"' for a, f in d.vol_feeds.items()) + "}",
             f'submitter = {{ keystore = "{submitter.keystore}", '
             f'password_file = "{submitter.password_file}" }}',
             f'keeper = {{ keystore = "{keeper.keystore}", '
@@ -128,6 +129,22 @@ def supply(deployment: Deployment, trader: LocalAccount, market: str, units: flo
     pool = contract(w3, "LendingPool", deployment.pool)
     receipt = transact(w3, trader, pool.functions.supply(market_bytes(market), amount))
     return int(receipt["blockNumber"])
+
+
+def buy_option(deployment: Deployment, trader: LocalAccount, market: str, strike_usd: int,
+               days: int, size: float, premium_usd: int, cash_usd: int) -> int:
+    """The deployer quotes a call series, the trader deposits ``cash_usd`` on the option
+    venue and buys ``size`` of it; the block number of the trade."""
+    w3 = Web3(HTTPProvider(deployment.rpc_url))
+    options = contract(w3, "OptionVenue", deployment.options)
+    expiry = int(w3.eth.get_block("latest")["timestamp"]) + days * 86_400
+    series = (market_bytes(market), strike_usd * WAD, expiry, True)
+    transact(w3, anvil_account(0), options.functions.quote(*series, premium_usd * WAD))
+    units = cash_usd * 10**USDC_DECIMALS
+    fund(w3, deployment, anvil_account(0), trader, units)
+    transact(w3, trader, options.functions.deposit(units))
+    return int(transact(w3, trader, options.functions.trade(*series, int(size * WAD)))[
+        "blockNumber"])
 
 
 def wait_for_credit(deployments: Sequence[Deployment], trader: str, usd: float,

@@ -109,7 +109,8 @@ def smallest_eigenvalue(matrix: bytes, n: int) -> float:
 
 @dataclass(frozen=True)
 class Market:
-    """Spot, implied volatility, staleness and correlation per underlying."""
+    """Spot, implied volatility, staleness (of the price, of the volatility) and
+    correlation per underlying."""
 
     spot_usd: FloatArray
     vol: FloatArray
@@ -117,6 +118,7 @@ class Market:
     rate: float = 0.0
     stale: BoolArray | None = None
     stablecoin: BoolArray | None = None
+    vol_stale: BoolArray | None = None  # widens the vega shocks (``shocked_vols``)
 
     def validate(self, n_underlyings: int) -> None:
         # Checked on every recompute, so as few array calls as the checks allow.

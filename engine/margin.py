@@ -135,7 +135,8 @@ def option_terms(book: Book, market: Market, rows: IntArray, sc: Scenarios,
     is_call = book.kind[rows] == CALL
     strike, t, size = book.strike_usd[rows], book.expiry_years[rows], book.size[rows]
     spot = market.spot_usd[u]
-    vols = shocked_vols(market.vol[u], t, params)
+    vols = shocked_vols(market.vol[u], t, params,
+                        None if market.vol_stale is None else market.vol_stale[u])
     if market.rate:
         growth_t = np.exp(market.rate * t)
         forward, discount = spot * growth_t, (1.0 / growth_t)[:, None]

@@ -40,6 +40,7 @@ class MarginParams:
     concentration_threshold_usd: float = 5_000_000.0
     concentration_charge: float = 0.02
     stale_range_multiplier: float = 1.5
+    stale_vol_multiplier: float = 1.5  # the vega shocks on a stale implied volatility
     stablecoin_depeg_charge: float = 0.02
     funding_provision: float = 0.0006  # 2 days of 0.01% per 8 h, on gross perp notional
     basis_charge: float = 0.01         # of futures offset by other expiries, perps or spot
@@ -73,6 +74,7 @@ class MarginParams:
             ("funding_provision", self.funding_provision >= 0.0, "must be ≥ 0"),
             ("basis_charge", self.basis_charge >= 0.0, "must be ≥ 0"),
             ("stale_range_multiplier", self.stale_range_multiplier >= 1.0, "must be ≥ 1"),
+            ("stale_vol_multiplier", self.stale_vol_multiplier >= 1.0, "must be ≥ 1"),
             ("correlation_stress", 0.0 <= self.correlation_stress <= 1.0, "must lie in [0, 1]"),
             ("default_correlation", -1.0 <= self.default_correlation <= 1.0,
              "must lie in [−1, 1]"),

@@ -108,9 +108,19 @@ def shocked_vol(vol: FloatArray, expiry_years: FloatArray, shock: int,
     return np.maximum(vol * (1.0 + size * vol_shock_scale(expiry_years, params)), 0.01)
 
 
-def shocked_vols(vol: FloatArray, expiry_years: FloatArray, params: MarginParams) -> FloatArray:
-    """``shocked_vol`` for every option at once: options × (up, flat, down)."""
+def shocked_vols(vol: FloatArray, expiry_years: FloatArray, params: MarginParams,
+                 stale: BoolArray | None = None) -> FloatArray:
+    """``shocked_vol`` for every option at once: options × (up, flat, down). An option
+    whose implied volatility is ``stale`` has both shocks widened by
+    ``stale_vol_multiplier`` (the down shock at most to −95%)."""
     scale = vol_shock_scale(expiry_years, params)
+    if stale is not None and stale.any():
+        scale = scale * np.where(stale, params.stale_vol_multiplier, 1.0)
+        out = np.empty((vol.shape[0], 3))
+        np.maximum(vol * (1.0 + params.vol_up * scale), 0.01, out=out[:, 0])
+        out[:, 1] = vol
+        np.maximum(vol * np.maximum(1.0 - params.vol_down * scale, 0.05), 0.01, out=out[:, 2])
+        return out
     out = np.empty((vol.shape[0], 3))
     np.maximum(vol * (1.0 + params.vol_up * scale), 0.01, out=out[:, 0])
     out[:, 1] = vol

@@ -45,6 +45,9 @@ class ChainSettings(BaseModel):
     lending_pools: list[Address] = []   # LendingPool-like: positions are supplies / debts
     option_venues: list[Address] = []   # OptionVenue-like: positions are European options
     price_feeds: dict[str, Address] = {}
+    # Underlying → a feed of its annualised implied volatility (a PriceFeed whose answer
+    # is the volatility, e.g. 0.6 for 60%, in its decimals): published on oracle.vol.v1.
+    vol_feeds: dict[str, Address] = {}
     oracle: Address
     submitter: KeystoreSettings
     # A delivery not confirmed within this is re-sent with the same nonce and fees of

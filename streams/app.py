@@ -122,6 +122,7 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
     app.timer(LAG_EVERY_S, name="xmargin.lag")(lag)
     handlers: tuple[tuple[str, type[Record], Handler], ...] = (
         (topics.PRICE, PriceUpdate, worker.on_prices),
+        (topics.VOL, PriceUpdate, worker.on_vols),
         (topics.REORG, ChainReorg, worker.on_reorgs),
         (topics.RECOMPUTE, Recompute, worker.on_recompute),
         (topics.POSITION_PROVEN, ProvenBook, worker.on_proven),

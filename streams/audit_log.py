@@ -14,7 +14,7 @@ from bus.admin import topic_partitions
 from streams.audit_report import LogRecord
 from wire import topics
 
-AUDITED = (topics.BLOCK_HEADER, topics.REORG, topics.PRICE, topics.POSITION_PROVEN,
+AUDITED = (topics.BLOCK_HEADER, topics.REORG, topics.PRICE, topics.VOL, topics.POSITION_PROVEN,
            topics.ATTESTATION)
 # Within one millisecond, inputs sort before what was derived from them.
 RANK = {t: i for i, t in enumerate(AUDITED)}

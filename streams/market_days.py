@@ -140,18 +140,22 @@ def market_block(view: PriceView, params: MarginParams) -> dict[str, Any]:
     """The what-if market (``engine.whatif``) the view margins with now: every asset's
     oracle price at its newest observation, and the basis of all of them (ranges and
     correlations, or the parameters' own while not warm)."""
+    from streams.oracle import implied_vols
     from streams.risk import DEFAULT_IMPLIED_VOL
 
     markets = tuple(sorted(view.quotes))
     as_of = max(q.observed_at for sources in view.quotes.values() for q in sources.values())
     basis = view.days.basis(markets, params)
     ranges = {r.asset: r.range for r in basis.record.ranges} if basis else {}
+    implied = implied_vols(markets, view.vol_quotes, as_of, view.settings.vol_staleness_s,
+                           view.settings.max_vol_deviation)
     underlyings = {}
     for m in markets:
         price = aggregate(m, view.quotes[m], as_of, view.settings.price_staleness_s,
                           view.settings.max_price_deviation)
         underlyings[m] = {"spot": price.price_wad / WAD, "stale": price.degraded,
-                          "vol": view.settings.implied_vol.get(m, DEFAULT_IMPLIED_VOL),
+                          "vol": implied[m].price_wad / WAD if m in implied
+                          else view.settings.implied_vol.get(m, DEFAULT_IMPLIED_VOL),
                           "range": ranges.get(m, params.range_for(m))}
     return {"day": basis.record.day if basis else None, "as_of": as_of,
             "underlyings": underlyings,

@@ -97,3 +97,13 @@ def median_of(quotes: Sequence[PriceUpdate]) -> tuple[int, int, float]:
     price = median_wad([q.price_wad for q in quotes])
     spread = (max(q.price_wad for q in quotes) - min(q.price_wad for q in quotes)) / price
     return price, max(q.observed_at for q in quotes), spread
+
+
+def implied_vols(markets: Sequence[str], quotes: Quotes, as_of: int, staleness_s: int,
+                 max_deviation: float) -> dict[str, OraclePrice]:
+    """The implied volatility at ``as_of`` of each of ``markets`` that has a volatility
+    feed (``price_wad`` the annualised volatility), aggregated as prices are: the median
+    of the fresh rounds, degraded (its vega shocks widened) when none is fresh or they
+    disagree."""
+    return {m: aggregate(m, quotes[m], as_of, staleness_s, max_deviation)
+            for m in markets if quotes.get(m)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -34,6 +34,7 @@ class PriceView:
         self.settings = settings
         self.quotes: Quotes = {}
         self.windows: dict[str, Window] = {}
+        self.vol_quotes: Quotes = {}  # implied volatility rounds (oracle.vol.v1)
         # Daily closes in the order this view folds the log: only records folded here
         # close a day (never one applied ahead by ``with_update``).
         self.days = MarketDays(settings.price_staleness_s, settings.max_price_deviation)
@@ -60,9 +61,12 @@ class PriceView:
             self.windows.get(update.asset, ()), update.observed_at, median.price_wad,
             self.settings.circuit_breaker_window_s)}
 
-    def holds(self, update: PriceUpdate) -> bool:
+    def apply_vol(self, update: PriceUpdate) -> None:
+        self.vol_quotes = apply_quote(self.vol_quotes, update)
+
+    def holds(self, update: PriceUpdate, vol: bool = False) -> bool:
         """Has this view folded ``update`` (or a newer round of its source)?"""
-        held = self.quotes.get(update.asset, {}).get(update.source)
+        held = (self.vol_quotes if vol else self.quotes).get(update.asset, {}).get(update.source)
         return held is not None and (held.observed_at, held.round_id) >= (
             update.observed_at, update.round_id)
 
@@ -73,14 +77,16 @@ class PriceView:
             log.info("waiting for the price view to catch up with the log")
             await self.ready.wait()
 
-    async def reach(self, updates: list[PriceUpdate], timeout_s: float) -> bool:
+    async def reach(self, updates: Sequence[PriceUpdate], timeout_s: float,
+                    vols: Sequence[PriceUpdate] = ()) -> bool:
         """Wait (at most ``timeout_s``) until a following view holds every one of
         ``updates``, so that a re-margin on them uses the days they close; ``False`` if
         it does not (or the view is not following the log)."""
         if not self.following:
             return False
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not all(self.holds(u) for u in updates):
+        while not (all(self.holds(u) for u in updates)
+                   and all(self.holds(v, vol=True) for v in vols)):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
@@ -100,7 +106,8 @@ class PriceView:
         return ahead.quotes, ahead.windows
 
     async def follow(self, bootstrap: str) -> None:
-        """Fold every price record, from the beginning, until cancelled."""
+        """Fold every price and implied volatility record, from the beginning, until
+        cancelled."""
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False,
                                     fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
@@ -120,7 +127,10 @@ class PriceView:
                         try:
                             update = decode(PriceUpdate, message.value)
                         except RecordError:
-                            continue  # dead-lettered by the price agent
+                            continue  # dead-lettered by the price (or vol) agent
+                        if message.topic == topics.VOL:
+                            self.apply_vol(update)
+                            continue
                         new_asset = update.asset not in self.quotes
                         self.apply(update)
                         if new_asset and self.on_new_asset is not None:
@@ -146,11 +156,11 @@ class PriceView:
 
 
 async def price_partitions(bootstrap: str) -> list[TopicPartition]:
-    """The partitions of the price topic, once the broker has them (a worker may start
-    before the node created its topics)."""
+    """The partitions of the price and implied volatility topics, once the broker has
+    them (a worker may start before the node created its topics)."""
     while True:
-        found = (await topic_partitions(bootstrap, [topics.PRICE])).get(topics.PRICE)
-        if found:
-            return [TopicPartition(topics.PRICE, p) for p in found]
-        log.info("waiting for the price topic's partitions")
+        found = await topic_partitions(bootstrap, [topics.PRICE, topics.VOL])
+        if found.get(topics.PRICE) and found.get(topics.VOL):
+            return [TopicPartition(t, p) for t in (topics.PRICE, topics.VOL) for p in found[t]]
+        log.info("waiting for the price and vol topics' partitions")
         await asyncio.sleep(0.5)

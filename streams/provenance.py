@@ -94,10 +94,14 @@ class Reorgs:
 
 
 class Rounds:
-    """The oracle rounds of the log, by (asset, source, round id)."""
+    """The oracle rounds of the log, by (asset, source, round id): of prices, or (``kind``
+    "implied vol", ``topic`` oracle.vol.v1) of implied volatilities."""
 
-    def __init__(self, max_deviation: float) -> None:
+    def __init__(self, max_deviation: float, kind: str = "price",
+                 topic: str = "oracle.price.v1") -> None:
         self.max_deviation = max_deviation
+        self.kind = kind
+        self.topic = topic
         self.rounds: dict[tuple[str, str, int], PriceUpdate] = {}
 
     def add(self, update: PriceUpdate) -> None:
@@ -106,14 +110,14 @@ class Rounds:
     def check_price(self, price: AttestedPrice) -> tuple[list[str], list[PriceUpdate]]:
         """The differences between ``price`` and the rounds it names, and those rounds
         (whose blocks the caller checks once the whole log is read)."""
-        what = f"price of {price.asset}"
+        what = f"{self.kind} of {price.asset}"
         if not price.rounds:
             return [f"{what}: names no oracle round"], []
         found = [self.rounds.get((price.asset, r.source, r.round_id)) for r in price.rounds]
         missing = [f"{r.source}#{r.round_id}" for r, q in zip(price.rounds, found, strict=True)
                    if q is None]
         if missing:
-            return [f"{what}: rounds not in oracle.price.v1: {missing}"], []
+            return [f"{what}: rounds not in {self.topic}: {missing}"], []
         quotes = [q for q in found if q is not None]
         median, observed, spread = median_of(quotes)
         out = []

@@ -93,6 +93,7 @@ class Auditor:
         self.headers = Headers(finality or {})
         self.reorgs = Reorgs()
         self.rounds = Rounds(settings.max_price_deviation)
+        self.vol_rounds = Rounds(settings.max_vol_deviation, "implied vol", topics.VOL)
         # The daily closes, folded as a worker's price view folds them: the ranges and
         # correlations an attestation names are derived again from these.
         self.quotes: Quotes = {}
@@ -108,7 +109,7 @@ class Auditor:
         self.pending: dict[str, tuple[Attestation, Attestation | None]] = {}
         self.named: dict[str, tuple[str, int]] = {}  # book → first (trader, sequence)
         self.quoted: dict[tuple[str, str, int], PriceUpdate] = {}  # rounds attested
-        self.priced: dict[AttestedPrice, tuple[list[str], list[PriceUpdate]]] = {}
+        self.priced: dict[tuple[str, AttestedPrice], tuple[list[str], list[PriceUpdate]]] = {}
         self.nodes = NodeCache()
         self.heap = LongLivedHeap()  # the books verified so far live on (streams.heap)
         self.accounts: dict[tuple[str, str, tuple[str, ...]], Account] = {}
@@ -202,6 +203,9 @@ class Auditor:
         if quotes is not self.quotes:
             self.days.apply(self.quotes, update)
             self.quotes = quotes
+
+    def vol(self, record: LogRecord, quiet: bool = False) -> None:
+        self.vol_rounds.add(decode(PriceUpdate, record.value))
 
     def reorg(self, record: LogRecord, quiet: bool = False) -> None:
         self.reorgs.add(decode(ChainReorg, record.value))
@@ -305,18 +309,20 @@ class Auditor:
         return out
 
     def check_prices(self, a: Attestation) -> list[str]:
-        """Is every price ``a`` lists the median of oracle rounds in the log, observed by
-        its data clock?"""
+        """Is every price (and implied volatility) ``a`` lists the median of oracle rounds
+        in the log, observed by its data clock?"""
         out = []
-        for price in a.prices:
-            cached = self.priced.get(price)
+        for price, rounds in [*((p, self.rounds) for p in a.prices),
+                              *((v, self.vol_rounds) for v in a.vols)]:
+            key = (rounds.topic, price)
+            cached = self.priced.get(key)
             if cached is None:
-                cached = self.priced[price] = self.rounds.check_price(price)
+                cached = self.priced[key] = rounds.check_price(price)
             found, quotes = cached
             out += [f"sequence {a.sequence}: {f}" for f in found]
             if price.observed_at > a.issued_at:
-                out.append(f"sequence {a.sequence}: price of {price.asset} observed at "
-                           f"{price.observed_at}, after the data clock {a.issued_at}")
+                out.append(f"sequence {a.sequence}: {rounds.kind} of {price.asset} observed "
+                           f"at {price.observed_at}, after the data clock {a.issued_at}")
             for q in quotes:
                 self.quoted.setdefault((q.asset, q.source, q.round_id), q)
         return out
@@ -338,7 +344,7 @@ class Auditor:
         """Recompute the pending attestations, one engine call per set of prices, risk
         day and markets, and compare each with what was emitted (one whose risk day is
         not closed in the log read so far waits for ``finish``, unless ``final``)."""
-        groups: dict[tuple[int | None, tuple[AttestedPrice, ...]],
+        groups: dict[tuple[int | None, tuple[AttestedPrice, ...], tuple[AttestedPrice, ...]],
                      list[tuple[Attestation, Attestation | None]]] = {}
         for a, previous in self.pending.values():
             day = a.risk.day if a.risk is not None else None
@@ -347,21 +353,19 @@ class Auditor:
                 if through is None or through < day:
                     self.later.append((a, previous))
                     continue
-            groups.setdefault((day, a.prices), []).append((a, previous))
+            groups.setdefault((day, a.prices, a.vols), []).append((a, previous))
         self.pending = {}
-        for (day, _), items in groups.items():
-            prices = {p.asset: OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded,
-                                           breaker=p.breaker,
-                                           rounds=tuple((r.source, r.round_id)
-                                                        for r in p.rounds))
-                      for p in items[0][0].prices}
+        for (day, _, vols), items in groups.items():
+            prices = {p.asset: attested_to_oracle(p) for p in items[0][0].prices}
             states = [self.state_before(a, previous) for a, previous in items]
             # Without a risk day the attestation was margined with the static model.
+            implied = {v.asset: attested_to_oracle(v) for v in vols}
             margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol,
-                                           self.days if day is not None else None, day)
+                                           self.days if day is not None else None, day,
+                                           implied)
             for (a, _), state, margin in zip(items, states, margins, strict=True):
                 recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
-                                               prices, margin[2])
+                                               prices, margin[2], implied)
                               if margin is not None else None)
                 self.compare(a, recomputed)
 
@@ -389,10 +393,15 @@ class Auditor:
             book_offset=a.book_offset)
 
 
+def attested_to_oracle(p: AttestedPrice) -> OraclePrice:
+    return OraclePrice(p.asset, p.price_wad, p.observed_at, p.degraded, breaker=p.breaker,
+                       rounds=tuple((r.source, r.round_id) for r in p.rounds))
+
+
 BY_TRADER = frozenset({topics.POSITION_PROVEN, topics.ATTESTATION})
 # Read by every share: what every trader's inputs are held against.
 SHARED: dict[str, Callable[[Auditor, LogRecord, bool], None]] = {
-    topics.BLOCK_HEADER: Auditor.header, topics.PRICE: Auditor.price,
+    topics.BLOCK_HEADER: Auditor.header, topics.PRICE: Auditor.price, topics.VOL: Auditor.vol,
     topics.REORG: Auditor.reorg}
 
 

@@ -158,35 +158,46 @@ def build_book(states: Sequence[TraderState], underlyings: Sequence[str],
 
 def market_for(markets: Sequence[str], prices: Mapping[str, OraclePrice],
                params: MarginParams, vols: Mapping[str, float] | None = None,
-               basis: Basis | None = None) -> Market:
-    """The engine's market: the oracle prices, and the basis's correlations (else the
-    default correlation for every pair)."""
+               basis: Basis | None = None,
+               implied: Mapping[str, OraclePrice] | None = None) -> Market:
+    """The engine's market: the oracle prices; the implied volatilities of the feeds
+    (``implied``, a degraded one stale), else the configured ``vols``; and the basis's
+    correlations (else the default correlation for every pair)."""
+    implied = implied or {}
     spot = np.array([prices[m].price_wad / WAD for m in markets], dtype=np.float64)
-    vol = np.array([(vols or {}).get(m, DEFAULT_IMPLIED_VOL) for m in markets])
+    vol = np.array([implied[m].price_wad / WAD if m in implied
+                    else (vols or {}).get(m, DEFAULT_IMPLIED_VOL) for m in markets])
     market = Market.flat(spot, vol, correlation=params.default_correlation)
     if basis is not None and basis.correlation is not None:
         market = replace(market, correlation=basis.correlation)
+    if implied:
+        market = replace(market, vol_stale=np.array([m in implied and implied[m].degraded
+                                                     for m in markets]))
     return replace(market, stale=np.array([prices[m].degraded for m in markets]))
 
 
-def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None) -> int:
-    """The newest timestamp among the trader's books and the prices of its markets: the
-    clock of its attestation (``issued_at``), never the wall clock."""
+def data_clock(state: TraderState, prices: Mapping[str, OraclePrice] | None,
+               implied: Mapping[str, OraclePrice] | None = None) -> int:
+    """The newest timestamp among the trader's books and the prices (and implied
+    volatilities) of its markets: the clock of its attestation (``issued_at``), never
+    the wall clock."""
     clock = engine_rows(state).clock
-    held = [m for m in state.markets if prices and m in prices]
-    return max([clock, *(prices[m].observed_at for m in held)]) if prices else clock
+    seen = [quotes[m].observed_at for quotes in (prices, implied) if quotes
+            for m in state.markets if m in quotes]
+    return max([clock, *seen])
 
 
 def liquidation_for(state: TraderState, attestation: Attestation,
                     prices: Mapping[str, OraclePrice], params: MarginParams,
                     vols: Mapping[str, float] | None = None,
-                    basis: Basis | None = None) -> Liquidation:
+                    basis: Basis | None = None,
+                    implied: Mapping[str, OraclePrice] | None = None) -> Liquidation:
     """The engine's plan for a trader whose attestation found health < 1 (margined with
-    the attestation's ``basis``)."""
+    the attestation's ``basis`` and implied volatilities)."""
     markets = state.markets
     params = basis.params if basis is not None else params
-    plan = plan_liquidation(build_book([state], markets, [data_clock(state, prices)]),
-                            market_for(markets, prices, params, vols, basis), params)
+    plan = plan_liquidation(build_book([state], markets, [data_clock(state, prices, implied)]),
+                            market_for(markets, prices, params, vols, basis, implied), params)
     legs = legs_of(state)
     return Liquidation(
         trader=state.trader, sequence=attestation.sequence, health=plan.health_before,
@@ -234,20 +245,22 @@ def oracle_prices(markets: Sequence[str], quotes: Quotes, as_of: int,
 def margin_in_one_call(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
     vols: Mapping[str, float] | None = None, basis: Basis | None = None,
+    implied: Mapping[str, OraclePrice] | None = None,
 ) -> MarginResult | None:
     """Margin of every state in one engine call over the union of their markets; ``None``
     while a needed price is unknown.
 
     A degraded price widens its underlying's scan (``stale`` in the engine's market).
-    With a ``basis`` (of exactly these markets) its ranges and correlations are used.
+    With a ``basis`` (of exactly these markets) its ranges and correlations are used;
+    ``implied`` volatilities (from the feeds) replace the configured ``vols``.
     """
     markets = markets_of(states)
     if any(m not in prices for m in markets):
         return None
-    clocks = [data_clock(s, prices) for s in states]
+    clocks = [data_clock(s, prices, implied) for s in states]
     params = basis.params if basis is not None else params
     return compute_margin(build_book(states, markets, clocks),
-                          market_for(markets, prices, params, vols, basis), params)
+                          market_for(markets, prices, params, vols, basis, implied), params)
 
 
 Margined = tuple[MarginResult, int, Basis | None]  # result, row, the model's basis
@@ -256,7 +269,7 @@ Margined = tuple[MarginResult, int, Basis | None]  # result, row, the model's ba
 def margin_by_market_set(
     states: Sequence[TraderState], prices: Mapping[str, OraclePrice], params: MarginParams,
     vols: Mapping[str, float] | None = None, days: MarketDays | None = None,
-    day: int | None = None,
+    day: int | None = None, implied: Mapping[str, OraclePrice] | None = None,
 ) -> list[Margined | None]:
     """(result, row, basis) per state, one engine call per set of markets held.
 
@@ -272,7 +285,8 @@ def margin_by_market_set(
     out: list[Margined | None] = [None] * len(states)
     for markets, rows in groups.items():
         basis = days.basis(markets, params, day) if days is not None else None
-        result = margin_in_one_call([states[i] for i in rows], prices, params, vols, basis)
+        result = margin_in_one_call([states[i] for i in rows], prices, params, vols, basis,
+                                    implied)
         if result is not None:
             for row, i in enumerate(rows):
                 out[i] = (result, row, basis)
@@ -344,6 +358,7 @@ def moved(previous: Attested, mm_wad: int, equity_wad: int, threshold: float) ->
 def next_attestation(
     state: TraderState, result: MarginResult, row: int, settings: StreamSettings,
     prices: Mapping[str, OraclePrice] | None = None, basis: Basis | None = None,
+    implied: Mapping[str, OraclePrice] | None = None,
 ) -> Attestation | None:
     """The attestation to emit for ``state`` now, or ``None`` when nothing moved enough
     and the previous one is not near its expiry.
@@ -351,7 +366,8 @@ def next_attestation(
     ``issued_at`` is the newest timestamp among the source blocks and the prices used,
     not the wall clock, so that replaying the log reproduces every digest byte for byte;
     the same clock decides a renewal (``renew_before_s`` before ``valid_until``).
-    On a degraded price nothing healthier than the previous attestation is emitted.
+    On a degraded price (or implied volatility) nothing healthier than the previous
+    attestation is emitted.
     """
     marks = linear_marks(state, prices) if prices else None
     equity = (exact_equity_wad(marks, float(result.option_value_usd[row])) if marks
@@ -359,13 +375,14 @@ def next_attestation(
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last
     quoted = [prices[m] for m in state.markets if m in prices] if prices else []
-    issued_at = data_clock(state, prices)
+    issued_at = data_clock(state, prices, implied)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
     if (previous is not None and not renewal
             and not moved(previous, mm, equity, settings.change_threshold)):
         return None
-    degraded = any(q.degraded for q in quoted)
+    vols = [implied[m] for m in state.markets if m in implied] if implied else []
+    degraded = any(q.degraded for q in (*quoted, *vols))
     if degraded and previous is not None and (
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
@@ -378,13 +395,13 @@ def next_attestation(
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)
     return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
-                          free_total, basis)
+                          free_total, basis, vols)
 
 
 def attestation_of(state: TraderState, result: MarginResult, row: int,
                    settings: StreamSettings, quoted: list[OraclePrice], issued_at: int,
                    equity: int, mm: int, free_total: int,
-                   basis: Basis | None = None) -> Attestation:
+                   basis: Basis | None = None, vols: Sequence[OraclePrice] = ()) -> Attestation:
     """The next attestation of ``state`` with these figures, a digest per target chain."""
     held = engine_rows(state)
     valid_until = issued_at + settings.attestation_validity_s
@@ -430,4 +447,5 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
         "prices": tuple(q.attested for q in quoted),
         "book_offset": state.book_offset,
         "risk": basis.record if basis is not None else None,
+        "vols": tuple(v.attested for v in vols),
     })

@@ -61,8 +61,14 @@ class StreamSettings(BaseModel):
     # A re-margin on a price waits this long at most for the worker's own price view to
     # fold that record (the day it closes then counts: ``streams.market_days``).
     price_view_wait_s: float = Field(default=2.0, ge=0)
-    # Implied volatility per underlying for options (else streams.risk.DEFAULT_IMPLIED_VOL).
+    # Implied volatility per underlying without a volatility feed (chains[].vol_feeds),
+    # else streams.risk.DEFAULT_IMPLIED_VOL.
     implied_vol: dict[str, Annotated[float, Field(gt=0, lt=5)]] = {}
+    # A volatility round older than this is stale: the vega shocks on it widen
+    # (MarginParams.stale_vol_multiplier). Fresh rounds further apart than the deviation
+    # are degraded the same way.
+    vol_staleness_s: int = Field(default=6 * 3600, ge=1)
+    max_vol_deviation: float = Field(default=0.10, gt=0, lt=1)
     targets: tuple[AttestationTarget, ...] = ()
 
     @model_validator(mode="after")

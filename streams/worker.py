@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from engine import MarginParams
 from streams import metrics
 from streams.heap import LongLivedHeap
-from streams.oracle import OraclePrice, Quotes, Window
+from streams.oracle import OraclePrice, Quotes, Window, apply_quote, implied_vols
 from streams.partition_states import PartitionStates
 from streams.price_view import PriceView
 from streams.risk import (
@@ -118,6 +118,11 @@ class RiskWorker:
         for _, update in batch:
             await self.output.fan_out(Recompute(price=update))
 
+    async def on_vols(self, batch: list[tuple[Origin, PriceUpdate]]) -> None:
+        # As prices: every trader partition re-margins the holders of these underlyings.
+        for _, update in batch:
+            await self.output.fan_out(Recompute(vol=update))
+
     async def on_reorgs(self, batch: list[tuple[Origin, ChainReorg]]) -> None:
         for _, reorg in batch:
             await self.output.fan_out(Recompute(reorg=reorg))
@@ -139,7 +144,7 @@ class RiskWorker:
                     changed[book.trader] = (new, origin)
             newest = max([0, *(book.block_timestamp for _, book in batch)])
             await self.remargin(list(changed.values()), set(changed), self.view.quotes,
-                                self.view.windows, newest)
+                                self.view.windows, newest, self.view.vol_quotes)
             self.settle()
 
     async def on_recompute(self, batch: list[tuple[Origin, Recompute]]) -> None:
@@ -148,25 +153,26 @@ class RiskWorker:
         all), reorgs retract in order."""
         await self.view.caught_up()
         prices = [work.price for _, work in batch if work.price is not None]
-        if prices:
-            await self.view.reach(prices, self.settings.price_view_wait_s)
+        vols = [work.vol for _, work in batch if work.vol is not None]
+        if prices or vols:
+            await self.view.reach(prices, self.settings.price_view_wait_s, vols)
         async with self.lock:
             last = {partition_of(origin): origin for origin, _ in batch}
             self.hold(set(last))
-            quotes, recent, assets, orphaned, as_of = self.fold(batch)
+            quotes, recent, vol_quotes, assets, orphaned, as_of = self.fold(batch)
             for partition, origin in last.items():
                 todo, retracted = self.touched(partition, origin, assets, orphaned)
                 # The newest surviving block or price: deterministic, as replay needs.
                 newest = max([as_of, *(b.block_timestamp for s, _ in todo
                                        for b in s.books.values())])
-                await self.remargin(todo, retracted, quotes, recent, newest)
+                await self.remargin(todo, retracted, quotes, recent, newest, vol_quotes)
             self.settle()
 
     def fold(self, batch: list[tuple[Origin, Recompute]]
-             ) -> tuple[Quotes, dict[str, Window], set[str], dict[int, set[str]], int]:
-        """The view with the batch's prices in, the assets repriced, the orphaned block
-        hashes per chain, and the newest price time."""
-        quotes, recent = self.view.quotes, self.view.windows
+             ) -> tuple[Quotes, dict[str, Window], Quotes, set[str], dict[int, set[str]], int]:
+        """The view with the batch's prices and implied volatilities in, the assets
+        repriced, the orphaned block hashes per chain, and the newest price time."""
+        quotes, recent, vol_quotes = self.view.quotes, self.view.windows, self.view.vol_quotes
         assets: set[str] = set()
         orphaned: dict[int, set[str]] = {}
         as_of = 0
@@ -175,9 +181,12 @@ class RiskWorker:
                 quotes, recent = self.view.with_update(work.price, quotes, recent)
                 assets.add(work.price.asset)
                 as_of = max(as_of, work.price.observed_at)
+            elif work.vol is not None:
+                vol_quotes = apply_quote(vol_quotes, work.vol)
+                assets.add(work.vol.asset)
             elif work.reorg is not None:
                 orphaned.setdefault(work.reorg.chain_id, set()).update(work.reorg.orphaned)
-        return quotes, recent, assets, orphaned, as_of
+        return quotes, recent, vol_quotes, assets, orphaned, as_of
 
     def touched(self, partition: int, origin: Origin, assets: set[str],
                 orphaned: dict[int, set[str]]) -> tuple[Work, set[str]]:
@@ -197,13 +206,16 @@ class RiskWorker:
         return list(todo.values()), retracted
 
     async def remargin(self, work: Work, changed: set[str], quotes: Quotes,
-                       recent: dict[str, Window], as_of: int) -> None:
+                       recent: dict[str, Window], as_of: int,
+                       vol_quotes: Quotes | None = None) -> None:
         """Re-margin the states in one engine call, attest those that moved, and store
         each state once: attested, or in ``changed`` (their books moved)."""
         margined = [(s, o) for s, o in work if s.books]
-        market = oracle_prices(markets_of([s for s, _ in margined]), quotes, as_of,
-                               self.settings, recent)
-        attested, saves = self.attest(margined, market)
+        markets = markets_of([s for s, _ in margined])
+        market = oracle_prices(markets, quotes, as_of, self.settings, recent)
+        implied = implied_vols(markets, vol_quotes or {}, as_of, self.settings.vol_staleness_s,
+                               self.settings.max_vol_deviation)
+        attested, saves = self.attest(margined, market, implied)
         causes = [origin for _, origin in saves]  # of each attestation, in order
         done = {state.trader for state, _, _ in attested}
         saves += [(state, origin) for state, origin in work
@@ -218,20 +230,23 @@ class RiskWorker:
             self.save(state, origin)
         await self.table.flush()
 
-    def attest(self, margined: Work, market: Mapping[str, OraclePrice]
+    def attest(self, margined: Work, market: Mapping[str, OraclePrice],
+               implied: Mapping[str, OraclePrice] | None = None
                ) -> tuple[list[Attested], Work]:
         """The attestations of the states whose figures moved (with a liquidation plan
         for each that finds health < 1, unless the last plan is still being executed),
         and the states to store (first those attested, in the attestations' order)."""
         margins = margin_by_market_set([s for s, _ in margined], market, self.params,
-                                       self.settings.implied_vol, self.view.days)
+                                       self.settings.implied_vol, self.view.days,
+                                       implied=implied)
         attested: list[Attested] = []
         saves: Work = []
         for (state, origin), margin in zip(margined, margins, strict=True):
             if margin is None:
                 continue
             result, row, basis = margin
-            attestation = next_attestation(state, result, row, self.settings, market, basis)
+            attestation = next_attestation(state, result, row, self.settings, market, basis,
+                                           implied)
             if attestation is None:
                 metrics.SUPPRESSED.inc()
                 continue
@@ -241,7 +256,7 @@ class RiskWorker:
                     metrics.PLANS_HELD.inc()
                 else:
                     plan = liquidation_for(state, attestation, market, self.params,
-                                           self.settings.implied_vol, basis)
+                                           self.settings.implied_vol, basis, implied)
                     new = apply_plan(new, plan, attestation.valid_until)
             saves.append((new, origin))
             attested.append((state, attestation, plan))

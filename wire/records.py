@@ -127,6 +127,10 @@ class ProvenBook(BookHead):
 
 
 class PriceUpdate(Record):
+    """One round of an on-chain feed. On ``oracle.price.v1`` ``price_wad`` is the asset's
+    USD price; on ``oracle.vol.v1`` the underlying's annualised implied volatility
+    (0.6 · 10¹⁸ for 60%), from a volatility feed (a DVOL-like index) of the same shape."""
+
     asset: str = Field(min_length=1, max_length=32)
     price_wad: Annotated[int, Field(gt=0)]
     source: str
@@ -153,10 +157,12 @@ class ChainReorg(Record):
 
 
 class Recompute(Record):
-    """Internal fan-out to every trader partition: a price change or a reorg."""
+    """Internal fan-out to every trader partition: a price change, an implied volatility
+    change (``vol``) or a reorg."""
 
     price: PriceUpdate | None = None
     reorg: ChainReorg | None = None
+    vol: PriceUpdate | None = None
 
 
 class ChainCredit(Record):
@@ -238,6 +244,10 @@ class Attestation(Record):
     # None: margined with the static ranges and the default correlation (no asset held
     # had enough daily closes in the log yet).
     risk: RiskBasis | None = None
+    # The implied volatilities it was margined with, per underlying that has a
+    # volatility feed (``price_wad`` the volatility, the rounds of oracle.vol.v1); an
+    # underlying without one used the configured ``streams.implied_vol``.
+    vols: tuple[AttestedPrice, ...] = ()
 
 
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]

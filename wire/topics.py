@@ -7,6 +7,8 @@ REORG = "chain.reorg.v1"
 POSITION_EVENT = "venue.position_event.v1"
 POSITION_PROVEN = "venue.position_proven.v1"
 PRICE = "oracle.price.v1"
+# Implied volatility rounds (``PriceUpdate``, ``price_wad`` the annualised volatility).
+VOL = "oracle.vol.v1"
 ATTESTATION = "risk.attestation.v1"
 LIQUIDATION = "risk.liquidation.v1"
 DELIVERY = "relayer.delivery.v1"
@@ -14,8 +16,8 @@ DELIVERY = "relayer.delivery.v1"
 RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
-    BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, ATTESTATION, LIQUIDATION, DELIVERY,
-    RECOMPUTE,
+    BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, VOL, ATTESTATION, LIQUIDATION,
+    DELIVERY, RECOMPUTE,
 )
 
 

@@ -347,13 +347,16 @@ def market_command(
 
     settings = settings_or_exit(config)
     records = (load(from_dir) if from_dir is not None
-               else asyncio.run(read_topics(settings.kafka.bootstrap, [topics.PRICE])))
+               else asyncio.run(read_topics(settings.kafka.bootstrap,
+                                            [topics.PRICE, topics.VOL])))
     streams_settings = settings.stream_settings()
     view = PriceView(streams_settings)
     for r in records:
-        if r.topic == topics.PRICE:
-            with contextlib.suppress(RecordError):
+        with contextlib.suppress(RecordError):
+            if r.topic == topics.PRICE:
                 view.apply(decode(PriceUpdate, r.value))
+            elif r.topic == topics.VOL:
+                view.apply_vol(decode(PriceUpdate, r.value))
     if not view.quotes:
         typer.echo("error: the log holds no price record", err=True)
         raise typer.Exit(1)

@@ -60,12 +60,14 @@ WINDOW_BEYOND_FINALITY = 128
 class Listener:
     def __init__(self, chain: ChainReader, sink: RecordSink, state: StateDir,
                  feed_decimals: dict[str, int]) -> None:
+        """``feed_decimals``: address (lower case) → decimals of every feed."""
         self.client = chain
         self.settings = chain.settings
         self.publisher = sink
         self.state = state
         self.checkpoint_path = state.checkpoint(self.settings.chain_id)
         self.feeds = {addr.lower(): asset for asset, addr in self.settings.price_feeds.items()}
+        self.vol_feeds = {addr.lower(): asset for asset, addr in self.settings.vol_feeds.items()}
         self.pools = {addr.lower() for addr in self.settings.lending_pools}
         self.feed_decimals = feed_decimals
         self.window = self.settings.finality_blocks + WINDOW_BEYOND_FINALITY
@@ -196,8 +198,9 @@ class Listener:
         block_hash = to_hex(canonical.hash)
         if ours is not None and block_hash != ours:
             raise await self.halt(number, ours, "reorg below finality", views)
-        if self.feeds:
-            logs = await self.client.logs(block_hash, list(self.settings.price_feeds.values()))
+        if self.feeds or self.vol_feeds:
+            logs = await self.client.logs(block_hash, [*self.settings.price_feeds.values(),
+                                                       *self.settings.vol_feeds.values()])
             await self.publish_logs(canonical, logs)
         return Checkpoint(checkpoint.next_block, checkpoint.recent, number + 1)
 
@@ -232,6 +235,7 @@ class Listener:
                 await self.publish_log(header, entry, last_event)
             except LogDecodeError as e:
                 topic = (topics.POSITION_EVENT if entry["topics"][0] in BOOK_TOPICS
+                         else topics.VOL if entry["address"].lower() in self.vol_feeds
                          else topics.PRICE)
                 await self.publisher.refuse(topic, None, json.dumps(entry).encode(), str(e),
                                             kind="log_decode")
@@ -257,12 +261,14 @@ class Listener:
                 superseded_in_block=last_event[(address, trader)] != log_index,
             )
             await self.publisher.publish(topics.POSITION_EVENT, trader, record)
-        elif entry["topics"][0] == ANSWER_UPDATED_TOPIC and address in self.feeds:
-            asset = self.feeds[address]
+        elif entry["topics"][0] == ANSWER_UPDATED_TOPIC and (
+                address in self.feeds or address in self.vol_feeds):
+            vol = address in self.vol_feeds
+            asset = (self.vol_feeds if vol else self.feeds)[address]
             answer, round_id, updated_at = decode_answer_updated(entry)
             price = PriceUpdate(
-                asset=asset, price_wad=answer * 10 ** (18 - self.feed_decimals[asset]),
+                asset=asset, price_wad=answer * 10 ** (18 - self.feed_decimals[address]),
                 source=f"{chain_id}:{address}", round_id=round_id, observed_at=updated_at,
                 chain_id=chain_id, block_number=header.number, block_hash=block_hash,
             )
-            await self.publisher.publish(topics.PRICE, asset, price)
+            await self.publisher.publish(topics.VOL if vol else topics.PRICE, asset, price)

@@ -31,7 +31,8 @@ from wire import topics
 SCHEME = "xmargin"
 # The topics the stream processor's agents read; never a table's changelog, which Faust
 # reads record by record when it recovers a partition.
-BUNDLED = frozenset({topics.POSITION_PROVEN, topics.PRICE, topics.REORG, topics.RECOMPUTE})
+BUNDLED = frozenset({topics.POSITION_PROVEN, topics.PRICE, topics.VOL, topics.REORG,
+                     topics.RECOMPUTE})
 # Table writes queue in Faust's producer buffer; past its bound (Faust's is 100) every
 # incoming message first waits for the buffer to drain. A bundle of ~100 books writes
 # ~100 states, so the agents stalled often; the bound still holds memory: ~2 KB a state.

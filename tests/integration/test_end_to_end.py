@@ -17,15 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from web3 import HTTPProvider, Web3
 
 from bus.admin import ensure_topics
 from devnet.deploy import anvil_account
 from devnet.hedge import (
     KEEPER_ACCOUNT,
     Network,
+    buy_option,
     deposit,
     open_positions,
     read_price,
@@ -44,6 +47,7 @@ from devnet.localnet import LocalNet
 from devnet.shock import run_shock, venue_view
 from relayer.metrics import provider_label
 from tests.support.browser import render
+from tests.support.credit import new_account
 from wire import topics
 from wire.records import DeadLetter, Delivery, Liquidation, decode
 
@@ -171,6 +175,31 @@ def test_price_move_alone_re_attests_on_both_chains(node: tuple[Network, subproc
     assert later.maintenance_margin_wad < first.maintenance_margin_wad  # smaller notional
     for reading in wait_for_oracles(network.deployments, address, later.sequence, 120.0):
         assert reading["equity_usd"] == pytest.approx(17_000.0)
+
+
+def test_an_option_is_margined_with_the_volatility_feeds_of_both_chains(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    # Each chain has an ETH implied volatility feed (60%); the listeners publish their
+    # rounds on oracle.vol.v1 and the worker margins the call with their median.
+    network, _ = node
+    chain_a = network.deployments[0]
+    trader = new_account(Web3(HTTPProvider(chain_a.rpc_url)))
+    bought = buy_option(chain_a, trader, "ETH", 3_200, 30, 2.0, 60, 1_000)
+    att = asyncio.run(wait_for_netted_attestation(
+        network.bootstrap, trader.address.lower(), {chain_a.chain_id: bought}, 120.0))
+    [vol] = att.vols
+    assert (vol.asset, vol.price_wad, vol.degraded) == ("ETH", 6 * WAD // 10, False)
+    assert sorted(r.source for r in vol.rounds) == sorted(
+        f"{d.chain_id}:{d.vol_feeds['ETH']}" for d in network.deployments)
+    # Cash after the premium, plus the two calls valued at the feeds' 60% (Black-76,
+    # 30 days less the seconds since the quote, at the attested price).
+    from engine.pricing import black76
+
+    [price] = att.prices
+    value = 2 * float(black76(np.array([True]), np.array([price.price_wad / WAD]),
+                              np.array([3_200.0]), np.array([30 / 365]), np.array([0.6]))[0])
+    options = (att.equity_wad - (1_000 - 120) * WAD) / WAD
+    assert options == pytest.approx(value, rel=0.01)
 
 
 def test_replay_reproduces_every_attestation_digest(node: tuple[Network, subprocess.Popen],

@@ -24,6 +24,7 @@ from wire.records import BlockHeaderRecord, ChainReorg, PriceUpdate, Record
 
 CHAIN = 41095
 FEED = "0x" + "fe" * 20
+VOL_FEED = "0x" + "f0" * 20
 
 
 def block_hash(number: int, branch: int) -> bytes:
@@ -38,7 +39,7 @@ class FakeChain:
         self.settings = ChainSettings(
             name="fake", chain_id=CHAIN, rpc_urls=["http://127.0.0.1:1"], oracle="0x" + "aa" * 20,
             submitter=unused, finality_blocks=finality_blocks, poll_interval_s=0.01,
-            price_feeds={"ETH": FEED})
+            price_feeds={"ETH": FEED}, vol_feeds={"ETH": VOL_FEED})
         self.branch = dict.fromkeys(range(height + 1), 0)
         self.other_provider: dict[int, int] = {}  # a second provider's differing view
 
@@ -71,14 +72,21 @@ class FakeChain:
         return views
 
     async def logs(self, block_hash: str, addresses: list[str]) -> list[dict[str, Any]]:
-        """A round of the ETH feed in every block (answer 3,000 + the block number)."""
+        """A round of the ETH feed in every block (answer 3,000 + the block number), and
+        of its volatility feed in every even block (60% + the block number in %)."""
         if FEED not in addresses:
             return []
         number = int.from_bytes(bytes.fromhex(block_hash[2:])[1:], "big")
         word = (lambda n: "0x" + n.to_bytes(32, "big").hex())  # noqa: E731
-        return [{"address": FEED, "logIndex": "0x0",
+        logs = [{"address": FEED, "logIndex": "0x0",
                  "topics": [ANSWER_UPDATED_TOPIC, word((3000 + number) * 10**8), word(number)],
                  "data": word(1_700_000_000 + number)}]
+        if VOL_FEED in addresses and number % 2 == 0:
+            logs.append({"address": VOL_FEED, "logIndex": "0x1",
+                         "topics": [ANSWER_UPDATED_TOPIC, word((60 + number) * 10**6),
+                                    word(number // 2 + 1)],
+                         "data": word(1_700_000_000 + number)})
+        return logs
 
     async def proof(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -104,7 +112,8 @@ class FakeSink:
 async def run_until(chain: FakeChain, sink: FakeSink, state: Path,
                     done: Callable[[], bool]) -> None:
     stop = asyncio.Event()
-    task = asyncio.create_task(Listener(chain, sink, StateDir(state), {"ETH": 8}).run(stop))
+    decimals = {FEED.lower(): 8, VOL_FEED.lower(): 8}
+    task = asyncio.create_task(Listener(chain, sink, StateDir(state), decimals).run(stop))
     deadline = asyncio.get_running_loop().time() + 5
     while not done() and not task.done():
         assert asyncio.get_running_loop().time() < deadline, "the listener never got there"
@@ -165,7 +174,7 @@ def test_price_rounds_are_published_from_final_blocks_only(tmp_path: Path) -> No
     chain, sink = FakeChain(height=9, finality_blocks=3), FakeSink()
 
     def prices() -> list[PriceUpdate]:
-        return [r for _, r in sink.records if isinstance(r, PriceUpdate)]
+        return [r for t, r in sink.records if isinstance(r, PriceUpdate) and t == topics.PRICE]
 
     checkpoint = StateDir(tmp_path).checkpoint(CHAIN)
 
@@ -178,3 +187,20 @@ def test_price_rounds_are_published_from_final_blocks_only(tmp_path: Path) -> No
     assert [p.block_number for p in prices()] == list(range(7))
     assert [p.price_wad for p in prices()][-1] == (3000 + 6) * 10**18
     assert all(p.block_hash == hexed(p.block_number, 0) for p in prices())
+
+
+def test_implied_volatility_rounds_go_to_their_own_topic(tmp_path: Path) -> None:
+    chain, sink = FakeChain(height=9, finality_blocks=3), FakeSink()
+    checkpoint = StateDir(tmp_path).checkpoint(CHAIN)
+
+    def finalized() -> bool:
+        return (len(sink.headers()) == 10 and checkpoint.exists()
+                and json.loads(checkpoint.read_text())["next_final"] == 7)
+
+    asyncio.run(run_until(chain, sink, tmp_path, finalized))
+    vols = [r for t, r in sink.records if t == topics.VOL]
+    assert [(v.asset, v.block_number, v.round_id) for v in vols] == [  # type: ignore[attr-defined]
+        ("ETH", n, n // 2 + 1) for n in (0, 2, 4, 6)]
+    # 8 decimals: 0.66 for 66%, as 18-decimal wad.
+    assert vols[-1].price_wad == 66 * 10**16  # type: ignore[attr-defined]
+    assert vols[-1].source == f"{CHAIN}:{VOL_FEED}"  # type: ignore[attr-defined]

@@ -41,14 +41,14 @@ def test_a_halted_listener_stops_its_chains_submitter_as_the_node_wires_them(
     from relayer.delivery.retries import RetryStore
     from relayer.delivery.submitter import Submitter
     from relayer.statedir import StateDir
-    from tests.relayer.test_listener import CHAIN, FakeChain, FakeSink, run_until
+    from tests.relayer.test_listener import CHAIN, FEED, VOL_FEED, FakeChain, FakeSink, run_until
     from tests.relayer.test_submitter import FakeOracle, attestation
 
     chain, sink = FakeChain(height=8), FakeSink()
     asyncio.run(run_until(chain, sink, tmp_path, lambda: len(sink.headers()) == 9))
     chain.reorg(3, branch=1)  # below finality: the listener halts
     halted: dict[int, str] = {}
-    listener = Listener(chain, sink, StateDir(tmp_path), {"ETH": 8})
+    listener = Listener(chain, sink, StateDir(tmp_path), {FEED.lower(): 8, VOL_FEED.lower(): 8})
 
     async def run() -> None:
         await supervise(f"listener-{CHAIN}", lambda: listener.run(asyncio.Event()),
