@@ -100,9 +100,13 @@ def open_books(books: list[BenchmarkBook], underlyings: tuple[str, ...], spot: F
 
 def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[BenchmarkBook],
                  params: MarginParams, adaptive: AdaptiveParams | None = None,
-                 first_day: int = 60) -> list[Coverage]:
+                 first_day: int = 60, implied: FloatArray | None = None) -> list[Coverage]:
     """Coverage of every book over the days where every underlying in ``closes`` has
-    prices (run books on different underlyings separately, see ``backtest_each``)."""
+    prices (run books on different underlyings separately, see ``backtest_each``).
+
+    Options are valued, and marked two days later, at ``implied`` (days × U, an index
+    such as DVOL as a fraction; NaN where none) and else at the realised volatility,
+    floored at 20%."""
     adaptive = adaptive or AdaptiveParams()
     path = risk_path(closes, adaptive)
     sigma, ranges = path.sigma, path.ranges
@@ -114,7 +118,8 @@ def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[B
         if not (np.all(np.isfinite(closes[d])) and np.all(np.isfinite(closes[d + h]))
                 and np.all(np.isfinite(ranges[d]))):
             continue  # not listed yet, or volatility still warming up
-        vol = np.maximum(sigma[d] * math.sqrt(365.0), 0.2)  # implied proxy: realised, floored
+        proxy = np.maximum(sigma[d] * math.sqrt(365.0), 0.2)  # realised, floored
+        vol = proxy if implied is None else np.where(np.isfinite(implied[d]), implied[d], proxy)
         market = day_market(closes[d], vol, path, d, params)
         day = replace(params, scan_range_by_underlying=dict(zip(underlyings, ranges[d].tolist(),
                                                                 strict=True)))
@@ -124,7 +129,9 @@ def run_backtest(closes: FloatArray, underlyings: tuple[str, ...], books: list[B
                           result.isolated_mm_usd], axis=1)
         later = open_books(books, underlyings, closes[d + h], days_passed=h, entry=closes[d])
         value_now = np.bincount(book.trader, mark_to_market(book, market), minlength=len(books))
-        later_market = replace(market, spot_usd=closes[d + h])
+        later_vol = vol if implied is None else np.where(np.isfinite(implied[d + h]),
+                                                         implied[d + h], vol)
+        later_market = replace(market, spot_usd=closes[d + h], vol=later_vol)
         value_later = np.bincount(later.trader, mark_to_market(later, later_market),
                                   minlength=len(books))
         loss[d] = value_now - value_later
@@ -159,13 +166,17 @@ def pair_loss_floors(closes: dict[str, FloatArray], horizon_days: int = 2,
 
 
 def backtest_each(closes: dict[str, FloatArray], books: list[BenchmarkBook],
-                  params: MarginParams, adaptive: AdaptiveParams | None = None) -> list[Coverage]:
-    """Each book on the prices of its own underlyings only (closes share one calendar)."""
+                  params: MarginParams, adaptive: AdaptiveParams | None = None,
+                  implied: dict[str, FloatArray] | None = None) -> list[Coverage]:
+    """Each book on the prices of its own underlyings only (closes, and the ``implied``
+    volatility indices where there are some, share one calendar)."""
     results = []
     for book in books:
         names = tuple(sorted({leg.underlying for leg in book.legs}))
         prices = np.stack([closes[n] for n in names], axis=1)
-        results += run_backtest(prices, names, [book], params, adaptive)
+        vols = np.stack([(implied or {}).get(n, np.full(prices.shape[0], np.nan))
+                         for n in names], axis=1)
+        results += run_backtest(prices, names, [book], params, adaptive, implied=vols)
     return results
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,19 @@ def load_closes(prices_dir: Path, start: date, end: date) -> tuple[list[date], d
     days = sorted(d for d in series["BTC"] if start <= d <= end)
     closes = {n: np.array([s.get(d, np.nan) for d in days]) for n, s in series.items()}
     return days, closes
+
+
+def load_dvol(options_dir: Path, days: list[date]) -> dict[str, Any]:
+    """BTC's DVOL close per day of ``days`` as a fraction (NaN where neither capture has
+    it): the CSV capture, its gaps filled from the JSON one (../shared/data/options)."""
+    folder = options_dir / "deribit-dvol"
+    by_day: dict[date, float] = {}
+    with (folder / "btc_dvol_daily_2021-2026.csv").open() as f:
+        by_day.update({date.fromisoformat(r["date"]): float(r["dvol"]) / 100.0
+                       for r in csv.DictReader(f)})
+    for ms, value in json.loads((folder / "btc_dvol_daily_2022-2025.json").read_text()):
+        by_day.setdefault(datetime.fromtimestamp(ms / 1000, UTC).date(), float(value) / 100.0)
+    return {"BTC": np.array([by_day.get(d, np.nan) for d in days])}
 
 
 def summary(results: list[Coverage], days: list[date]) -> list[dict[str, Any]]:
@@ -80,7 +93,8 @@ def plot(results: list[Coverage], days: list[date], out: Path) -> list[Path]:
 def run_report(prices_dir: Path, out: Path, params: MarginParams, start: date,
                end: date) -> dict[str, Any]:
     days, closes = load_closes(prices_dir, start, end)
-    results = backtest_each(closes, BENCHMARK_BOOKS, params)
+    implied = load_dvol(prices_dir.parent / "options", days)
+    results = backtest_each(closes, BENCHMARK_BOOKS, params, implied=implied)
     out.mkdir(parents=True, exist_ok=True)
     report = {"params_version": params.version, "from": str(days[0]), "to": str(days[-1]),
               "margin_period_days": 2, "confidence": 0.99, "books": summary(results, days),
@@ -88,7 +102,11 @@ def run_report(prices_dir: Path, out: Path, params: MarginParams, start: date,
               # parameters carry them rounded up (engine.params.PAIR_LOSS_FLOOR).
               "pair_loss_floor": {k: round(v, 6)
                                   for k, v in pair_loss_floors(closes).items()},
-              "pair_loss_floor_in_params": params.pair_loss_floor}
+              "pair_loss_floor_in_params": params.pair_loss_floor,
+              # BTC options at Deribit's DVOL where it exists (from 2021-03-24); ETH
+              # options and earlier days at the realised volatility, floored at 20%.
+              "implied_vol": {"BTC": {"source": "deribit-dvol",
+                                      "days": int(np.isfinite(implied["BTC"]).sum())}}}
     report["plots"] = [str(p) for p in plot(results, days, out)]
     (out / "backtest.json").write_text(json.dumps(report, indent=2))
     return report

@@ -14,7 +14,7 @@ from engine.adaptive import AdaptiveParams, applied_range, base_range, ewma_vol,
 from engine.backtest import BENCHMARK_BOOKS, backtest_each, kupiec_pof, traffic_light
 from engine.instruments import Book
 from tests.conftest import SHARED
-from xmargin.backtest_report import load_closes
+from xmargin.backtest_report import load_closes, load_dvol
 
 
 def perp_mm(scan_range: float) -> float:
@@ -64,7 +64,12 @@ def test_case10_real_history_2019_2024_meets_the_coverage_targets() -> None:
     days, closes = load_closes(SHARED / "data/prices", date(2019, 1, 1), date(2024, 12, 31))
     assert days[0] == date(2019, 1, 1) and days[-1] == date(2024, 12, 31)
     books = [b for b in BENCHMARK_BOOKS if "SOL" not in {leg.underlying for leg in b.legs}]
-    results = backtest_each(closes, books, MarginParams())
+    # BTC options at Deribit's DVOL (SOURCES.md: 2022-11-09 closed at 114.72 in both captures).
+    dvol = load_dvol(SHARED / "data/options", days)
+    assert dvol["BTC"][days.index(date(2022, 11, 9))] == pytest.approx(1.1472)
+    assert np.isnan(dvol["BTC"][days.index(date(2020, 6, 1))])  # before the index began
+    assert np.isfinite(dvol["BTC"]).sum() > 1_300
+    results = backtest_each(closes, books, MarginParams(), implied=dvol)
     march_2020 = days.index(date(2020, 3, 10))  # close to close 12 March: about −39%
     for r in results:
         assert r.days > 2000, r.name
