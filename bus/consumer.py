@@ -83,3 +83,37 @@ async def tail(*, bootstrap: str, names: list[str],
                     handle(message)
     finally:
         await consumer.stop()
+
+
+async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int,
+                  timeout_s: float = 30.0) -> list[bytes]:
+    """The values of the last ``window`` records (at most) of each of ``partitions`` of
+    ``topic``, up to the end each had when asked (a fetch's, ``tansu``), oldest first
+    per partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False,
+                                fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(wanted)
+        ends = await tansu.fetched_end_offsets(bootstrap, await consumer.end_offsets(wanted))
+        todo: dict[TopicPartition, int] = {}
+        for tp in wanted:
+            end = int(ends.get(tp) or 0)
+            if end > 0:
+                consumer.seek(tp, max(0, end - window))
+                todo[tp] = end
+        out: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while todo:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{topic}: partitions {sorted(tp.partition for tp in todo)} "
+                                   f"not read to their end within {timeout_s} s")
+            for tp, messages in (await consumer.getmany(*todo, timeout_ms=500)).items():
+                out += [m.value for m in messages if m.offset < todo[tp] and m.value]
+                if messages and messages[-1].offset >= todo[tp] - 1:
+                    del todo[tp]
+        return out
+    finally:
+        await consumer.stop()

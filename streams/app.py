@@ -16,6 +16,7 @@ from typing import Any, cast
 import faust
 
 from bus import metrics as bus_metrics
+from bus.consumer import tail_of
 from engine import MarginParams
 from streams import intake
 from streams import metrics as worker_metrics
@@ -88,10 +89,12 @@ class BrokerOutput:
     Topic.send machinery, or one producer call per record, costs more than the record),
     each send repeated until the broker takes it (``batches.deliver``)."""
 
-    def __init__(self, app: faust.App, recompute: faust.TopicT, partitions: int) -> None:
+    def __init__(self, app: faust.App, recompute: faust.TopicT, partitions: int,
+                 bootstrap: str) -> None:
         self.app = app
         self.recompute = recompute
         self.partitions = partitions
+        self.bootstrap = bootstrap
 
     async def send(self, attestations: list[tuple[bytes, bytes]],
                    liquidations: list[tuple[bytes, bytes]]) -> None:
@@ -109,6 +112,9 @@ class BrokerOutput:
     async def fan_out(self, work: Recompute) -> None:
         for partition in range(self.partitions):
             await self.recompute.send(value=work.to_bytes(), partition=partition)
+
+    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
+        return await tail_of(self.bootstrap, topics.ATTESTATION, partitions, window)
 
 
 def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
@@ -176,7 +182,7 @@ def create_app(settings: StreamSettings, bootstrap: str,
     """The app; ``heap``, when given, settles after every batch (see ``streams.heap``)."""
     app = faust_app(settings, bootstrap)
     output = BrokerOutput(app, raw_topic(app, topics.RECOMPUTE, settings.partitions),
-                          settings.partitions)
+                          settings.partitions, bootstrap)
     view = PriceView(settings,
                      on_new_asset=lambda update: output.fan_out(Recompute(price=update)),
                      live=True)

@@ -25,3 +25,6 @@ RECORD_TO_ATTESTATION = Histogram(
     "xmargin_record_to_attestation_seconds", "from a record's broker timestamp to the "
     "attestation it caused reaching the broker",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+SEQUENCES_RECOVERED = Counter(
+    "xmargin_sequences_recovered", "traders continued after an attestation newer than "
+    "their stored state (its worker stopped before storing it)")

@@ -117,11 +117,14 @@ class PriceView:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             self.following = True
-            ends: dict[TopicPartition, int] = {}
+            # Where the log ended when following began (a fetch's end on Tansu, whose
+            # ListOffsets counts batches): caught up once every position reaches it.
+            ends = await tansu.fetched_end_offsets(bootstrap,
+                                                   await consumer.end_offsets(partitions))
             while True:
                 self.folded.set()
                 if not self.ready.is_set():
-                    await self.mark_ready(consumer, partitions, ends)
+                    await self.mark_ready(consumer, ends)
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         try:
@@ -142,16 +145,10 @@ class PriceView:
             await consumer.stop()
 
 
-    async def mark_ready(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                         ends: dict[TopicPartition, int]) -> None:
-        """Set ``ready`` once every partition's position reached its first known high
-        watermark (a fetch's, which Tansu reports truly: ``bus.tansu``)."""
-        for tp in partitions:
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                ends.setdefault(tp, highwater)
-        if len(ends) == len(partitions) and all(
-                [await consumer.position(tp) >= end for tp, end in ends.items()]):
+    async def mark_ready(self, consumer: AIOKafkaConsumer,
+                         ends: dict[TopicPartition, int | None]) -> None:
+        """Set ``ready`` once every partition's position has reached ``ends``."""
+        if all([await consumer.position(tp) >= (end or 0) for tp, end in ends.items()]):
             self.ready.set()
 
 

@@ -9,9 +9,14 @@ and producer in the worker, fakes in unit tests.
 
 Order within a batch: attestations reach the broker, then the states (and so the
 sequence numbers they name) are stored and reach the changelog, then the batch's events
-are acknowledged. A worker stopped in between works the batch again and emits the same
-sequence numbers (consumers and replay take a repeat as one); the other order could keep
-a sequence number whose attestation never reached the log.
+are acknowledged; the other order could keep a sequence number whose attestation never
+reached the log. A worker stopped in between leaves attestations newer than the stored
+states: whoever holds the partition next reads the attestation topic's tail for it
+(``recover_sequences``: the topic is keyed by trader, partitioned as the states) and
+continues each trader after the newest attestation found there, from its figures, so a
+sequence number is never issued twice for different books. Only an attestation still in
+flight to the broker when its worker died can be missed; its sequence may then be
+issued again (consumers and replay take a repeat as one).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from bus.partitioner import partition_of as key_partition
 from engine import MarginParams
 from streams import metrics
 from streams.heap import LongLivedHeap
@@ -50,6 +56,8 @@ from wire.records import (
     PriceUpdate,
     ProvenBook,
     Recompute,
+    RecordError,
+    decode,
 )
 
 # Where a record was read (``streams.intake.At``): its partition, its offset, the event.
@@ -84,9 +92,18 @@ class RiskOutput(Protocol):
         """Send ``work`` to every trader partition."""
         ...
 
+    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
+        """The last ``window`` records (at most) of each of ``partitions`` of the
+        attestation topic, as they are in the log now."""
+        ...
+
 
 def partition_of(origin: Origin) -> int:
     return int(origin.partition)
+
+
+def trader_partition(trader: str, partitions: int) -> int:
+    return key_partition(trader.encode(), partitions)
 
 
 def record_time(origin: Origin) -> float | None:
@@ -134,7 +151,7 @@ class RiskWorker:
             changed: dict[str, tuple[TraderState, Origin]] = {}
             # No table read per record: a lookup that misses (every new trader) cost
             # more than the book.
-            self.hold({partition_of(origin) for origin, _ in batch})
+            await self.hold({partition_of(origin) for origin, _ in batch})
             for origin, book in batch:
                 known = changed.get(book.trader)
                 state = (known[0] if known else self.states.states.get(book.trader)
@@ -158,7 +175,7 @@ class RiskWorker:
             await self.view.reach(prices, self.settings.price_view_wait_s, vols)
         async with self.lock:
             last = {partition_of(origin): origin for origin, _ in batch}
-            self.hold(set(last))
+            await self.hold(set(last))
             quotes, recent, vol_quotes, assets, orphaned, as_of = self.fold(batch)
             for partition, origin in last.items():
                 todo, retracted = self.touched(partition, origin, assets, orphaned)
@@ -274,11 +291,34 @@ class RiskWorker:
         await self.output.send(records, orders)
         metrics.LIQUIDATION_PLANS.inc(len(orders))
 
-    def hold(self, partitions: set[int]) -> None:
+    async def hold(self, partitions: set[int]) -> None:
         """Hold every state of ``partitions`` (those of the current events: a table's
-        changelog is written to the current event's partition)."""
-        if partitions - self.states.complete:
-            self.states.read(partitions, list(self.table.items()))
+        changelog is written to the current event's partition), with the sequences of
+        the attestations that reached the log after them."""
+        unread = partitions - self.states.complete
+        if unread:
+            self.states.read(unread, list(self.table.items()))
+            await self.recover_sequences(unread)
+
+    async def recover_sequences(self, partitions: set[int]) -> None:
+        """Continue each trader of ``partitions`` after its newest attestation in the
+        log's tail, where that is newer than its stored state (a worker stopped between
+        sending a batch's attestations and storing its states). A batch's attestations
+        come just before its states are stored, so two batches' worth is enough tail."""
+        window = 2 * self.settings.batch_max_records
+        for raw in await self.output.recent_attestations(partitions, window):
+            try:
+                attestation = decode(Attestation, raw)
+            except RecordError:
+                continue
+            partition = trader_partition(attestation.trader, self.settings.partitions)
+            if partition not in partitions:
+                continue
+            state = self.states.states.get(attestation.trader) or TraderState(
+                trader=attestation.trader)
+            if attestation.sequence > state.sequence:
+                self.states.keep(apply_attestation(state, attestation), partition)
+                metrics.SEQUENCES_RECOVERED.inc()
 
     def save(self, state: TraderState, origin: Origin) -> None:
         self.table.put(state.trader.encode(), state.to_bytes(), origin)

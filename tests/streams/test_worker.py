@@ -52,6 +52,10 @@ class FakeOutput:
     async def fan_out(self, work: Recompute) -> None:
         self.fanned.append(work)
 
+    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
+        # The fake's log: every attestation sent (the tests use few traders).
+        return [a.to_bytes() for a in self.attestations][-window:]
+
 
 def price(usd: int, round_id: int, at: int = 1_700_000_000) -> PriceUpdate:
     return PriceUpdate(asset="ETH", price_wad=usd * WAD, source="41001:0x" + "ef" * 20,
@@ -157,3 +161,29 @@ def test_a_trader_just_above_maintenance_is_not_liquidated() -> None:
     [attestation] = output.attestations
     assert 1.0 < attestation.health < 1.02
     assert not output.liquidations
+
+
+def test_a_partition_taken_over_continues_after_the_newest_attestation_in_the_log() -> None:
+    # The first worker sent its attestation and stopped before its state reached the
+    # changelog: the next holder of the partition finds the attestation in the log's
+    # tail and continues after it, never issuing sequence 1 again for other books.
+    from streams.worker import trader_partition
+
+    home = trader_partition(TRADER, SETTINGS.partitions)  # where Kafka puts its records
+    first, _, output, _ = worker_at(3000)
+    asyncio.run(first.on_proven([(origin(home, offset=1), proven(41001, 10, 0, 1.0))]))
+    [attested] = output.attestations
+    log: list[str] = []
+    lost = FakeTable(log)  # nothing was stored
+    view = PriceView(SETTINGS)
+    view.apply(price(3000, 1))
+    second = RiskWorker(SETTINGS, MarginParams(), lost, output, view)
+    books = [(origin(home, offset=1), proven(41001, 10, 0, 1.0)),
+             (origin(home, offset=2), proven(41001, 20, 0, 2.0))]
+    asyncio.run(second.on_proven(books))
+    again = output.attestations[-1]
+    assert again.sequence == attested.sequence + 1 == 2
+    assert again.book_events == (books[1][1].event_id,)
+    assert stored(lost).sequence == 2 and stored(lost).last is not None
+    # Replay recomputes it from the attestation before it: the state's `last` is its.
+    assert stored(lost).last.equity_wad == attested.equity_wad  # type: ignore[union-attr]
