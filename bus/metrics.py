@@ -35,6 +35,10 @@ current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "xmargin_task", default=None)
 
 
+LOG_VANISHED = Gauge("xmargin_log_vanished", "1 once this process found that the log no "
+                     "longer holds the epoch it built on (an incident file names it)")
+
+
 def beat() -> None:
     """The current supervised task made progress (no-op outside one)."""
     name = current_task.get()

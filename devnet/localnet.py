@@ -75,8 +75,9 @@ class LocalNet:
             wait_for_port(port, 30.0, proc, name)
         return proc
 
-    def broker(self) -> str:
-        port = free_port()
+    def broker(self, port: int | None = None) -> str:
+        """A Tansu broker (memory only), on ``port`` (default: a free one)."""
+        port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
         self.start("tansu", [str(tansu_binary()), "broker", "--listener-url", url,
                              "--advertised-listener-url", url], port)

@@ -57,6 +57,17 @@ class NonceTooLow(RelayerError):
         self.nonce = nonce
 
 
+class LogHalted(RelayerError):
+    """The log no longer holds the epoch the node built on (``bus.epoch``): nothing runs
+    over it until an operator has recovered it (README "A log that vanishes")."""
+
+    label = "log_vanished"
+
+    def __init__(self, message: str, incident: str) -> None:
+        super().__init__(f"{message}; evidence in {incident}")
+        self.incident = incident
+
+
 class ChainHalted(RelayerError):
     """The chain's final history changed, or its providers disagree on it: attestation
     for it stops until an operator has looked at the evidence."""

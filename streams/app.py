@@ -9,12 +9,16 @@ price.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any, cast
 
 import faust
 
+from bus import epoch
 from bus import metrics as bus_metrics
 from bus.consumer import tail_of
 from engine import MarginParams
@@ -30,6 +34,7 @@ from wire.records import ChainReorg, DeadLetter, PriceUpdate, ProvenBook, Recomp
 
 Handler = Callable[[Any], Awaitable[None]]
 LAG_EVERY_S = 5.0
+log = logging.getLogger(__name__)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -118,7 +123,8 @@ class BrokerOutput:
 
 
 def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
-                  refuse: intake.Refuse) -> dict[str, faust.types.AgentT]:
+                  refuse: intake.Refuse, halted: asyncio.Event | None = None
+                  ) -> dict[str, faust.types.AgentT]:
     """One agent per topic the worker reads, each handing its batches to ``worker``
     (and their measures to a ``BatchWatch``, its lag refreshed on a timer)."""
     watch = BatchWatch(app)
@@ -137,16 +143,20 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
     for name, model, handle in handlers:
         channel = raw_topic(app, name, settings.partitions)
         agents[name] = app.agent(channel, name=f"xmargin.{name}")(
-            agent_over(name, model, handle, settings, refuse, watch))
+            agent_over(name, model, handle, settings, refuse, watch, halted))
     return agents
 
 
 def agent_over(topic: str, model: type[Record], handle: Handler, settings: StreamSettings,
-               refuse: intake.Refuse, watch: BatchWatch
+               refuse: intake.Refuse, watch: BatchWatch, halted: asyncio.Event | None = None
                ) -> Callable[[faust.StreamT], Awaitable[None]]:
     async def agent(stream: faust.StreamT) -> None:
         async for batch in intake.batches(stream, model, settings.batch_max_records,
                                           settings.batch_window_s, refuse):
+            if halted is not None and halted.is_set():
+                # The log vanished: work nothing and acknowledge nothing, for ever (the
+                # metric and the incident say why; an operator stops the worker).
+                await asyncio.Event().wait()
             started = time.monotonic()
             await handle(batch)
             watch.batch(topic, batch, time.monotonic() - started)
@@ -201,13 +211,32 @@ def create_app(settings: StreamSettings, bootstrap: str,
         await raw_topic(app, topics.dead_letter(message.topic), settings.partitions).send(
             key=key, value=letter.to_bytes())
 
-    attach_agents(app, worker, settings, refuse)
+    halted = asyncio.Event()
+    attach_agents(app, worker, settings, refuse, halted)
 
     @app.task
     async def follow_prices() -> None:
         await view.follow(bootstrap)
 
+    @app.task
+    async def watch_log() -> None:
+        await epoch.watch(bootstrap, epoch.EpochFile(settings.data_dir / "log-epoch.json"),
+                          False, partial(halt_on_vanished_log, settings, halted),
+                          asyncio.Event())
+
     return app
+
+
+async def halt_on_vanished_log(settings: StreamSettings, halted: asyncio.Event,
+                               vanished: epoch.LogVanished) -> None:
+    """Stop working the log (``agent_over``) and say why: an incident file in the data
+    directory, the metric, a critical log line."""
+    path = settings.data_dir / f"incident-log-{vanished.evidence['detected_at']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(vanished.evidence, indent=2))
+    bus_metrics.LOG_VANISHED.set(1)
+    halted.set()
+    log.critical("log vanished: the worker halts (%s); evidence in %s", vanished, path)
 
 
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:

@@ -12,12 +12,14 @@ VOL = "oracle.vol.v1"
 ATTESTATION = "risk.attestation.v1"
 LIQUIDATION = "risk.liquidation.v1"
 DELIVERY = "relayer.delivery.v1"
+# One marker record (partition 0): the log's epoch (``bus.epoch``).
+LOG_EPOCH = "xmargin.log_epoch.v1"
 # Internal to the stream processor: a price change fanned out to every trader partition.
 RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
     BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, VOL, ATTESTATION, LIQUIDATION,
-    DELIVERY, RECOMPUTE,
+    DELIVERY, RECOMPUTE, LOG_EPOCH,
 )
 
 

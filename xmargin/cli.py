@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from relayer.errors import ConfigError, ToolMissing
+from relayer.errors import ConfigError, LogHalted, ToolMissing
 from relayer.node import log_format
 from xmargin.config import NodeSettings, load_settings
 
@@ -66,6 +66,9 @@ def node_run(config: ConfigOption = None,
     except ConfigError as e:
         typer.echo(f"config error: {e.field}: {e.message}", err=True)
         raise typer.Exit(2) from e
+    except LogHalted as e:
+        typer.echo(f"log vanished: {e}", err=True)
+        raise typer.Exit(3) from e
 
 
 @node_app.command("status")

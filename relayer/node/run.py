@@ -7,6 +7,7 @@ process; and serves its metrics, status API and status page over HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +16,8 @@ from functools import partial
 
 from eth_account.signers.local import LocalAccount
 
+from bus import epoch
+from bus import metrics as bus_metrics
 from bus.admin import ensure_topics
 from bus.consumer import consume, tail
 from bus.publisher import Publisher
@@ -27,13 +30,13 @@ from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.delivery.signing import load_keystore
 from relayer.delivery.submitter import Submitter
 from relayer.delivery.venues import VenueChain
-from relayer.errors import ConfigError, RpcError
+from relayer.errors import ConfigError, LogHalted, RpcError
 from relayer.node import board
 from relayer.node.supervise import supervise, watch_process
 from relayer.node.web import NodeWeb
 from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
-from relayer.statedir import StateDir
+from relayer.statedir import StateDir, write_atomically
 from wire import topics
 from wire.records import Attestation, Liquidation, PositionEvent
 
@@ -111,15 +114,56 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
     return tasks
 
 
+def log_incident(state: StateDir, vanished: epoch.LogVanished) -> str:
+    """Record a vanished log: its evidence file, the metric, a critical log line."""
+    path = state.log_incident(int(vanished.evidence["detected_at"]))
+    write_atomically(path, json.dumps(vanished.evidence, indent=2))
+    bus_metrics.LOG_VANISHED.set(1)
+    log.critical("log vanished: halting", extra={"reason": str(vanished), "evidence": str(path)})
+    return str(path)
+
+
+async def hold_log(settings: RelayerSettings, state: StateDir) -> epoch.EpochFile:
+    """The log's epoch at the start: the node's own, or the log's first (written when it
+    has none). Raises ``LogHalted`` when the log lost the epoch the node built on."""
+    file = epoch.EpochFile(state.log_epoch())
+    bus_metrics.LOG_VANISHED.set(0)
+    try:
+        await epoch.hold(settings.kafka.bootstrap, file, create=True)
+    except epoch.LogVanished as e:
+        raise LogHalted(str(e), log_incident(state, e)) from e
+    return file
+
+
 async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Event,
                    worker_command: Sequence[str] | None = None) -> None:
     """Run until ``stop``: the proof service, a listener and a submitter per chain, and
     ``worker_command`` (a stream worker) as a supervised process when given. Topics are
-    created with ``partitions`` first."""
+    created with ``partitions`` first. A log that no longer holds the node's epoch
+    (``bus.epoch``) stops it at the start (``LogHalted``) or, found while running, stops
+    every task but the HTTP server (its metric and status stay up) until ``stop``."""
     keys = load_keys(settings)  # a bad keystore fails the start, before any connection
     clients = await connect_chains(settings)
     bootstrap = settings.kafka.bootstrap
     await ensure_topics(bootstrap, partitions)
+    state = StateDir(settings.state_dir)
+    try:
+        epoch_file = await hold_log(settings, state)
+    except LogHalted:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+        raise
+    # The tasks stop with the node, or alone when the log vanishes under them.
+    work = asyncio.Event()
+    vanished: list[str] = []
+
+    async def halt(e: epoch.LogVanished) -> None:
+        vanished.append(log_incident(state, e))
+        work.set()
+
+    async def forward() -> None:
+        await stop.wait()
+        work.set()
+
     publisher = Publisher(bootstrap)
     await publisher.start()
     prover = ProofService(dict(clients), publisher)
@@ -128,22 +172,29 @@ async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Eve
     tasks: dict[str, Task] = {
         "prover": partial(consume, bootstrap=bootstrap, topic=topics.POSITION_EVENT,
                           group="xmargin-prover", model=PositionEvent, publisher=publisher,
-                          handle=prover.handle, stop=stop, concurrent=True),
+                          handle=prover.handle, stop=work, concurrent=True),
+        "log-epoch": partial(epoch.watch, bootstrap, epoch_file, True, halt, work),
     }
-    tasks |= await chain_tasks(settings, clients, keys, publisher, halted, stop)
+    tasks |= await chain_tasks(settings, clients, keys, publisher, halted, work)
     traders = board.TraderBoard()
     tasks["board"] = partial(
-        tail, bootstrap=bootstrap, names=board.TOPICS, stop=stop,
+        tail, bootstrap=bootstrap, names=board.TOPICS, stop=work,
         handle=lambda m: board.fold(traders, m.topic, m.value, m.timestamp))
     if worker_command is not None:
-        tasks["worker"] = partial(watch_process, worker_command, stop)
+        tasks["worker"] = partial(watch_process, worker_command, work)
     web = NodeWeb(settings, traders, halted, list(tasks))
+    forwarding = asyncio.create_task(forward())
     try:
         port = await web.start() if settings.metrics_port else None
         log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid(),
                                         "http": f"http://127.0.0.1:{port}/" if port else None})
-        await asyncio.gather(*(supervise(n, t, stop, halted) for n, t in tasks.items()))
+        await asyncio.gather(*(supervise(n, t, work, halted) for n, t in tasks.items()))
+        if vanished:
+            log.critical("every task stopped over a vanished log; the HTTP server stays up "
+                         "until the node is stopped", extra={"evidence": vanished[0]})
+            await stop.wait()
     finally:
+        forwarding.cancel()
         await web.stop()
         await publisher.stop()
         await asyncio.gather(*(c.close() for c in clients.values()))
