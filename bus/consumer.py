@@ -85,11 +85,11 @@ async def tail(*, bootstrap: str, names: list[str],
         await consumer.stop()
 
 
-async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int,
-                  timeout_s: float = 30.0) -> list[bytes]:
-    """The values of the last ``window`` records (at most) of each of ``partitions`` of
-    ``topic``, up to the end each had when asked (a fetch's, ``tansu``), oldest first
-    per partition."""
+async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int | None,
+                  timeout_s: float = 120.0) -> list[bytes]:
+    """The values of the last ``window`` records (at most; ``None``: all) of each of
+    ``partitions`` of ``topic``, up to the end each had when asked (a fetch's,
+    ``tansu``), oldest first per partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False,
                                 fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
@@ -102,7 +102,7 @@ async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int,
         for tp in wanted:
             end = int(ends.get(tp) or 0)
             if end > 0:
-                consumer.seek(tp, max(0, end - window))
+                consumer.seek(tp, 0 if window is None else max(0, end - window))
                 todo[tp] = end
         out: list[bytes] = []
         deadline = asyncio.get_running_loop().time() + timeout_s

@@ -13,7 +13,8 @@ Every deviation from Apache Kafka that the project relies on knowing is here:
   at-least-once and every consumer dedupes.
 - **A group join completes after half the session timeout**: keep it short locally
   (``streams.settings``, ``session_timeout_s``).
-- **Memory only**: a broker restart empties the log.
+- **Memory only**: a broker restart empties the log; the node and its workers notice
+  (``bus.epoch``) and halt.
 """
 
 from __future__ import annotations

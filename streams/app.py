@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -118,7 +119,8 @@ class BrokerOutput:
         for partition in range(self.partitions):
             await self.recompute.send(value=work.to_bytes(), partition=partition)
 
-    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
+    async def recent_attestations(self, partitions: set[int], window: int | None
+                                  ) -> list[bytes]:
         return await tail_of(self.bootstrap, topics.ATTESTATION, partitions, window)
 
 
@@ -220,11 +222,15 @@ def create_app(settings: StreamSettings, bootstrap: str,
 
     @app.task
     async def watch_log() -> None:
-        await epoch.watch(bootstrap, epoch.EpochFile(settings.data_dir / "log-epoch.json"),
-                          False, partial(halt_on_vanished_log, settings, halted),
+        await epoch.watch(bootstrap, epoch_file(settings), False,
+                          partial(halt_on_vanished_log, settings, halted),
                           asyncio.Event())
 
     return app
+
+
+def epoch_file(settings: StreamSettings) -> epoch.EpochFile:
+    return epoch.EpochFile(settings.data_dir / "log-epoch.json")
 
 
 async def halt_on_vanished_log(settings: StreamSettings, halted: asyncio.Event,
@@ -232,15 +238,28 @@ async def halt_on_vanished_log(settings: StreamSettings, halted: asyncio.Event,
     """Stop working the log (``agent_over``) and say why: an incident file in the data
     directory, the metric, a critical log line."""
     path = settings.data_dir / f"incident-log-{vanished.evidence['detected_at']}.json"
+    halted.set()
+    bus_metrics.LOG_VANISHED.set(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(vanished.evidence, indent=2))
-    bus_metrics.LOG_VANISHED.set(1)
-    halted.set()
     log.critical("log vanished: the worker halts (%s); evidence in %s", vanished, path)
 
 
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:
-    """Run one Faust worker until it is stopped (SIGINT / SIGTERM)."""
+    """Run one Faust worker until it is stopped (SIGINT / SIGTERM). Over a log that no
+    longer holds the worker's epoch it does not start (Faust itself would crash on the
+    missing changelog, and a supervisor restart it again and again): it records the
+    incident, sets the metric and waits to be stopped."""
+    try:
+        asyncio.run(epoch.hold(bootstrap, epoch_file(settings), create=False))
+    except epoch.LogVanished as e:
+        # Both blocked before the wait: a signal arriving meanwhile is not lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        asyncio.run(halt_on_vanished_log(settings, asyncio.Event(), e))
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return
+    except Exception as e:  # the broker does not answer yet: the running check retries
+        log.warning("log epoch not checked at start: %r", e)
     heap = LongLivedHeap(settings.gc_full_collect_s)
     app = create_app(settings, bootstrap, heap)
     heap.start()

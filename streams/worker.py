@@ -92,9 +92,10 @@ class RiskOutput(Protocol):
         """Send ``work`` to every trader partition."""
         ...
 
-    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
-        """The last ``window`` records (at most) of each of ``partitions`` of the
-        attestation topic, as they are in the log now."""
+    async def recent_attestations(self, partitions: set[int], window: int | None
+                                  ) -> list[bytes]:
+        """The last ``window`` records (at most; ``None``: all) of each of ``partitions``
+        of the attestation topic, as they are in the log now."""
         ...
 
 
@@ -298,14 +299,22 @@ class RiskWorker:
         unread = partitions - self.states.complete
         if unread:
             self.states.read(unread, list(self.table.items()))
-            await self.recover_sequences(unread)
+            # A partition whose table holds nothing (a new worker, or one rebuilding over
+            # a restored log) reads its whole attestation history: none of its traders
+            # may start again at sequence 1.
+            empty = {p for p in unread if not self.states.members.get(p)}
+            if empty:
+                await self.recover_sequences(empty, whole=True)
+            if unread - empty:
+                await self.recover_sequences(unread - empty)
 
-    async def recover_sequences(self, partitions: set[int]) -> None:
+    async def recover_sequences(self, partitions: set[int], whole: bool = False) -> None:
         """Continue each trader of ``partitions`` after its newest attestation in the
         log's tail, where that is newer than its stored state (a worker stopped between
         sending a batch's attestations and storing its states). A batch's attestations
-        come just before its states are stored, so two batches' worth is enough tail."""
-        window = 2 * self.settings.batch_max_records
+        come just before its states are stored, so two batches' worth is enough tail
+        (``whole``: the whole history)."""
+        window = None if whole else 2 * self.settings.batch_max_records
         for raw in await self.output.recent_attestations(partitions, window):
             try:
                 attestation = decode(Attestation, raw)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 node_app = typer.Typer(no_args_is_help=True, help="Run a relayer node.")
 app.add_typer(node_app, name="node")
+log_app = typer.Typer(no_args_is_help=True, help="Recover a log that vanished.")
+app.add_typer(log_app, name="log")
 proof_app = typer.Typer(no_args_is_help=True,
                         help="Verify EIP-1186 proofs against recomputed block hashes.")
 app.add_typer(proof_app, name="proof")
@@ -331,6 +333,33 @@ def backtest(
                        for k, v in report["pair_loss_floor"].items())
     typer.echo(f"pair loss floors (2-day 99%): {floors}")
     typer.echo(f"report written to {out / 'backtest.json'} (plots beside it)")
+
+
+@log_app.command("restore")
+def log_restore(
+    config: ConfigOption = None,
+    from_dir: Annotated[Path, typer.Option("--from", help="an export (xmargin replay --export)")]
+    = Path("."),
+    force: Annotated[bool, typer.Option(help="restore over a log that has records")] = False,
+) -> None:
+    """Put an exported log back on a broker that lost it; rewind the listeners and empty
+    the worker's data directory so the node continues from it (run with the node stopped)."""
+    from streams.audit_log import load
+    from xmargin.log_restore import RestoreRefused, restore
+
+    settings = settings_or_exit(config)
+    records = load(from_dir)
+    if not records:
+        typer.echo(f"error: --from {from_dir}: no exported record there", err=True)
+        raise typer.Exit(2)
+    try:
+        done = asyncio.run(restore(settings, records, force))
+    except RestoreRefused as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"restored {sum(done.records.values())} records {done.records}; new log epoch "
+               f"{done.epoch}; listeners resume at {done.checkpoints}"
+               + ("; worker data directory emptied" if done.worker_dir_cleared else ""))
 
 
 @app.command("market")

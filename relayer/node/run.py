@@ -116,9 +116,9 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
 
 def log_incident(state: StateDir, vanished: epoch.LogVanished) -> str:
     """Record a vanished log: its evidence file, the metric, a critical log line."""
+    bus_metrics.LOG_VANISHED.set(1)
     path = state.log_incident(int(vanished.evidence["detected_at"]))
     write_atomically(path, json.dumps(vanished.evidence, indent=2))
-    bus_metrics.LOG_VANISHED.set(1)
     log.critical("log vanished: halting", extra={"reason": str(vanished), "evidence": str(path)})
     return str(path)
 
@@ -181,14 +181,17 @@ async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Eve
         tail, bootstrap=bootstrap, names=board.TOPICS, stop=work,
         handle=lambda m: board.fold(traders, m.topic, m.value, m.timestamp))
     if worker_command is not None:
-        tasks["worker"] = partial(watch_process, worker_command, work)
+        # Stopped with the node only: over a vanished log the worker halts by itself,
+        # with its own incident and metric.
+        tasks["worker"] = partial(watch_process, worker_command, stop)
     web = NodeWeb(settings, traders, halted, list(tasks))
     forwarding = asyncio.create_task(forward())
     try:
         port = await web.start() if settings.metrics_port else None
         log.info("node started", extra={"chains": sorted(clients), "pid": os.getpid(),
                                         "http": f"http://127.0.0.1:{port}/" if port else None})
-        await asyncio.gather(*(supervise(n, t, work, halted) for n, t in tasks.items()))
+        await asyncio.gather(*(supervise(n, t, stop if n == "worker" else work, halted)
+                               for n, t in tasks.items()))
         if vanished:
             log.critical("every task stopped over a vanished log; the HTTP server stays up "
                          "until the node is stopped", extra={"evidence": vanished[0]})

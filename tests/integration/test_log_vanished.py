@@ -1,7 +1,9 @@
 """A log that vanishes: Tansu restarted empty under a running node and its worker. Both
 find the log no longer holds the epoch they built on and halt, with an incident file and
 ``xmargin_log_vanished`` at 1, instead of carrying on over an empty log; a node started
-again over it refuses to start (exit 3)."""
+again over it refuses to start (exit 3). The operator restores the last export
+(``xmargin log restore``) and the node carries on: the trader's next attestation follows
+the last one every MarginOracle holds, and the restored log audits clean."""
 
 from __future__ import annotations
 
@@ -16,7 +18,15 @@ import pytest
 
 from bus import epoch
 from bus.admin import ensure_topics
-from devnet.hedge import setup_network
+from devnet.deploy import anvil_account
+from devnet.hedge import (
+    open_positions,
+    read_oracle,
+    setup_network,
+    trade,
+    wait_for_netted_attestation,
+    wait_for_oracles,
+)
 from devnet.localnet import LocalNet
 from tests.integration.test_end_to_end import scrape, value
 
@@ -50,6 +60,17 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
     assert json.loads(worker_epoch.read_text())["epoch"] == held
     assert asyncio.run(epoch.read_epoch(bootstrap)) == held
     assert value(scrape(network.metrics_port), "xmargin_log_vanished") == 0
+    # A trader, attested on both chains; then the operator's export (a backup).
+    trader = anvil_account(3)
+    chain_a = network.deployments[0]
+    opened = open_positions(chain_a, trader, "ETH", collateral_usd=10_000, size=1.0)
+    before = asyncio.run(wait_for_netted_attestation(
+        bootstrap, trader.address.lower(), {chain_a.chain_id: opened}, 120.0))
+    wait_for_oracles(network.deployments, trader.address, before.sequence, 120.0)
+    export = tmp_path / "export"
+    exported = cli("replay", "--config", str(network.config_path), "--from-beginning",
+                   "--export", str(export))
+    assert exported.returncode == 0, exported.stderr
 
     localnet.stop("tansu")
     localnet.broker(port)  # the same address, an empty log
@@ -64,13 +85,40 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
                                                 "xmargin_log_vanished") == 1, 30)
     worker_dir = tmp_path / "worker"
     wait_for("the worker's incident", lambda: list(worker_dir.glob("incident-log-*.json")), 60)
-    assert value(scrape(network.worker_metrics_port), "xmargin_log_vanished") == 1
+    wait_for("the worker's metric", lambda: value(scrape(network.worker_metrics_port),
+                                                  "xmargin_log_vanished") == 1, 30)
     # The node did not take the empty log for a new one: it wrote no epoch over it.
     assert asyncio.run(epoch.read_epoch(bootstrap)) is None
     localnet.stop("node")
 
-    again = subprocess.run([sys.executable, "-m", "xmargin.cli", "node", "run", "--config",
-                            str(network.config_path), "--no-worker"],
-                           capture_output=True, text=True, timeout=120)
+    again = cli("node", "run", "--config", str(network.config_path), "--no-worker")
     assert again.returncode == 3, again.stderr
     assert "log vanished" in again.stderr and "incident-log-" in again.stderr
+
+    # The operator's recovery: an empty broker, the export restored, the node again.
+    localnet.stop("tansu")
+    localnet.broker(port)
+    restored = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
+    assert restored.returncode == 0, restored.stderr
+    assert "worker data directory emptied" in restored.stdout
+    refused = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
+    assert refused.returncode == 1 and "has an epoch" in refused.stderr  # not twice
+    localnet.start("node-after", [sys.executable, "-m", "xmargin.cli", "node", "run",
+                                  "--config", str(network.config_path)])
+    traded = trade(chain_a, trader, "ETH", 0.5)
+    after = asyncio.run(wait_for_netted_attestation(
+        bootstrap, trader.address.lower(), {chain_a.chain_id: traded}, 180.0))
+    # The worker rebuilt its states from the restored books and continued the trader
+    # after its restored attestation: every oracle takes the new one.
+    assert after.sequence > before.sequence
+    readings = wait_for_oracles(network.deployments, trader.address, after.sequence, 120.0)
+    assert all(r["sequence"] == after.sequence for r in readings)
+    assert read_oracle(chain_a, trader.address)["equity_usd"] > 0
+    localnet.stop("node-after")
+    audit = cli("replay", "--config", str(network.config_path), "--from-beginning")
+    assert audit.returncode == 0, audit.stdout[-2000:]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xmargin.cli", *args], capture_output=True,
+                          text=True, timeout=300)

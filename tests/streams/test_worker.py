@@ -52,9 +52,11 @@ class FakeOutput:
     async def fan_out(self, work: Recompute) -> None:
         self.fanned.append(work)
 
-    async def recent_attestations(self, partitions: set[int], window: int) -> list[bytes]:
+    async def recent_attestations(self, partitions: set[int], window: int | None
+                                  ) -> list[bytes]:
         # The fake's log: every attestation sent (the tests use few traders).
-        return [a.to_bytes() for a in self.attestations][-window:]
+        sent = [a.to_bytes() for a in self.attestations]
+        return sent if window is None else sent[-window:]
 
 
 def price(usd: int, round_id: int, at: int = 1_700_000_000) -> PriceUpdate:
