@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bus import tansu
+from bus import metrics, tansu
 from wire import topics
 
 CHECK_EVERY_S = 10.0
@@ -132,6 +132,7 @@ async def watch(bootstrap: str, file: EpochFile, create: bool,
     while not stop.is_set():
         try:
             await hold(bootstrap, file, create)
+            metrics.beat()  # a supervised task's progress: the log checked
         except LogVanished as e:
             await on_vanished(e)
             return
