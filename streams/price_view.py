@@ -50,16 +50,11 @@ class PriceView:
         self.ready = asyncio.Event()  # set once the log's end at the start is folded
 
     def apply(self, update: PriceUpdate) -> None:
-        quotes = apply_quote(self.quotes, update)
+        quotes, windows = self.with_update(update)
         if quotes is self.quotes:
             return
         self.days.apply(self.quotes, update)
-        self.quotes = quotes
-        median = aggregate(update.asset, quotes[update.asset], update.observed_at,
-                           self.settings.price_staleness_s, self.settings.max_price_deviation)
-        self.windows = {**self.windows, update.asset: apply_window(
-            self.windows.get(update.asset, ()), update.observed_at, median.price_wad,
-            self.settings.circuit_breaker_window_s)}
+        self.quotes, self.windows = quotes, windows
 
     def apply_vol(self, update: PriceUpdate) -> None:
         self.vol_quotes = apply_quote(self.vol_quotes, update)
@@ -98,12 +93,17 @@ class PriceView:
     def with_update(self, update: PriceUpdate, quotes: Quotes | None = None,
                     windows: dict[str, Window] | None = None) -> tuple[Quotes, dict[str, Window]]:
         """The view (or ``quotes`` and ``windows``) once ``update`` is in: it may not have
-        arrived here yet."""
-        ahead = PriceView(self.settings)
-        ahead.quotes = self.quotes if quotes is None else quotes
-        ahead.windows = self.windows if windows is None else windows
-        ahead.apply(update)
-        return ahead.quotes, ahead.windows
+        arrived here yet. The same ``quotes`` when it changes nothing."""
+        quotes = self.quotes if quotes is None else quotes
+        windows = self.windows if windows is None else windows
+        folded = apply_quote(quotes, update)
+        if folded is quotes:
+            return quotes, windows
+        median = aggregate(update.asset, folded[update.asset], update.observed_at,
+                           self.settings.price_staleness_s, self.settings.max_price_deviation)
+        return folded, {**windows, update.asset: apply_window(
+            windows.get(update.asset, ()), update.observed_at, median.price_wad,
+            self.settings.circuit_breaker_window_s)}
 
     async def follow(self, bootstrap: str) -> None:
         """Fold every price and implied volatility record, from the beginning, until

@@ -28,8 +28,8 @@ from proofs.account import Account
 from proofs.mpt import NodeCache
 from streams.audit_report import AuditReport, LogRecord, TraderAudit, merge
 from streams.heap import LongLivedHeap
-from streams.market_days import MarketDays
-from streams.oracle import OraclePrice, Quotes, apply_quote
+from streams.oracle import OraclePrice
+from streams.price_view import PriceView
 from streams.provenance import Anchor, Headers, Reorgs, Rounds
 from streams.risk import margin_by_market_set, next_attestation
 from streams.settings import StreamSettings
@@ -94,10 +94,9 @@ class Auditor:
         self.reorgs = Reorgs()
         self.rounds = Rounds(settings.max_price_deviation)
         self.vol_rounds = Rounds(settings.max_vol_deviation, "implied vol", topics.VOL)
-        # The daily closes, folded as a worker's price view folds them: the ranges and
+        # The daily closes, folded by a worker's own price view: the ranges and
         # correlations an attestation names are derived again from these.
-        self.quotes: Quotes = {}
-        self.days = MarketDays(settings.price_staleness_s, settings.max_price_deviation)
+        self.prices = PriceView(settings)
         # Attestations whose risk day the log has not closed yet (its closing records
         # may come later in the feed than the attestation): recomputed at the end.
         self.later: list[tuple[Attestation, Attestation | None]] = []
@@ -199,10 +198,7 @@ class Auditor:
     def price(self, record: LogRecord, quiet: bool = False) -> None:
         update = decode(PriceUpdate, record.value)
         self.rounds.add(update)
-        quotes = apply_quote(self.quotes, update)
-        if quotes is not self.quotes:
-            self.days.apply(self.quotes, update)
-            self.quotes = quotes
+        self.prices.apply(update)
 
     def vol(self, record: LogRecord, quiet: bool = False) -> None:
         self.vol_rounds.add(decode(PriceUpdate, record.value))
@@ -331,8 +327,8 @@ class Auditor:
         """Was ``a`` margined with closes at most ``STALE_RISK_DAYS`` older than those the
         log had closed before it (a worker's view lags the log by moments, not days)?"""
         markets = tuple(sorted(p.asset for p in a.prices))
-        through = self.days.closed_through(markets)
-        if through is None or self.days.basis(markets, self.params, through) is None:
+        through = self.prices.days.closed_through(markets)
+        if through is None or self.prices.days.basis(markets, self.params, through) is None:
             return []
         used = a.risk.day if a.risk is not None else None
         if used is not None and used >= through - STALE_RISK_DAYS:
@@ -349,7 +345,7 @@ class Auditor:
         for a, previous in self.pending.values():
             day = a.risk.day if a.risk is not None else None
             if not final and day is not None:
-                through = self.days.closed_through([p.asset for p in a.prices])
+                through = self.prices.days.closed_through([p.asset for p in a.prices])
                 if through is None or through < day:
                     self.later.append((a, previous))
                     continue
@@ -361,7 +357,7 @@ class Auditor:
             # Without a risk day the attestation was margined with the static model.
             implied = {v.asset: attested_to_oracle(v) for v in vols}
             margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol,
-                                           self.days if day is not None else None, day,
+                                           self.prices.days if day is not None else None, day,
                                            implied)
             for (a, _), state, margin in zip(items, states, margins, strict=True):
                 recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
