@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bus import metrics, tansu
 from wire import topics
 
+log = logging.getLogger(__name__)
 CHECK_EVERY_S = 10.0
 MARKER = TopicPartition(topics.LOG_EPOCH, 0)
 
@@ -57,10 +59,26 @@ class EpochFile:
         return str(json.loads(self.path.read_text())["epoch"])
 
     def save(self, epoch: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": epoch}))
-        tmp.replace(self.path)
+        replace_file(self.path, json.dumps({"epoch": epoch}))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def record(vanished: LogVanished, directory: Path, who: str) -> Path:
+    """What a process does on finding the log vanished, before it halts: the metric at
+    1, the evidence in ``directory/incident-log-<unix time>.json``, a critical log line
+    naming ``who`` halts. The metric comes first: the file is what callers wait on."""
+    metrics.LOG_VANISHED.set(1)
+    path = directory / f"incident-log-{vanished.evidence['detected_at']}.json"
+    replace_file(path, json.dumps(vanished.evidence, indent=2))
+    log.critical("log vanished: the %s halts (%s); evidence in %s", who, vanished, path)
+    return path
 
 
 async def read_epoch(bootstrap: str, timeout_s: float = 10.0) -> str | None:
@@ -125,8 +143,7 @@ async def hold(bootstrap: str, file: EpochFile, create: bool) -> str | None:
 
 async def watch(bootstrap: str, file: EpochFile, create: bool,
                 on_vanished: Callable[[LogVanished], Awaitable[None]], stop: asyncio.Event,
-                every_s: float = CHECK_EVERY_S,
-                on_unreachable: Callable[[BaseException], None] | None = None) -> None:
+                every_s: float = CHECK_EVERY_S) -> None:
     """Check the epoch now and every ``every_s`` until ``stop``; on a vanished log call
     ``on_vanished`` once and return."""
     while not stop.is_set():
@@ -137,7 +154,6 @@ async def watch(bootstrap: str, file: EpochFile, create: bool,
             await on_vanished(e)
             return
         except Exception as e:  # the broker did not answer: not a verdict on the log
-            if on_unreachable is not None:
-                on_unreachable(e)
+            log.warning("log epoch not checked: %r", e)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)

@@ -8,7 +8,7 @@
     keeper-retries-<chain id>.json   liquidation legs being retried or dead-lettered
     keeper-in-flight-<chain id>.json liquidations sent and not yet confirmed
     log-epoch.json                   the epoch of the log this node builds on (bus.epoch)
-    incident-log-<unix time>.json    the evidence of a vanished log
+    incident-log-<unix time>.json    the evidence of a vanished log (``bus.epoch.record``)
 
 Every file is replaced atomically (``write_atomically``), so a crash leaves the old
 state or the new one and ``xmargin node status`` can read it while the node runs.
@@ -44,12 +44,6 @@ class StateDir:
 
     def log_epoch(self) -> Path:
         return self.root / "log-epoch.json"
-
-    def log_incident(self, detected_at: int) -> Path:
-        return self.root / f"incident-log-{detected_at}.json"
-
-    def log_incidents(self) -> list[Path]:
-        return sorted(self.root.glob("incident-log-*.json"))
 
     def deliveries(self, chain_id: int) -> Path:
         return self.root / f"deliveries-{chain_id}.json"

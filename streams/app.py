@@ -9,7 +9,6 @@ price.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -235,14 +234,10 @@ def epoch_file(settings: StreamSettings) -> epoch.EpochFile:
 
 async def halt_on_vanished_log(settings: StreamSettings, halted: asyncio.Event,
                                vanished: epoch.LogVanished) -> None:
-    """Stop working the log (``agent_over``) and say why: an incident file in the data
-    directory, the metric, a critical log line."""
-    path = settings.data_dir / f"incident-log-{vanished.evidence['detected_at']}.json"
+    """Stop working the log (``agent_over``) and say why (``epoch.record``: the
+    incident in the data directory, the metric, a critical log line)."""
     halted.set()
-    bus_metrics.LOG_VANISHED.set(1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(vanished.evidence, indent=2))
-    log.critical("log vanished: the worker halts (%s); evidence in %s", vanished, path)
+    epoch.record(vanished, settings.data_dir, "worker")
 
 
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:

@@ -7,7 +7,6 @@ process; and serves its metrics, status API and status page over HTTP.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +35,7 @@ from relayer.node.supervise import supervise, watch_process
 from relayer.node.web import NodeWeb
 from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
-from relayer.statedir import StateDir, write_atomically
+from relayer.statedir import StateDir
 from wire import topics
 from wire.records import Attestation, Liquidation, PositionEvent
 
@@ -115,12 +114,7 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
 
 
 def log_incident(state: StateDir, vanished: epoch.LogVanished) -> str:
-    """Record a vanished log: its evidence file, the metric, a critical log line."""
-    bus_metrics.LOG_VANISHED.set(1)
-    path = state.log_incident(int(vanished.evidence["detected_at"]))
-    write_atomically(path, json.dumps(vanished.evidence, indent=2))
-    log.critical("log vanished: halting", extra={"reason": str(vanished), "evidence": str(path)})
-    return str(path)
+    return str(epoch.record(vanished, state.root, "node"))
 
 
 async def hold_log(settings: RelayerSettings, state: StateDir) -> epoch.EpochFile:
