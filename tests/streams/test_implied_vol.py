@@ -8,11 +8,9 @@ import asyncio
 from dataclasses import replace
 
 import numpy as np
-import rlp
 
 from engine import MarginParams
 from engine.scenarios import shocked_vols
-from proofs.keccak import keccak
 from streams.oracle import OraclePrice
 from streams.replay import Auditor
 from streams.risk import margin_in_one_call, next_attestation
@@ -22,18 +20,15 @@ from tests.streams.test_replay import (
     FEED,
     FINALITY,
     TRADER,
-    VENUE,
     Chain,
     log_of,
     proven,
-    storage_of,
 )
 from tests.streams.test_replay import SETTINGS as REPLAY_SETTINGS
 from tests.streams.test_state import SETTINGS
 from tests.streams.test_worker import FakeOutput, FakeTable, origin, price
 from wire import topics
-from wire.commitment import book_commitment
-from wire.records import Position, PriceUpdate, ProvenBook, Recompute
+from wire.records import Position, PriceUpdate, Recompute
 
 WAD = 10**18
 T = 1_700_000_000
@@ -105,8 +100,8 @@ def test_a_stale_volatility_widens_the_vega_shocks() -> None:
     stale = shocked_vols(np.array([0.6]), t, params, np.array([True]))
     assert stale[0, 0] > fresh[0, 0] and stale[0, 2] < fresh[0, 2]
     assert stale[0, 1] == fresh[0, 1] == 0.6
-    state = apply_proven(TraderState(trader=TRADER), proven(Chain(), 1.0).model_copy(
-        update={"positions": short_call_book()}), 0)
+    state = apply_proven(TraderState(trader=TRADER), proven(
+        Chain(), 0.0, positions=short_call_book()), 0)
     prices = {"ETH": OraclePrice("ETH", 3000 * WAD, T, False)}
     figures = []
     for degraded in (False, True):
@@ -120,27 +115,9 @@ def test_a_stale_volatility_widens_the_vega_shocks() -> None:
     assert old.attestations[0].vols[0].degraded
 
 
-def proven_options(chain: Chain) -> ProvenBook:
-    """``test_replay.proven``'s book with the short calls instead: proven (commitment,
-    storage and account proofs) under a new block of ``chain``."""
-    positions = short_call_book()
-    commitment = book_commitment(TRADER, 10_000 * WAD, positions)
-    storage, state, address_key, slot = storage_of(TRADER, commitment)
-    header = chain.block(state.root_hash)
-    return ProvenBook(
-        event_id=f"1:{header.hash}:0", chain_id=1, venue=VENUE, trader=TRADER,
-        block_number=header.number, block_hash=header.hash, block_timestamp=header.timestamp,
-        collateral_wad=10_000 * WAD, positions=positions,
-        state_root="0x" + state.root_hash.hex(), commitment=commitment,
-        account_proof=tuple("0x" + rlp.encode(n).hex() for n in state.get_proof(address_key)),
-        storage_slot=f"0x{slot:064x}",
-        storage_proof=tuple("0x" + rlp.encode(n).hex()
-                            for n in storage.get_proof(keccak(slot.to_bytes(32, "big")))))
-
-
 def test_an_auditor_holds_the_volatility_against_the_log_and_names_a_forged_one() -> None:
     chain = Chain()
-    b1 = proven_options(chain)
+    b1 = proven(chain, 0.0, positions=short_call_book())
     chain.extend(2)
     first = chain.headers[0]
     vol_round = PriceUpdate(asset="ETH", price_wad=7 * WAD // 10, source=VOL_SOURCE,

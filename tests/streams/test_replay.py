@@ -70,10 +70,12 @@ class Chain:
             self.block(b"\x01" * 32)
 
 
-def proven(chain: Chain, size: float, trader: str = TRADER) -> ProvenBook:
-    """A book of one ETH perp in a new block of ``chain``, with its account and storage
-    proofs under that block's state root."""
-    positions = (Position(market="ETH", size_wad=int(size * WAD), entry_price_wad=3000 * WAD),)
+def proven(chain: Chain, size: float, trader: str = TRADER,
+           positions: tuple[Position, ...] | None = None) -> ProvenBook:
+    """A book of one ETH perp (or ``positions``) in a new block of ``chain``, with its
+    account and storage proofs under that block's state root."""
+    positions = positions or (
+        Position(market="ETH", size_wad=int(size * WAD), entry_price_wad=3000 * WAD),)
     commitment = book_commitment(trader, 10_000 * WAD, positions)
     storage, state, address_key, slot = storage_of(trader, commitment)
     header = chain.block(state.root_hash)
