@@ -45,6 +45,9 @@ class StateDir:
     def log_epoch(self) -> Path:
         return self.root / "log-epoch.json"
 
+    def log_incidents(self) -> list[Path]:
+        return sorted(self.root.glob("incident-log-*.json"))
+
     def deliveries(self, chain_id: int) -> Path:
         return self.root / f"deliveries-{chain_id}.json"
 

@@ -5,7 +5,8 @@ answers while a node is down): per chain, the listener's published and final hei
 any halt incident with its evidence, the deliveries being retried or dead-lettered
 with their reasons, the transactions in flight with their nonces and fees, and the
 keeper's liquidation legs (executed with their transaction, skipped or dead-lettered
-with why, and those being retried).
+with why, and those being retried); and whether the log vanished under the epoch the
+node holds (``bus.epoch``), with the evidence, or only under an earlier one (restored).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bus.epoch import EpochFile
 from relayer.chain.checkpoint import Checkpoint
 from relayer.delivery.keeper import LegStore
 from relayer.delivery.retries import InFlightStore, RetryStore
@@ -51,11 +53,27 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                             "status": e.status}
                                       for key, e in sorted(leg_retries.items())},
         }
-    return {"state_dir": str(state.root), "chains": chains}
+    return {"state_dir": str(state.root), "log": log_status(state), "chains": chains}
+
+
+def log_status(state: StateDir) -> dict[str, Any]:
+    """The log incidents, each marked ``current`` when it concerns the epoch the node
+    holds now (an older one was recovered from: ``xmargin log restore``)."""
+    held = EpochFile(state.log_epoch()).load()
+    incidents = [{**json.loads(p.read_text()), "file": str(p)} for p in state.log_incidents()]
+    for incident in incidents:
+        incident["current"] = incident.get("expected_epoch") == held
+    return {"epoch": held, "vanished": any(i["current"] for i in incidents),
+            "incidents": incidents}
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
-    lines = []
+    log = status["log"]
+    lines = [f"log: {'VANISHED' if log['vanished'] else 'ok'}; epoch {log['epoch']}"]
+    for incident in log["incidents"]:
+        lines.append(f"    {'incident' if incident['current'] else 'recovered incident'}: "
+                     f"{incident['reason']} (expected epoch {incident['expected_epoch']}, "
+                     f"found {incident['found_epoch']}); evidence {incident['file']}")
     for name, c in status["chains"].items():
         mark = "HALTED" if c["halted"] else "ok"
         lines.append(f"{name} ({c['chain_id']}): {mark}; published through block "

@@ -91,6 +91,10 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
     assert asyncio.run(epoch.read_epoch(bootstrap)) is None
     localnet.stop("node")
 
+    status = json.loads(cli("node", "status", "--config", str(network.config_path),
+                            "--json").stdout)
+    assert status["log"]["vanished"] and status["log"]["epoch"] == held
+    assert [i["file"] for i in status["log"]["incidents"]] == [str(incident)]
     again = cli("node", "run", "--config", str(network.config_path), "--no-worker")
     assert again.returncode == 3, again.stderr
     assert "log vanished" in again.stderr and "incident-log-" in again.stderr
@@ -101,6 +105,11 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
     restored = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
     assert restored.returncode == 0, restored.stderr
     assert "worker data directory emptied" in restored.stdout
+    recovered = json.loads(cli("node", "status", "--config", str(network.config_path),
+                               "--json").stdout)["log"]
+    assert not recovered["vanished"] and recovered["epoch"] != held
+    # The halt's incident and the refused start's: both about the old epoch now.
+    assert [i["current"] for i in recovered["incidents"]] == [False, False]
     refused = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
     assert refused.returncode == 1 and "has an epoch" in refused.stderr  # not twice
     localnet.start("node-after", [sys.executable, "-m", "xmargin.cli", "node", "run",
