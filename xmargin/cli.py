@@ -348,7 +348,12 @@ def log_restore(
     from xmargin.log_restore import RestoreRefused, restore
 
     settings = settings_or_exit(config)
-    records = load(from_dir)
+    try:
+        records = load(from_dir)
+    except (OSError, ValueError, KeyError) as e:  # JSONDecodeError is a ValueError
+        typer.echo(f"error: --from {from_dir}: not an export: {type(e).__name__}: {e}",
+                   err=True)
+        raise typer.Exit(2) from e
     if not records:
         typer.echo(f"error: --from {from_dir}: no exported record there", err=True)
         raise typer.Exit(2)

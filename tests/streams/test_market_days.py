@@ -278,3 +278,18 @@ def test_the_what_if_cli_margins_with_the_market_the_log_gives(tmp_path: Path) -
                                   "--market", str(tmp_path / "bad.json")])
     assert refused.exit_code == 2
     assert "market.underlyings.ETH.range" in refused.output
+
+
+def test_log_restore_refuses_a_folder_that_is_not_an_export(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.support.configs import node_config
+    from xmargin.cli import app
+
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "oracle.price.v1.jsonl").write_text("not json\n")
+    config = node_config(tmp_path / "node.toml")
+    run = CliRunner().invoke(app, ["log", "restore", "--config", str(config), "--from",
+                                   str(tmp_path / "export")])
+    assert run.exit_code == 2
+    assert "--from" in run.output and "not an export: JSONDecodeError" in run.output
