@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 from faust.stores import rocksdb
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -34,6 +35,7 @@ MEMBERS = (
     (faust_aiokafka.Producer, "_ensure_producer"),
     (rocksdb.Store, "_open_for_partition"),
     (faust_aiokafka.Consumer, "_committed_offset"),  # set on instances: checked on one
+    (faust_aiokafka.Consumer, "_thread"),  # set on instances: checked on one
     (AIOKafkaConsumer, "_fetch_max_wait_ms"),  # set on instances: checked on one
 )
 
@@ -85,14 +87,17 @@ class Consumer(faust_aiokafka.Consumer):
         return self.thread_class(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
-        if active_partitions is not None and not active_partitions:
-            # aiokafka reads an empty set of partitions as "every assigned partition":
-            # right after a rebalance Faust asked with none active, and the records it
-            # got for the partitions just taken over were dropped (none was active)
-            # after aiokafka had moved past them; a survivor never worked a killed
-            # worker's partitions (seen on Kafka: xmargin_records_consumed_total never
-            # named them). Nothing active fetches nothing, as Faust's own guard intends.
-            return {}
+        # Faust hands over its live set of active partitions, which a rebalance empties
+        # (revoked, then paused for recovery) while aiokafka still waits on the fetch; and
+        # aiokafka reads an empty set as "every assigned partition". It then returned the
+        # records of partitions just taken over, Faust dropped them (none was active), and
+        # aiokafka had moved past them: a survivor never worked a killed worker's last
+        # books (seen on Kafka). A copy keeps the fetch to what was active when it began,
+        # and nothing active fetches nothing, as Faust's own guard intends.
+        if active_partitions is not None:
+            active_partitions = frozenset(active_partitions)
+            if not active_partitions:
+                return {}
         return self.regroup(await super()._getmany(active_partitions, timeout))
 
     def regroup(self, fetched: Mapping[TP, list[Any]]) -> Mapping[TP, list[Any]]:
@@ -110,6 +115,17 @@ class Consumer(faust_aiokafka.Consumer):
         for tp, offset in list(committed.items()):
             if offset is not None and offset < 0:
                 committed[tp] = None
+        # Faust seeks back to the committed offset the records it fetched and then
+        # dropped around a rebalance; where nothing is committed aiokafka seeks nowhere
+        # and those records were lost. Nothing committed means nothing done: such a
+        # stream partition starts again at its beginning (the group's "earliest"), and
+        # the reducers, idempotent under at-least-once delivery, take the repeats as one.
+        changelogs = self.app.tables.changelog_topics
+        uncommitted = [tp for tp in self.assignment()
+                       if tp.topic not in changelogs and committed.get(tp) is None]
+        if uncommitted:
+            await self._thread.seek_to_beginning(
+                *(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
 
 
 class Store(rocksdb.Store):

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.streams import _current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.consumer import ThreadDelegateConsumer
 
 from streams.transport import faust_private
 
@@ -26,6 +27,8 @@ def test_every_private_member_used_exists() -> None:
             assert f"self.{member} =" in inspect.getsource(owner.__init__), member
         elif member == "_committed_offset":  # set by Faust's base consumer
             assert f"self.{member} =" in inspect.getsource(FaustConsumer.__init__), member
+        elif member == "_thread":  # set by Faust's thread-delegating consumer
+            assert f"self.{member} =" in inspect.getsource(ThreadDelegateConsumer.__init__)
         else:
             assert hasattr(owner, member), f"{owner.__name__}.{member} is gone"
     # Set per table in Collection.__init__, and the current-event context variable.
