@@ -1,22 +1,69 @@
-"""Creating the wire topics with one partition count, so tables and streams co-partition."""
+"""Creating the wire topics with one partition count, so tables and streams co-partition,
+and what the cluster offers: how many brokers (the replication factor) and whether it
+grants producer ids (the idempotent producer)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from wire import topics
 
+# Replicas of every topic, fewer only on a smaller cluster; with the brokers'
+# min.insync.replicas=2 and acks=all a record is acknowledged once two brokers hold it.
+REPLICATION = 3
 
-async def ensure_topics(bootstrap: str, partitions: int) -> None:
-    """Create every topic and its dead-letter topic that does not exist yet."""
+
+@dataclass(frozen=True)
+class Cluster:
+    brokers: int
+    idempotent: bool  # grants producer ids: Apache Kafka does, Tansu 0.6 does not
+
+    @property
+    def replication(self) -> int:
+        return min(REPLICATION, self.brokers)
+
+
+# One broker that grants no producer ids: Tansu, and what tests assume of a fake cluster.
+SINGLE = Cluster(brokers=1, idempotent=False)
+
+
+async def describe(bootstrap: str) -> Cluster:
+    """The cluster behind ``bootstrap``. Idempotence is asked of the broker itself (an
+    idempotent producer's InitProducerId): Tansu advertises the request in ApiVersions
+    and then answers it with an error."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    try:
+        await producer.start()
+        idempotent = True
+    except KafkaError:
+        idempotent = False
+    finally:
+        await producer.stop()
+    return Cluster(brokers=brokers, idempotent=idempotent)
+
+
+async def ensure_topics(bootstrap: str, partitions: int) -> None:
+    """Create every topic and its dead-letter topic that does not exist yet, each with
+    ``REPLICATION`` replicas (as many as there are brokers, when fewer)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
         existing = set(await admin.list_topics())
         wanted = [name for t in topics.ALL for name in (t, topics.dead_letter(t))]
-        new = [NewTopic(name, partitions, 1) for name in wanted if name not in existing]
+        new = [NewTopic(name, partitions, min(REPLICATION, brokers))
+               for name in wanted if name not in existing]
         if new:
             await admin.create_topics(new)
     finally:

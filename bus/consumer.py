@@ -14,6 +14,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from bus import metrics, tansu
+from bus.admin import topic_partitions
 from bus.publisher import RecordSink, dead_letter
 from wire.records import Record, RecordError, decode
 
@@ -60,21 +61,32 @@ async def consume(
         await consumer.stop()
 
 
+def log_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer (not started) in no group, committing nothing, for partitions it is
+    assigned and seeks itself. Its offset reset is "earliest": ``assign`` starts a reset
+    to the default strategy, and on Kafka an in-flight "latest" reset landed after a
+    ``seek_to_beginning`` and won (aiokafka applies whichever answer comes last), so a
+    read from the beginning began at the end."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+
+
 async def tail(*, bootstrap: str, names: list[str],
                handle: Callable[[ConsumerRecord], None], stop: asyncio.Event) -> None:
     """Feed every record of the topics ``names``, from their beginning, to ``handle``
     until ``stop``: a read model's rebuild, in no consumer group and committing nothing
     (a restart reads the log again)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+    consumer = log_reader(bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, for the partitions below
-        partitions = [TopicPartition(name, partition) for name in names
-                      for partition in sorted(consumer.partitions_for_topic(name) or ())]
+        # As the cluster describes them now: a consumer's first metadata may not hold a
+        # topic just created (Kafka propagates it), and assigning none fails.
+        known = await topic_partitions(bootstrap, names)
+        partitions = [TopicPartition(name, p) for name in names for p in known.get(name, ())]
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        if partitions:
+            await consumer.seek_to_beginning(*partitions)
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             metrics.beat()
@@ -90,9 +102,7 @@ async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int 
     """The values of the last ``window`` records (at most; ``None``: all) of each of
     ``partitions`` of ``topic``, up to the end each had when asked (a fetch's,
     ``tansu``), oldest first per partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False,
-                                fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+    consumer = log_reader(bootstrap)
     await consumer.start()
     try:
         wanted = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from bus import metrics, tansu
+from bus import metrics
+from bus.consumer import log_reader
 from wire import topics
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ def record(vanished: LogVanished, directory: Path, who: str) -> Path:
 async def read_epoch(bootstrap: str, timeout_s: float = 10.0) -> str | None:
     """The epoch the log begins with, ``None`` when the marker topic is missing or
     empty. Raises (aiokafka's errors, ``TimeoutError``) when the broker does not answer."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False,
-                                fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+    consumer = log_reader(bootstrap)
     await consumer.start()
     try:
         known = await consumer.topics()

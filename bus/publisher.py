@@ -1,7 +1,11 @@
 """Publishing records and dead letters (aiokafka), behind the narrow ``RecordSink``.
 
 Delivery is at-least-once: a record is published once the broker has it
-(``acks="all"``), and every consumer is idempotent.
+(``acks="all"``: on a replicated Kafka, once ``min.insync.replicas`` brokers hold it),
+and every consumer is idempotent. On Kafka the producer is idempotent too: a batch it
+retries after a lost acknowledgement (a broker killed mid-request) is written once, so
+the log's only repeats are the application's own (a process that died between a send
+and its commit sends again), which consumers take as one.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from bus import metrics, tansu
+from bus import metrics
+from bus.admin import describe
 from wire import topics
 from wire.records import DeadLetter, Record
 
@@ -33,15 +38,26 @@ class RecordSink(Protocol):
 
 class Publisher:
     def __init__(self, bootstrap: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                         enable_idempotence=tansu.IDEMPOTENT_PRODUCER,
-                                         linger_ms=2)
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the publisher is not started")
+        return self._producer
 
     async def start(self) -> None:
-        await self.producer.start()
+        """Start the producer: idempotent where the broker grants producer ids (Kafka),
+        so a send retried after a lost acknowledgement is written once."""
+        cluster = await describe(self.bootstrap)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          enable_idempotence=cluster.idempotent, linger_ms=2)
+        await self._producer.start()
 
     async def stop(self) -> None:
-        await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def publish(self, topic: str, key: str, record: Record) -> None:
         await self.producer.send_and_wait(topic, key=key.encode(), value=record.to_bytes())

@@ -9,8 +9,10 @@ Every deviation from Apache Kafka that the project relies on knowing is here:
   watermark is true (five single-record sends and one three-record batch: ListOffsets
   6, records at offsets 0–7, high watermark 8). ``fetched_end_offsets`` asks a fetch;
   on Kafka both answers agree and it costs one small fetch per partition.
-- **No idempotent producer and no transactions** (``IDEMPOTENT_PRODUCER``): delivery is
-  at-least-once and every consumer dedupes.
+- **No idempotent producer and no transactions**: InitProducerId is advertised and
+  answered with an error, so ``bus.admin.describe`` asks the broker itself; on Tansu
+  delivery is at-least-once with the producer's own retries as possible repeats, and
+  every consumer dedupes.
 - **A group join completes after half the session timeout**: keep it short locally
   (``streams.settings``, ``session_timeout_s``).
 - **Memory only**: a broker restart empties the log; the node and its workers notice
@@ -27,7 +29,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 
 FETCH_MAX_WAIT_MS = 100
-IDEMPOTENT_PRODUCER = False
 
 
 async def fetched_end_offsets(bootstrap: str, reported: Mapping[Any, int | None],

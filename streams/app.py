@@ -20,6 +20,7 @@ import faust
 
 from bus import epoch
 from bus import metrics as bus_metrics
+from bus.admin import SINGLE, Cluster, describe
 from bus.consumer import tail_of
 from engine import MarginParams
 from streams import intake
@@ -43,8 +44,16 @@ def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
                      partitions=partitions)
 
 
-def faust_app(settings: StreamSettings, bootstrap: str) -> faust.App:
-    return faust.App(
+class WorkerApp(faust.App):
+    """Faust's app, with what the cluster offers (``bus.admin.Cluster``): its producer
+    is idempotent where the broker grants producer ids (``driver.Producer``)."""
+
+    cluster: Cluster = SINGLE
+
+
+def faust_app(settings: StreamSettings, bootstrap: str,
+              cluster: Cluster = SINGLE) -> faust.App:
+    app = WorkerApp(
         settings.app_id,
         broker=f"{driver.SCHEME}://{bootstrap}",
         store="rocksdb://",
@@ -63,7 +72,11 @@ def faust_app(settings: StreamSettings, bootstrap: str) -> faust.App:
         # are buffered per stream (Faust's default of 4,096 would be millions of records).
         consumer_max_fetch_size=4 << 20,
         stream_buffer_maxsize=16,
+        # The changelog and Faust's own topics, replicated as the wire topics are.
+        topic_replication_factor=cluster.replication,
     )
+    app.cluster = cluster
+    return app
 
 
 class TraderTable:
@@ -189,9 +202,10 @@ class BatchWatch:
 
 
 def create_app(settings: StreamSettings, bootstrap: str,
-               heap: LongLivedHeap | None = None) -> faust.App:
+               heap: LongLivedHeap | None = None,
+               cluster: Cluster = SINGLE) -> faust.App:
     """The app; ``heap``, when given, settles after every batch (see ``streams.heap``)."""
-    app = faust_app(settings, bootstrap)
+    app = faust_app(settings, bootstrap, cluster)
     output = BrokerOutput(app, raw_topic(app, topics.RECOMPUTE, settings.partitions),
                           settings.partitions, bootstrap)
     view = PriceView(settings,
@@ -256,7 +270,7 @@ def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info")
     except Exception as e:  # the broker does not answer yet: the running check retries
         log.warning("log epoch not checked at start: %r", e)
     heap = LongLivedHeap(settings.gc_full_collect_s)
-    app = create_app(settings, bootstrap, heap)
+    app = create_app(settings, bootstrap, heap, asyncio.run(describe(bootstrap)))
     heap.start()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -8,9 +8,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from bus.admin import topic_partitions
+from bus.consumer import log_reader
 from streams.audit_report import LogRecord
 from wire import topics
 
@@ -29,8 +30,7 @@ async def read_topics(bootstrap: str, names: Iterable[str] = AUDITED,
                       until_ms: int | None = None) -> list[LogRecord]:
     """Every record of ``names`` from offset 0 to the end offsets seen at the start."""
     names = list(names)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+    consumer = log_reader(bootstrap)
     await consumer.start()
     try:
         known = await topic_partitions(bootstrap, names)

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus import tansu
 from bus.admin import topic_partitions
+from bus.consumer import log_reader
 from streams.market_days import MarketDays
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
 from streams.settings import StreamSettings
@@ -108,9 +109,7 @@ class PriceView:
     async def follow(self, bootstrap: str) -> None:
         """Fold every price and implied volatility record, from the beginning, until
         cancelled."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                    enable_auto_commit=False,
-                                    fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
+        consumer = log_reader(bootstrap)
         await consumer.start()
         try:
             partitions = await price_partitions(bootstrap)

@@ -70,10 +70,14 @@ class Consumer(faust_private.Consumer):
                 for tp, records in fetched.items()}
 
 
-class Producer(faust_aiokafka.Producer):
+class Producer(faust_private.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+
+    def extra_settings(self) -> dict[str, Any]:
+        cluster = getattr(self.app, "cluster", None)  # streams.app.WorkerApp's
+        return {"enable_idempotence": True} if cluster is not None and cluster.idempotent else {}
 
     def aiokafka(self) -> AIOKafkaProducer:
         """The started aiokafka producer, for record batches (``transport.batches``)."""

@@ -33,6 +33,7 @@ MEMBERS = (
     (faust_aiokafka.Consumer, "_new_consumer_thread"),
     (faust_aiokafka.Consumer, "_getmany"),
     (faust_aiokafka.Producer, "_ensure_producer"),
+    (faust_aiokafka.Producer, "_settings_extra"),
     (rocksdb.Store, "_open_for_partition"),
     (faust_aiokafka.Consumer, "_committed_offset"),  # set on instances: checked on one
     (faust_aiokafka.Consumer, "_thread"),  # set on instances: checked on one
@@ -126,6 +127,17 @@ class Consumer(faust_aiokafka.Consumer):
         if uncommitted:
             await self._thread.seek_to_beginning(
                 *(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
+
+
+class Producer(faust_aiokafka.Producer):
+    """Hook: ``extra_settings`` of the aiokafka producer (Faust's own only in a
+    transaction)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), **self.extra_settings()}
+
+    def extra_settings(self) -> dict[str, Any]:
+        return {}
 
 
 class Store(rocksdb.Store):
