@@ -92,20 +92,23 @@ def kafka_cluster(net: LocalNet, n: int = 1, name: str = "kafka") -> list[KafkaN
         subprocess.run([java, "-cp", CLASSPATH, "kafka.tools.StorageTool", "format",
                         "-t", cluster_id, "-c", str(config)], check=True,
                        capture_output=True, timeout=120)
+    # A node of several serves once their quorum forms: start them all, then wait.
     for node in nodes:
-        start_node(net, java, name, node)
+        start_node(net, java, name, node, wait=n == 1)
     for node in nodes:
-        wait_serving(node.bootstrap, 90.0)
+        wait_serving(node.bootstrap, 90.0, n)
     return nodes
 
 
-def start_node(net: LocalNet, java: str, name: str, node: KafkaNode) -> None:
-    """Start (or restart, on its formatted storage) one node of the cluster."""
+def start_node(net: LocalNet, java: str, name: str, node: KafkaNode,
+               wait: bool = True) -> None:
+    """Start (or restart, on its formatted storage) one node of the cluster; with
+    ``wait``, until its port opens."""
     config = net.log_dir / f"{name}-{node.node_id}.properties"
     net.start(f"{name}-{node.node_id}",
               [java, "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC",
                f"-Dlog4j.configuration=file:{log4j_config(net)}", "-cp", CLASSPATH,
-               "kafka.Kafka", str(config)], node.port)
+               "kafka.Kafka", str(config)], node.port if wait else None)
 
 
 def log4j_config(net: LocalNet) -> Path:
@@ -118,15 +121,19 @@ def log4j_config(net: LocalNet) -> Path:
     return path
 
 
-def wait_serving(bootstrap: str, timeout_s: float) -> None:
-    """Until the broker answers a metadata request (its port opens before it serves)."""
+def wait_serving(bootstrap: str, timeout_s: float, brokers: int = 1) -> None:
+    """Until the broker answers a metadata request (its port opens before it serves)
+    naming at least ``brokers`` brokers of its cluster."""
     async def ask() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         await admin.start()
         try:
             await admin.list_topics()
+            found = len((await admin.describe_cluster())["brokers"])
         finally:
             await admin.close()
+        if found < brokers:
+            raise KafkaError(f"{found} of {brokers} brokers registered")
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -35,7 +35,9 @@ CHAIN_ID = 41030
 
 
 @pytest.fixture(scope="module")
-def chain(localnet: LocalNet) -> Iterator[tuple[Web3, Deployment]]:
+def chain(localnet: LocalNet, broker: str) -> Iterator[tuple[Web3, Deployment]]:
+    """A chain per broker: the test liquidates its trader, so a second broker's run
+    needs a chain where that trader is open again."""
     url = localnet.chain(CHAIN_ID, block_time_s=None)
     d = deploy_chain(url, anvil_account(0), [s.address for s in SIGNERS], 2, {"ETH": 3000})
     yield Web3(HTTPProvider(url)), d

@@ -1,0 +1,144 @@
+"""A three-broker Kafka cluster (replication 3, min.insync.replicas 2, acks=all) loses
+one broker to SIGKILL while books, prices and attestations flow, and gets it back
+later. Nothing is lost or doubled: every trade and price is attested, each trader's
+sequence runs on without a gap, a repeated sequence is the same attestation, the node
+and its worker ride through without a restart, and the replay report is the same read
+through the restarted broker as through the others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from bus.admin import describe, ensure_topics
+from devnet.deploy import anvil_account
+from devnet.hedge import (
+    open_positions,
+    set_price,
+    setup_network,
+    trade,
+    wait_for_attestation,
+    wait_for_netted_attestation,
+    wait_for_oracles,
+)
+from devnet.kafka import java_binary, kafka_cluster, start_node, wait_serving
+from devnet.localnet import LocalNet
+from relayer.errors import ToolMissing
+from tests.conftest import BROKERS
+from tests.integration.test_end_to_end import scrape, value
+from tests.support.tools import missing
+from wire import topics
+from wire.records import Attestation
+
+pytestmark = pytest.mark.integration
+TRADERS = (3, 4, 5)
+
+
+async def every_attestation(bootstrap: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000):
+            out += [m.value for ms in batch.values() for m in ms]
+    finally:
+        await consumer.stop()
+    return out
+
+
+def replay(config: Path) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "xmargin.cli", "replay", "--config",
+                           str(config), "--from-beginning", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif("kafka" not in BROKERS or not os.environ.get("XMARGIN_TEST_BROKER_LOSS"),
+                    reason="the three-broker kill test, still failing (issue 'Apache Kafka'): "
+                    "`make test-kafka` runs it (XMARGIN_TEST_BROKER_LOSS=1)")
+@pytest.mark.xfail(strict=True, reason=(
+    "open (issue 'Apache Kafka'): after the SIGKILL an idempotent producer rides through "
+    "(one send waits ~12 s for the new leader, then every send lands), but the node's "
+    "pipeline stops: no attestation covers the trades made while the broker is down"))
+def test_a_broker_killed_mid_flow_loses_and_doubles_nothing(localnet: LocalNet,
+                                                            tmp_path: Path) -> None:
+    try:
+        java = java_binary()
+        nodes = kafka_cluster(localnet, 3, name="kraft")
+    except ToolMissing as e:
+        missing(f"three-broker Kafka: {e}")
+    bootstrap = ",".join(n.bootstrap for n in nodes)
+    cluster = asyncio.run(describe(bootstrap))
+    assert cluster.brokers == 3 and cluster.replication == 3 and cluster.idempotent
+    chains = [localnet.chain(41001), localnet.chain(41002)]
+    network = setup_network(tmp_path, bootstrap, chains, prices={"ETH": 3000})
+    asyncio.run(ensure_topics(bootstrap, 4))
+    node = localnet.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run",
+                                   "--config", str(network.config_path)])
+    chain_a, chain_b = network.deployments
+    traders = [anvil_account(i) for i in TRADERS]
+    for t in traders:
+        opened = open_positions(chain_a, t, "ETH", collateral_usd=10_000, size=1.0)
+        asyncio.run(wait_for_netted_attestation(bootstrap, t.address.lower(),
+                                                {chain_a.chain_id: opened}, 180.0))
+
+    # One broker gone, no goodbye; the flow goes on through the other two.
+    victim = nodes[1]
+    [(_, proc)] = [(n, p) for n, p in localnet.processes if n == "kraft-2"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    localnet.processes = [(n, p) for n, p in localnet.processes if n != "kraft-2"]
+    during = {t.address: trade(chain_b, t, "ETH", -0.25) for t in traders}
+    set_price(chain_a, "ETH", 2900)
+    for t in traders:
+        asyncio.run(wait_for_netted_attestation(bootstrap, t.address.lower(),
+                                                {chain_b.chain_id: during[t.address]}, 180.0))
+    asyncio.run(wait_for_attestation(
+        bootstrap, lambda a: any(p.asset == "ETH" and p.price_wad < 3000 * 10**18
+                                 for p in a.prices), 180.0, "after the price move"))
+    time.sleep(5)
+    start_node(localnet, java, "kraft", victim)  # back on its own storage
+    wait_serving(victim.bootstrap, 90.0)
+    after = {t.address: trade(chain_a, t, "ETH", 0.5) for t in traders}
+    finals = [asyncio.run(wait_for_netted_attestation(
+        bootstrap, t.address.lower(), {chain_a.chain_id: after[t.address]}, 180.0))
+        for t in traders]
+    for t, final in zip(traders, finals, strict=True):
+        wait_for_oracles(network.deployments, t.address, final.sequence, 120.0)
+
+    # Rode through: the node never exited, no task (the worker among them) restarted.
+    assert node.poll() is None
+    samples = scrape(network.metrics_port)
+    restarts = {dict(ls)["task"]: v for (n, ls), v in samples.items()
+                if n == "xmargin_task_restarts_total"}
+    assert restarts and not any(restarts.values()), restarts
+    assert value(samples, "xmargin_log_vanished") == 0
+
+    # Nothing lost, nothing doubled beyond the documented repeat (the same attestation).
+    seen: dict[tuple[str, int], bytes] = {}
+    for raw in asyncio.run(every_attestation(bootstrap)):
+        a = Attestation.model_validate_json(raw)
+        key = (a.trader, a.sequence)
+        assert seen.setdefault(key, a.digest) == a.digest, f"{key} attested twice, differently"
+    for t, final in zip(traders, finals, strict=True):
+        held = sorted(s for trader, s in seen if trader == t.address.lower())
+        assert held == list(range(1, final.sequence + 1)), (t.address, held)
+
+    # The replay report read through every broker, then with another broker down (the
+    # restarted one now serves what it caught up on): the same, and clean.
+    report = replay(network.config_path)
+    assert report["ok"] and report["matched"] == report["attestations"], report
+    localnet.stop("node")
+    localnet.stop("kraft-3")
+    assert replay(network.config_path) == report
