@@ -25,7 +25,12 @@ class Cluster:
 
     @property
     def replication(self) -> int:
-        return min(REPLICATION, self.brokers)
+        return replication(self.brokers)
+
+
+def replication(brokers: int) -> int:
+    """The replicas of every topic on a cluster of ``brokers``."""
+    return min(REPLICATION, brokers)
 
 
 # One broker that grants no producer ids: Tansu, and what tests assume of a fake cluster.
@@ -62,7 +67,7 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
         brokers = len((await admin.describe_cluster())["brokers"])
         existing = set(await admin.list_topics())
         wanted = [name for t in topics.ALL for name in (t, topics.dead_letter(t))]
-        new = [NewTopic(name, partitions, min(REPLICATION, brokers))
+        new = [NewTopic(name, partitions, replication(brokers))
                for name in wanted if name not in existing]
         if new:
             await admin.create_topics(new)

@@ -72,6 +72,20 @@ def log_reader(bootstrap: str) -> AIOKafkaConsumer:
                             fetch_max_wait_ms=tansu.FETCH_MAX_WAIT_MS)
 
 
+async def read_from_beginning(consumer: AIOKafkaConsumer, bootstrap: str,
+                              names: list[str]) -> list[TopicPartition]:
+    """Assign ``consumer`` (a ``log_reader``) every partition of the topics ``names``
+    and seek each to its beginning; the partitions, in the order of ``names``. They are
+    taken as the cluster describes them now: a consumer's first metadata may not hold a
+    topic just created (Kafka propagates it), and assigning none fails."""
+    known = await topic_partitions(bootstrap, names)
+    partitions = [TopicPartition(name, p) for name in names for p in known.get(name, ())]
+    consumer.assign(partitions)
+    if partitions:
+        await consumer.seek_to_beginning(*partitions)
+    return partitions
+
+
 async def tail(*, bootstrap: str, names: list[str],
                handle: Callable[[ConsumerRecord], None], stop: asyncio.Event) -> None:
     """Feed every record of the topics ``names``, from their beginning, to ``handle``
@@ -80,13 +94,7 @@ async def tail(*, bootstrap: str, names: list[str],
     consumer = log_reader(bootstrap)
     await consumer.start()
     try:
-        # As the cluster describes them now: a consumer's first metadata may not hold a
-        # topic just created (Kafka propagates it), and assigning none fails.
-        known = await topic_partitions(bootstrap, names)
-        partitions = [TopicPartition(name, p) for name in names for p in known.get(name, ())]
-        consumer.assign(partitions)
-        if partitions:
-            await consumer.seek_to_beginning(*partitions)
+        await read_from_beginning(consumer, bootstrap, names)
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             metrics.beat()

@@ -60,11 +60,12 @@ class EpochFile:
         return str(json.loads(self.path.read_text())["epoch"])
 
     def save(self, epoch: str) -> None:
-        replace_file(self.path, json.dumps({"epoch": epoch}))
+        write_atomically(self.path, json.dumps({"epoch": epoch}))
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: the old file or the new."""
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: a crash leaves the old file or the new one, never
+    half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
@@ -77,7 +78,7 @@ def record(vanished: LogVanished, directory: Path, who: str) -> Path:
     naming ``who`` halts. The metric comes first: the file is what callers wait on."""
     metrics.LOG_VANISHED.set(1)
     path = directory / f"incident-log-{vanished.evidence['detected_at']}.json"
-    replace_file(path, json.dumps(vanished.evidence, indent=2))
+    write_atomically(path, json.dumps(vanished.evidence, indent=2))
     log.critical("log vanished: the %s halts (%s); evidence in %s", who, vanished, path)
     return path
 

@@ -122,13 +122,12 @@ def log4j_config(net: LocalNet) -> Path:
 
 
 def wait_serving(bootstrap: str, timeout_s: float, brokers: int = 1) -> None:
-    """Until the broker answers a metadata request (its port opens before it serves)
-    naming at least ``brokers`` brokers of its cluster."""
+    """Until the broker describes its cluster (its port opens before it serves) with at
+    least ``brokers`` brokers registered."""
     async def ask() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         await admin.start()
         try:
-            await admin.list_topics()
             found = len((await admin.describe_cluster())["brokers"])
         finally:
             await admin.close()

@@ -19,14 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: a crash leaves the old file or the new one, never
-    half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+# One definition for the node's files and the log's (the epoch, its incidents).
+from bus.epoch import write_atomically as write_atomically
 
 
 @dataclass(frozen=True)

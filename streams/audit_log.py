@@ -8,10 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiokafka import TopicPartition
-
-from bus.admin import topic_partitions
-from bus.consumer import log_reader
+from bus.consumer import log_reader, read_from_beginning
 from streams.audit_report import LogRecord
 from wire import topics
 
@@ -33,10 +30,7 @@ async def read_topics(bootstrap: str, names: Iterable[str] = AUDITED,
     consumer = log_reader(bootstrap)
     await consumer.start()
     try:
-        known = await topic_partitions(bootstrap, names)
-        partitions = [TopicPartition(t, p) for t in names for p in known.get(t, ())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        partitions = await read_from_beginning(consumer, bootstrap, names)
         ends = await consumer.end_offsets(partitions)
         out: list[LogRecord] = []
         # The log as it stood when the replay started. Read past the reported end offsets

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from bus.admin import describe, ensure_topics
 from devnet.deploy import anvil_account
@@ -33,6 +32,7 @@ from devnet.hedge import (
 from devnet.kafka import java_binary, kafka_cluster, start_node, wait_serving
 from devnet.localnet import LocalNet
 from relayer.errors import ToolMissing
+from streams.audit_log import read_topics
 from tests.conftest import BROKERS
 from tests.integration.test_end_to_end import scrape, value
 from tests.support.tools import missing
@@ -41,19 +41,6 @@ from wire.records import Attestation
 
 pytestmark = pytest.mark.integration
 TRADERS = (3, 4, 5)
-
-
-async def every_attestation(bootstrap: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=2000):
-            out += [m.value for ms in batch.values() for m in ms]
-    finally:
-        await consumer.stop()
-    return out
 
 
 def replay(config: Path) -> dict[str, object]:
@@ -127,8 +114,8 @@ def test_a_broker_killed_mid_flow_loses_and_doubles_nothing(localnet: LocalNet,
 
     # Nothing lost, nothing doubled beyond the documented repeat (the same attestation).
     seen: dict[tuple[str, int], bytes] = {}
-    for raw in asyncio.run(every_attestation(bootstrap)):
-        a = Attestation.model_validate_json(raw)
+    for record in asyncio.run(read_topics(bootstrap, [topics.ATTESTATION])):
+        a = Attestation.model_validate_json(record.value)
         key = (a.trader, a.sequence)
         assert seen.setdefault(key, a.digest) == a.digest, f"{key} attested twice, differently"
     for t, final in zip(traders, finals, strict=True):
