@@ -8,7 +8,8 @@
      an attestation for another chain or another oracle does not verify here. The
      per-trader sequence only rises, so a replayed or older attestation reverts.
      Signatures must come sorted by signer address, which makes duplicates impossible
-     without a per-call set. The signer set is replaced only by a rotation signed by a
+     without a per-call set; each must be canonical (low s, v of 27 or 28) and recover
+     a registered signer (ecrecover's zero address never is one). The signer set is replaced only by a rotation signed by a
      threshold of the current set over (new signers, new threshold, rotation nonce);
      the nonce rises with every rotation, so a rotation cannot be replayed.
 """
@@ -48,6 +49,9 @@ ATTESTATION_TYPEHASH: constant(bytes32) = keccak256(
 ROTATION_TYPEHASH: constant(bytes32) = keccak256(
     "Rotation(bytes32 signersHash,uint256 threshold,uint256 nonce)"
 )
+# The upper bound of a canonical signature's s (EIP-2): for every (r, s) the pair
+# (r, n - s) recovers the same signer, so only the low half is accepted.
+SECP256K1N_HALF: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 NAME_HASH: constant(bytes32) = keccak256("xmargin MarginOracle")
 VERSION_HASH: constant(bytes32) = keccak256("1")
 
@@ -111,6 +115,8 @@ def _check_signatures(d: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNERS]):
         r: uint256 = convert(extract32(sig, 0), uint256)
         s: uint256 = convert(extract32(sig, 32), uint256)
         v: uint256 = convert(slice(sig, 64, 1), uint256)
+        assert s <= SECP256K1N_HALF, "malleable signature"
+        assert v == 27 or v == 28, "bad signature v"
         signer: address = ecrecover(d, v, r, s)
         assert signer != empty(address), "bad signature"
         assert convert(signer, uint160) > convert(previous, uint160), "signers unsorted or duplicate"

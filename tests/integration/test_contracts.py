@@ -45,6 +45,7 @@ pytestmark = pytest.mark.integration
 WAD = 10**18
 USDC = 10**6
 SIGNERS = [Account.create() for _ in range(3)]
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,11 @@ def test_threshold_signed_attestation_is_accepted_and_readable(
     ("wrong_domain", "unknown signer"),
     ("stale", "stale sequence"),
     ("expired", "expired"),
+    ("no_signatures", "below threshold"),
+    ("high_s", "malleable signature"),
+    ("recovers_zero", "bad signature"),
+    ("bad_v", "bad signature v"),
+    ("short", "bad signature length"),
 ])
 def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) -> None:
     w3, d = chain
@@ -126,9 +132,66 @@ def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) 
         signatures = [signatures[0], signatures[0]]
     elif case == "unsorted":
         signatures = list(reversed(signatures))
+    elif case == "no_signatures":
+        signatures = []
+    elif case == "high_s":  # (r, n - s, v flipped) recovers the same signer
+        signatures = [malleated(signatures[0]), signatures[1]]
+    elif case == "recovers_zero":  # r = 0: ecrecover answers the zero address
+        signatures = [bytes(32) + signatures[0][32:], signatures[1]]
+    elif case == "bad_v":
+        signatures = [signatures[0][:64] + bytes([29]), signatures[1]]
+    elif case == "short":
+        signatures = [signatures[0][:64], signatures[1]]
     oracle = contract(w3, "MarginOracle", d.oracle)
     with pytest.raises(ContractLogicError, match=reason):
         oracle.functions.submit(as_struct(f), signatures).call()
+
+
+def malleated(signature: bytes) -> bytes:
+    """The other signature of the same signer over the same digest: s mirrored, v flipped."""
+    s = int.from_bytes(signature[32:64], "big")
+    v = signature[64]
+    return signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+
+
+def test_the_malleated_signature_recovers_the_same_signer() -> None:
+    # The high-s case above reverts on the check, not on a signature that recovers nobody.
+    digest = b"\x07" * 32
+    good = sign_digest(SIGNERS[0], digest).signature
+    bad = malleated(good)
+    assert int.from_bytes(bad[32:64], "big") > SECP256K1_N // 2
+    vrs = (bad[64], int.from_bytes(bad[:32], "big"), int.from_bytes(bad[32:64], "big"))
+    assert Account._recover_hash(digest, vrs=vrs) == SIGNERS[0].address
+
+
+@pytest.mark.parametrize("signers, threshold", [(3, 0), (3, 4), (0, 1)])
+def test_no_oracle_is_deployed_or_rotated_to_a_threshold_outside_one_to_n(
+        chain: tuple[Web3, Deployment], signers: int, threshold: int) -> None:
+    w3, d = chain
+    members = [Web3.to_checksum_address(a.address) for a in
+               sorted(SIGNERS, key=lambda a: int(a.address, 16))][:signers]
+    with pytest.raises(ContractLogicError, match="bad threshold"):
+        deploy_contract(w3, anvil_account(0), "MarginOracle", members, threshold)
+    address = deploy_contract(w3, anvil_account(0), "MarginOracle",
+                              [Web3.to_checksum_address(a.address) for a in SIGNERS], 2)
+    oracle = contract(w3, "MarginOracle", address)
+    digest = rotation_digest(d.chain_id, bytes.fromhex(address[2:]), members, threshold, 0)
+    with pytest.raises(ContractLogicError, match="bad threshold"):
+        oracle.functions.rotate(members, threshold, sigs(digest, SIGNERS)).call()
+
+
+def test_an_attestations_signatures_never_authorise_a_rotation(
+        chain: tuple[Web3, Deployment]) -> None:
+    # Separate EIP-712 types: the same signers' attestation signatures, offered for a
+    # rotation, recover other addresses.
+    w3, d = chain
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    f = fields(Account.create().address.lower(), 1, int(time.time()) + 3600)
+    signed = sigs(digest_for(d, f), SIGNERS)
+    members = [Web3.to_checksum_address(Account.create().address) for _ in range(2)]
+    with pytest.raises(ContractLogicError, match="unknown signer|unsorted"):
+        oracle.functions.rotate(members, 1, signed).call()
+    assert oracle.functions.rotation_nonce().call() == 0
 
 
 def _trade(w3: Web3, d: Deployment, trader: Any, size: float) -> PositionEvent:
