@@ -20,7 +20,7 @@ import faust
 
 from bus import epoch
 from bus import metrics as bus_metrics
-from bus.admin import SINGLE, Cluster, describe
+from bus.admin import SINGLE, Cluster, create_missing, describe, wait_known
 from bus.consumer import tail_of
 from engine import MarginParams
 from streams import intake
@@ -164,7 +164,18 @@ def attach_agents(app: faust.App, worker: RiskWorker, settings: StreamSettings,
 def agent_over(topic: str, model: type[Record], handle: Handler, settings: StreamSettings,
                refuse: intake.Refuse, watch: BatchWatch, halted: asyncio.Event | None = None
                ) -> Callable[[faust.StreamT], Awaitable[None]]:
+    task = f"agent:{topic}"
+    bus_metrics.TASK_RESTARTS.labels(task=task)  # shown at 0 before the first crash
+
     async def agent(stream: faust.StreamT) -> None:
+        try:
+            await work(stream)
+        except Exception:
+            # Faust's supervisor restarts a crashed agent; the count says it did.
+            bus_metrics.TASK_RESTARTS.labels(task=task).inc()
+            raise
+
+    async def work(stream: faust.StreamT) -> None:
         async for batch in intake.batches(stream, model, settings.batch_max_records,
                                           settings.batch_window_s, refuse):
             if halted is not None and halted.is_set():
@@ -254,6 +265,19 @@ async def halt_on_vanished_log(settings: StreamSettings, halted: asyncio.Event,
     epoch.record(vanished, settings.data_dir, "worker")
 
 
+async def declare_changelogs(app: faust.App, bootstrap: str) -> None:
+    """Create the tables' changelog topics (compacted, as Faust would) before the worker
+    joins its group, and wait until every broker knows them. Faust creates a changelog
+    only as it starts, and on a Kafka cluster the group's first assignment could come
+    from metadata that did not hold it yet: the assignor ignored the topic, and the
+    table saw a changelog of no partitions on every write."""
+    changelogs = [(t.changelog_topic.get_topic_name(),
+                   t.partitions or app.conf.topic_partitions,
+                   {"cleanup.policy": "compact"}) for t in app.tables.values()]
+    await create_missing(bootstrap, changelogs)
+    await wait_known(bootstrap, [name for name, _, _ in changelogs])
+
+
 def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info") -> None:
     """Run one Faust worker until it is stopped (SIGINT / SIGTERM). Over a log that no
     longer holds the worker's epoch it does not start (Faust itself would crash on the
@@ -271,6 +295,7 @@ def run_worker(settings: StreamSettings, bootstrap: str, loglevel: str = "info")
         log.warning("log epoch not checked at start: %r", e)
     heap = LongLivedHeap(settings.gc_full_collect_s)
     app = create_app(settings, bootstrap, heap, asyncio.run(describe(bootstrap)))
+    asyncio.run(declare_changelogs(app, bootstrap))
     heap.start()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
