@@ -84,27 +84,46 @@ def kafka_cluster(net: LocalNet, n: int = 1, name: str = "kafka") -> list[KafkaN
     nodes = [KafkaNode(i + 1, free_port(), free_port(), net.log_dir / f"{name}-{i + 1}-data")
              for i in range(n)]
     voters = ",".join(f"{k.node_id}@127.0.0.1:{k.controller_port}" for k in nodes)
+    net.log_dir.mkdir(parents=True, exist_ok=True)
+    for node in nodes:
+        config_path(net, name, node).write_text(properties(node, voters, min(n, 3)))
+    format_and_start(net, java, name, nodes)
+    return nodes
+
+
+def recreate_cluster(net: LocalNet, name: str, nodes: list[KafkaNode]) -> None:
+    """The cluster ``kafka_cluster`` started, stopped, its storage wiped and formatted
+    with a new cluster id, and started again on the same ports: a Kafka cluster
+    recreated, every log empty."""
+    java = java_binary()
+    for node in nodes:
+        net.stop(f"{name}-{node.node_id}")
+        shutil.rmtree(node.log_dir, ignore_errors=True)
+    format_and_start(net, java, name, nodes)
+
+
+def format_and_start(net: LocalNet, java: str, name: str, nodes: list[KafkaNode]) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
     for node in nodes:
-        config = net.log_dir / f"{name}-{node.node_id}.properties"
-        net.log_dir.mkdir(parents=True, exist_ok=True)
-        config.write_text(properties(node, voters, min(n, 3)))
         subprocess.run([java, "-cp", CLASSPATH, "kafka.tools.StorageTool", "format",
-                        "-t", cluster_id, "-c", str(config)], check=True,
-                       capture_output=True, timeout=120)
+                        "-t", cluster_id, "-c", str(config_path(net, name, node))],
+                       check=True, capture_output=True, timeout=120)
     # A node of several serves once their quorum forms: start them all, then wait.
     for node in nodes:
-        start_node(net, java, name, node, wait=n == 1)
+        start_node(net, java, name, node, wait=len(nodes) == 1)
     for node in nodes:
-        wait_serving(node.bootstrap, 90.0, n)
-    return nodes
+        wait_serving(node.bootstrap, 90.0, len(nodes))
+
+
+def config_path(net: LocalNet, name: str, node: KafkaNode) -> Path:
+    return net.log_dir / f"{name}-{node.node_id}.properties"
 
 
 def start_node(net: LocalNet, java: str, name: str, node: KafkaNode,
                wait: bool = True) -> None:
     """Start (or restart, on its formatted storage) one node of the cluster; with
     ``wait``, until its port opens."""
-    config = net.log_dir / f"{name}-{node.node_id}.properties"
+    config = config_path(net, name, node)
     net.start(f"{name}-{node.node_id}",
               [java, "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC",
                f"-Dlog4j.configuration=file:{log4j_config(net)}", "-cp", CLASSPATH,

@@ -1,4 +1,5 @@
-"""A log that vanishes: Tansu restarted empty under a running node and its worker. Both
+"""A log that vanishes: the broker restarted empty under a running node and its worker
+(Tansu restarted, a Kafka cluster recreated with a new cluster id). Both
 find the log no longer holds the epoch they built on and halt, with an incident file and
 ``xmargin_log_vanished`` at 1, instead of carrying on over an empty log; a node started
 again over it refuses to start (exit 3). The operator restores the last export
@@ -12,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,12 @@ from devnet.hedge import (
     wait_for_netted_attestation,
     wait_for_oracles,
 )
+from devnet.kafka import kafka_cluster, recreate_cluster
 from devnet.localnet import LocalNet
+from relayer.errors import ToolMissing
+from tests.conftest import BROKERS
 from tests.integration.test_end_to_end import scrape, value
+from tests.support.tools import missing
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +48,30 @@ def wait_for(what: str, found: object, timeout_s: float) -> None:
     raise AssertionError(f"{what} not within {timeout_s} s")
 
 
-def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalNet,
-                                                                tmp_path: Path) -> None:
-    bootstrap = localnet.broker()  # this module's own Tansu: it is restarted below
-    port = int(bootstrap.rsplit(":", 1)[1])
+@pytest.fixture(params=BROKERS)
+def emptiable(request: pytest.FixtureRequest,
+              localnet: LocalNet) -> tuple[str, Callable[[], None]]:
+    """This test's own broker (it is emptied below) and how to empty it at the same
+    address: Tansu restarted (it keeps nothing), or a Kafka cluster recreated."""
+    if request.param == "tansu":
+        bootstrap = localnet.broker()
+        port = int(bootstrap.rsplit(":", 1)[1])
+
+        def restart() -> None:
+            localnet.stop("tansu")
+            localnet.broker(port)
+        return bootstrap, restart
+    try:
+        nodes = kafka_cluster(localnet, 1, name="kafka-vanishing")
+    except ToolMissing as e:
+        missing(f"Kafka half: {e}")
+    return nodes[0].bootstrap, lambda: recreate_cluster(localnet, "kafka-vanishing", nodes)
+
+
+def test_a_broker_restarted_empty_halts_the_node_and_its_worker(
+        localnet: LocalNet, tmp_path: Path,
+        emptiable: tuple[str, Callable[[], None]]) -> None:
+    bootstrap, empty_the_broker = emptiable
     chains = [localnet.chain(41001), localnet.chain(41002)]
     network = setup_network(tmp_path, bootstrap, chains, prices={"ETH": 3000})
     asyncio.run(ensure_topics(bootstrap, 4))
@@ -72,8 +98,7 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
                    "--export", str(export))
     assert exported.returncode == 0, exported.stderr
 
-    localnet.stop("tansu")
-    localnet.broker(port)  # the same address, an empty log
+    empty_the_broker()  # the same address, an empty log
     incidents = tmp_path / "state"
     wait_for("the node's incident", lambda: list(incidents.glob("incident-log-*.json")), 60)
     [incident] = incidents.glob("incident-log-*.json")
@@ -100,8 +125,7 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(localnet: LocalN
     assert "log vanished" in again.stderr and "incident-log-" in again.stderr
 
     # The operator's recovery: an empty broker, the export restored, the node again.
-    localnet.stop("tansu")
-    localnet.broker(port)
+    empty_the_broker()
     restored = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
     assert restored.returncode == 0, restored.stderr
     assert "worker data directory emptied" in restored.stdout
