@@ -30,9 +30,12 @@ targets are measured against: a target near it leaves no time for margining, the
 reducers or Faust.
 
 Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_streams``.
-``XMARGIN_BENCH_WORKERS=N`` runs N workers in one consumer group instead of one (the
-figure is then the group's), ``XMARGIN_BENCH_PROFILE=FILE`` runs the worker under
-cProfile, ``XMARGIN_BENCH_EXPORT=DIR`` keeps the log as replay files.
+``XMARGIN_BENCH_BROKER=kafka`` runs every phase on a one-node Apache Kafka (``make
+kafka``) instead of Tansu, ``=both`` on each in turn, printing ``{"tansu": …, "kafka":
+…}``, each against its own ceiling. ``XMARGIN_BENCH_WORKERS=N`` runs N workers in one
+consumer group instead of one (the figure is then the group's),
+``XMARGIN_BENCH_PROFILE=FILE`` runs the worker under cProfile, ``XMARGIN_BENCH_EXPORT=DIR``
+keeps the log as replay files.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from trie import HexaryTrie
 from benchmarks import floor
 from bus.admin import ensure_topics
 from bus.partitioner import partition_of
+from devnet.kafka import kafka_cluster
 from devnet.localnet import LocalNet, free_port
 from engine import MarginParams
 from proofs.keccak import keccak
@@ -266,153 +270,173 @@ class AttestationWatch:
         return last_ms
 
 
+# XMARGIN_BENCH_BROKER: the broker (or both, one after the other) every phase runs on.
+BENCH_BROKERS = {"tansu": ("tansu",), "kafka": ("kafka",), "both": ("tansu", "kafka")}
+
+
 def main() -> None:
     rng = np.random.default_rng(21)
     started = time.perf_counter()
     proven, ticks = build_log(rng)
     print(f"log built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    brokers = BENCH_BROKERS.get(os.environ.get("XMARGIN_BENCH_BROKER", "tansu"))
+    if brokers is None:
+        raise SystemExit(f"XMARGIN_BENCH_BROKER: one of {', '.join(BENCH_BROKERS)}, not "
+                         f"{os.environ['XMARGIN_BENCH_BROKER']!r}")
+    results = {}
+    for broker in brokers:
+        with tempfile.TemporaryDirectory() as tmp, LocalNet(Path(tmp) / "logs") as net:
+            bootstrap = net.broker() if broker == "tansu" else kafka_cluster(net, 1)[0].bootstrap
+            print(f"on {broker} at {bootstrap}", file=sys.stderr)
+            results[broker] = {"broker": broker,
+                               **measure(net, bootstrap, Path(tmp), proven, ticks)}
+    # One broker: its figures; both: side by side, each measured against its own ceiling.
+    print(json.dumps(results[brokers[0]] if len(brokers) == 1 else results))
+
+
+def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBook]],
+            ticks: list[list[PriceUpdate]]) -> dict[str, object]:
+    """Every phase on the broker at ``bootstrap`` (empty), for the log built once."""
     marker_assets, marker_traders = markers()
-    with tempfile.TemporaryDirectory() as tmp, LocalNet(Path(tmp) / "logs") as net:
-        bootstrap = net.broker()
-        asyncio.run(ensure_topics(bootstrap, PARTITIONS))
-        config = node_config(Path(tmp) / "node.toml", bootstrap=bootstrap, app_id="bench",
-                             partitions=PARTITIONS,
-                             chains=((41001, "0x" + "aa" * 20), (41002, "0x" + "bb" * 20)))
-        # Markers first: their assets' prices, and their books.
-        marker_books = prove_block(0, [
-            (t, 10_000 * WAD, (Position(market=marker_assets[p], size_wad=50 * WAD,
-                                        entry_price_wad=100 * WAD),))
-            for (p, _), t in sorted(marker_traders.items())])
-        end_books = prove_block(BLOCKS + 10, [
-            (marker_traders[(0, q)], 20_000 * WAD,
-             (Position(market=marker_assets[0], size_wad=80 * WAD, entry_price_wad=100 * WAD),))
-            for q in range(PARTITIONS)])
-        settle = prove_block(BLOCKS + 20, [
-            (marker_traders[(0, 0)], 30_000 * WAD,
-             (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
-        ])[0]
-        # Every block's header before anything of it, as a listener publishes them.
-        head: list[tuple[str, str, bytes]] = [
-            (topics.BLOCK_HEADER, str(CHAIN), h.to_bytes())
-            for h in headers_of([marker_books, *proven, end_books, [settle]])]
-        marker_block = headers_of([marker_books])[0]
-        head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), marker_block, 0).to_bytes())
-                 for a in (*ASSETS, *marker_assets)]
-        head += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in marker_books]
-        body: list[tuple[str, str, bytes]] = []
-        for books, row in zip(proven[:BLOCKS], ticks, strict=True):
-            body += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in books]
-            body += [(topics.PRICE, u.asset, u.to_bytes()) for u in row]
-        # End markers: a new book per trader partition, a 5% move per marker asset.
-        tail = [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in end_books]
-        end_block = headers_of([end_books])[0]
-        tail += [(topics.PRICE, a, price(a, 105.0, end_block, 1).to_bytes())
-                 for a in marker_assets]
-        asyncio.run(produce(bootstrap, head + body + tail))
-        n_events = len(body)
-        raw = asyncio.run(raw_consume(bootstrap, [topics.POSITION_PROVEN, topics.PRICE],
-                                      sum(t != topics.BLOCK_HEADER
-                                          for t, _, _ in head + body + tail)))
-        print(f"{n_events} records produced; raw consume {raw:.0f}/s", file=sys.stderr)
-        book_values = [v for t, _, v in body if t == topics.POSITION_PROVEN]
-        worker_floor_us = floor.worker_us_per_record(book_values)
-        book_schema_us = floor.schema_us_per_record(book_values, ProvenBook)
-        print(f"worker floor {worker_floor_us:.1f} µs/record, schema {book_schema_us:.1f} µs;"
-              f" starting the worker", file=sys.stderr)
-        end_events = {b.event_id for b in end_books}
+    asyncio.run(ensure_topics(bootstrap, PARTITIONS))
+    config = node_config(tmp / "node.toml", bootstrap=bootstrap, app_id="bench",
+                         partitions=PARTITIONS,
+                         chains=((41001, "0x" + "aa" * 20), (41002, "0x" + "bb" * 20)))
+    # Markers first: their assets' prices, and their books.
+    marker_books = prove_block(0, [
+        (t, 10_000 * WAD, (Position(market=marker_assets[p], size_wad=50 * WAD,
+                                    entry_price_wad=100 * WAD),))
+        for (p, _), t in sorted(marker_traders.items())])
+    end_books = prove_block(BLOCKS + 10, [
+        (marker_traders[(0, q)], 20_000 * WAD,
+         (Position(market=marker_assets[0], size_wad=80 * WAD, entry_price_wad=100 * WAD),))
+        for q in range(PARTITIONS)])
+    settle = prove_block(BLOCKS + 20, [
+        (marker_traders[(0, 0)], 30_000 * WAD,
+         (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
+    ])[0]
+    # Every block's header before anything of it, as a listener publishes them.
+    head: list[tuple[str, str, bytes]] = [
+        (topics.BLOCK_HEADER, str(CHAIN), h.to_bytes())
+        for h in headers_of([marker_books, *proven, end_books, [settle]])]
+    marker_block = headers_of([marker_books])[0]
+    head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), marker_block, 0).to_bytes())
+             for a in (*ASSETS, *marker_assets)]
+    head += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in marker_books]
+    body: list[tuple[str, str, bytes]] = []
+    for books, row in zip(proven[:BLOCKS], ticks, strict=True):
+        body += [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in books]
+        body += [(topics.PRICE, u.asset, u.to_bytes()) for u in row]
+    # End markers: a new book per trader partition, a 5% move per marker asset.
+    tail = [(topics.POSITION_PROVEN, b.trader, b.to_bytes()) for b in end_books]
+    end_block = headers_of([end_books])[0]
+    tail += [(topics.PRICE, a, price(a, 105.0, end_block, 1).to_bytes())
+             for a in marker_assets]
+    asyncio.run(produce(bootstrap, head + body + tail))
+    n_events = len(body)
+    raw = asyncio.run(raw_consume(bootstrap, [topics.POSITION_PROVEN, topics.PRICE],
+                                  sum(t != topics.BLOCK_HEADER
+                                      for t, _, _ in head + body + tail)))
+    print(f"{n_events} records produced; raw consume {raw:.0f}/s", file=sys.stderr)
+    book_values = [v for t, _, v in body if t == topics.POSITION_PROVEN]
+    worker_floor_us = floor.worker_us_per_record(book_values)
+    book_schema_us = floor.schema_us_per_record(book_values, ProvenBook)
+    print(f"worker floor {worker_floor_us:.1f} µs/record, schema {book_schema_us:.1f} µs;"
+          f" starting the worker", file=sys.stderr)
+    end_events = {b.event_id for b in end_books}
 
-        def finished(w: AttestationWatch) -> bool:
-            if not end_events <= w.by_event.keys():
+    def finished(w: AttestationWatch) -> bool:
+        if not end_events <= w.by_event.keys():
+            return False
+        for (p, _), t in marker_traders.items():
+            seen = w.latest.get(t)
+            moved = seen is not None and any(
+                x.asset == marker_assets[p] and x.price_wad == 105 * WAD
+                for x in seen[1].prices)
+            if not moved:
                 return False
-            for (p, _), t in marker_traders.items():
-                seen = w.latest.get(t)
-                moved = seen is not None and any(
-                    x.asset == marker_assets[p] and x.price_wad == 105 * WAD
-                    for x in seen[1].prices)
-                if not moved:
-                    return False
-            return True
+        return True
 
-        # XMARGIN_BENCH_PROFILE=FILE runs the worker under cProfile, written at its exit.
-        profile = os.environ.get("XMARGIN_BENCH_PROFILE")
-        prefix = ["-m", "cProfile", "-o", profile] if profile else []
-        # XMARGIN_BENCH_WORKERS=N starts N workers in one group (scale-out; default one).
-        workers = [
-            net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "xmargin.cli", "worker",
-                                      "--config", str(config)],
-                      env={**os.environ,
-                           "XMARGIN__STREAMS__DATA_DIR": str(Path(tmp) / f"worker-{i}"),
-                           "XMARGIN__STREAMS__METRICS_PORT": str(free_port())})
-            for i in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
-        watch = AttestationWatch(bootstrap)
-        last_ms = asyncio.run(watch.until(finished, timeout_s=1800))
-        assert watch.first_ms is not None
-        worker_s = (last_ms - watch.first_ms) / 1000
-        phase1_attestations = watch.count
-        print(f"worker: {n_events} records in {worker_s:.1f} s", file=sys.stderr)
+    # XMARGIN_BENCH_PROFILE=FILE runs the worker under cProfile, written at its exit.
+    profile = os.environ.get("XMARGIN_BENCH_PROFILE")
+    prefix = ["-m", "cProfile", "-o", profile] if profile else []
+    # XMARGIN_BENCH_WORKERS=N starts N workers in one group (scale-out; default one).
+    workers = [
+        net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "xmargin.cli", "worker",
+                                  "--config", str(config)],
+                  env={**os.environ,
+                       "XMARGIN__STREAMS__DATA_DIR": str(tmp / f"worker-{i}"),
+                       "XMARGIN__STREAMS__METRICS_PORT": str(free_port())})
+        for i in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
+    watch = AttestationWatch(bootstrap)
+    last_ms = asyncio.run(watch.until(finished, timeout_s=1800))
+    assert watch.first_ms is not None
+    worker_s = (last_ms - watch.first_ms) / 1000
+    phase1_attestations = watch.count
+    print(f"worker: {n_events} records in {worker_s:.1f} s", file=sys.stderr)
 
-        # Latency: steady arrivals on a worker that has caught up. The end markers are
-        # attested before the worker has finished their batch (it stores the states and
-        # writes the changelog after publishing; up to a second for a catch-up batch of
-        # ~15,000 books): one more book, attested in a batch of its own, marks the
-        # moment it has.
-        asyncio.run(produce(bootstrap, [(topics.POSITION_PROVEN, settle.trader,
-                                         settle.to_bytes())]))
-        asyncio.run(watch.until(lambda w: settle.event_id in w.by_event, timeout_s=300))
-        extra = [b for books in proven[BLOCKS:] for b in books][:LATENCY_RECORDS]
+    # Latency: steady arrivals on a worker that has caught up. The end markers are
+    # attested before the worker has finished their batch (it stores the states and
+    # writes the changelog after publishing; up to a second for a catch-up batch of
+    # ~15,000 books): one more book, attested in a batch of its own, marks the
+    # moment it has.
+    asyncio.run(produce(bootstrap, [(topics.POSITION_PROVEN, settle.trader,
+                                     settle.to_bytes())]))
+    asyncio.run(watch.until(lambda w: settle.event_id in w.by_event, timeout_s=300))
+    extra = [b for books in proven[BLOCKS:] for b in books][:LATENCY_RECORDS]
 
-        async def paced() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-            await producer.start()
-            try:
-                t_start = time.perf_counter()
-                for i, b in enumerate(extra):
-                    await asyncio.sleep(max(0.0, t_start + i / LATENCY_RATE
-                                            - time.perf_counter()))
-                    await producer.send(topics.POSITION_PROVEN, key=b.trader.encode(),
-                                        value=b.to_bytes())
-                await producer.flush()
-            finally:
-                await producer.stop()
+    async def paced() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await producer.start()
+        try:
+            t_start = time.perf_counter()
+            for i, b in enumerate(extra):
+                await asyncio.sleep(max(0.0, t_start + i / LATENCY_RATE
+                                        - time.perf_counter()))
+                await producer.send(topics.POSITION_PROVEN, key=b.trader.encode(),
+                                    value=b.to_bytes())
+            await producer.flush()
+        finally:
+            await producer.stop()
 
-        asyncio.run(paced())
-        # A book is named by an attestation unless a newer book of its trader reached the
-        # worker in the same batch (then only the newer one is margined): time the last
-        # book of each trader.
-        wanted = {b.event_id for b in {b.trader: b for b in extra}.values()}
-        asyncio.run(watch.until(lambda w: wanted <= w.by_event.keys(), timeout_s=300))
-        stamps = asyncio.run(read_topics(bootstrap, [topics.POSITION_PROVEN]))
-        produced_ms = {ProvenBook.model_validate_json(r.value).event_id: r.timestamp_ms
-                       for r in stamps[-LATENCY_RECORDS * 2:] if r.value is not None}
-        latencies = np.array([watch.by_event[e] - produced_ms[e] for e in wanted])
-        for i, worker in enumerate(workers):
-            net.stop(f"worker-{i}")
-            assert worker.poll() is not None
+    asyncio.run(paced())
+    # A book is named by an attestation unless a newer book of its trader reached the
+    # worker in the same batch (then only the newer one is margined): time the last
+    # book of each trader.
+    wanted = {b.event_id for b in {b.trader: b for b in extra}.values()}
+    asyncio.run(watch.until(lambda w: wanted <= w.by_event.keys(), timeout_s=300))
+    stamps = asyncio.run(read_topics(bootstrap, [topics.POSITION_PROVEN]))
+    produced_ms = {ProvenBook.model_validate_json(r.value).event_id: r.timestamp_ms
+                   for r in stamps[-LATENCY_RECORDS * 2:] if r.value is not None}
+    latencies = np.array([watch.by_event[e] - produced_ms[e] for e in wanted])
+    for i, worker in enumerate(workers):
+        net.stop(f"worker-{i}")
+        assert worker.poll() is not None
 
-        # Replay: the whole log, re-verified and recomputed.
-        log = asyncio.run(read_topics(bootstrap))
-        if os.environ.get("XMARGIN_BENCH_EXPORT"):  # keep the log, e.g. to profile replay
-            export(log, Path(os.environ["XMARGIN_BENCH_EXPORT"]))
-        settings = load_settings(config).stream_settings()
-        processes = os.cpu_count() or 1
-        replay_floor_us, _ = floor.replay_us_per_record(
-            (r.topic, r.value) for r in log if r.value is not None)
-        attestation_values = [r.value for r in log
-                              if r.topic == topics.ATTESTATION and r.value is not None]
-        attestation_schema_us = floor.schema_us_per_record(attestation_values, Attestation)
-        replay_schema_us = ((book_schema_us * len(book_values)
-                             + attestation_schema_us * len(attestation_values))
-                            / max(len(log), 1))
-        start = time.perf_counter()
-        report = audit(log, settings, MarginParams(version=settings.params_version), processes,
-                       finality={CHAIN: 0})
-        replay_s = time.perf_counter() - start
-        differences = report.problems + [d for t in report.traders.values()
-                                         for d in t.differences]
-        for d in differences[:10]:
-            print(f"replay: {d}", file=sys.stderr)
+    # Replay: the whole log, re-verified and recomputed.
+    log = asyncio.run(read_topics(bootstrap))
+    if os.environ.get("XMARGIN_BENCH_EXPORT"):  # keep the log, e.g. to profile replay
+        export(log, Path(os.environ["XMARGIN_BENCH_EXPORT"]))
+    settings = load_settings(config).stream_settings()
+    processes = os.cpu_count() or 1
+    replay_floor_us, _ = floor.replay_us_per_record(
+        (r.topic, r.value) for r in log if r.value is not None)
+    attestation_values = [r.value for r in log
+                          if r.topic == topics.ATTESTATION and r.value is not None]
+    attestation_schema_us = floor.schema_us_per_record(attestation_values, Attestation)
+    replay_schema_us = ((book_schema_us * len(book_values)
+                         + attestation_schema_us * len(attestation_values))
+                        / max(len(log), 1))
+    start = time.perf_counter()
+    report = audit(log, settings, MarginParams(version=settings.params_version), processes,
+                   finality={CHAIN: 0})
+    replay_s = time.perf_counter() - start
+    differences = report.problems + [d for t in report.traders.values()
+                                     for d in t.differences]
+    for d in differences[:10]:
+        print(f"replay: {d}", file=sys.stderr)
 
-    print(json.dumps({
+    return {
         "traders": N_TRADERS, "records": n_events, "workers": len(workers),
         "proven_books": sum(len(b) for b in proven[:BLOCKS]), "price_records": BLOCKS * len(ASSETS),
         "attestations": phase1_attestations,
@@ -440,7 +464,7 @@ def main() -> None:
         "record_to_attestation_ms": {"p50": float(np.percentile(latencies, 50)),
                                      "p99": float(np.percentile(latencies, 99)),
                                      "rate_per_s": LATENCY_RATE, "n": int(latencies.size)},
-    }))
+    }
 
 
 if __name__ == "__main__":
