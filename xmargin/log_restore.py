@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from bus import epoch, tansu
-from bus.admin import ensure_topics, topic_partitions
+from bus.admin import ensure_topics, topic_partitions, wait_known
 from relayer.chain.checkpoint import Checkpoint
 from relayer.chain.listener import WINDOW_BEYOND_FINALITY
 from relayer.errors import RelayerError
@@ -91,12 +91,16 @@ async def send_chunk(producer: AIOKafkaProducer, chunk: Sequence[LogRecord],
 
 
 async def commit_at_end(bootstrap: str, group: str, topic: str) -> None:
+    # Just created on a recreated Kafka cluster, the topic may not be in every broker's
+    # metadata yet, nor in a new consumer's: its partitions come from the cluster.
+    await wait_known(bootstrap, [topic])
+    partitions = (await topic_partitions(bootstrap, [topic]))[topic]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         ends = await tansu.fetched_end_offsets(bootstrap, await consumer.end_offsets(tps))
         await consumer.commit({tp: OffsetAndMetadata(int(end or 0), "")
