@@ -57,7 +57,7 @@ demo: install $(if $(filter kafka,$(BROKER)),kafka)
 	$(BIN)/xmargin demo --broker $(BROKER)
 
 lint: install
-	$(BIN)/ruff check engine proofs wire bus streams relayer devnet xmargin tests benchmarks
+	$(BIN)/ruff check engine proofs wire bus streams relayer attester devnet xmargin tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

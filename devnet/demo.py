@@ -1,7 +1,8 @@
 """``xmargin demo``: the whole path on an embedded default, all on 127.0.0.1.
 
 Starts Tansu and two anvil chains, deploys the contracts (a 6-decimal stablecoin the
-venues hold), runs a relayer node (with its Faust worker and its keeper). Act one: one
+venues hold), runs three attesters (one signer key each, threshold 2) and a relayer
+node (with its Faust worker and its keeper; it holds no signer key). Act one: one
 trader long a perp on chain A and short on chain B; the netted attestation lands on
 both chains. Act two: a second, unhedged trader; the price falls 35% on both chains,
 the keeper liquidates the plan's legs and the hedged trader is left alone. Prints a
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-from devnet.hedge import run_hedge, setup_network, summary_json
+from devnet.hedge import run_hedge, setup_network, start_attesters, summary_json
 from devnet.kafka import kafka_cluster
 from devnet.localnet import REPO, LocalNet
 from devnet.shock import SHOCK, run_shock
@@ -55,6 +56,9 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
         network = setup_network(run_dir, bootstrap, rpc_urls, prices={"ETH": 3000})
         for d in network.deployments:
             console.print(f"  deployed on {d.chain_id}: venue {d.venue} oracle {d.oracle}")
+        start_attesters(net, network)
+        console.print(f"  attesters {len(network.attesters)} (threshold 2), each its own "
+                      f"process with one key: {', '.join(network.attesters)}")
         net.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run", "--config",
                            str(network.config_path)])
         console.print("  node    started (listeners, proof service, submitters, Faust worker)")
@@ -90,6 +94,8 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
         f"global MM ${summary['global_maintenance_margin_usd']:,.2f} "
         f"({summary['saving_pct']}% less); wall time {summary['wall_time_s']} s"
     )
+    for attester, said in summary.get("attesters", {}).items():  # type: ignore[attr-defined]
+        console.print(f"  attester {attester}: {said}")
     shock = summary.get("shock")
     if isinstance(shock, dict):
         print_shock(console, shock)

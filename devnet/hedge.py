@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +34,12 @@ from devnet.deploy import (
     fund,
     transact,
 )
-from devnet.localnet import free_port
+from devnet.localnet import LocalNet, free_port
 from relayer.delivery.signing import write_keystore
+from relayer.settings import KeystoreSettings
 from wire import topics
 from wire.commitment import market_bytes
-from wire.records import Attestation, RecordError, decode
+from wire.records import Attestation, RecordError, Verdict, decode
 
 WAD = 10**18
 KEEPER_ACCOUNT = 8  # anvil's development account the node's keeper sends from
@@ -49,11 +52,15 @@ class Network:
     config_path: Path
     metrics_port: int = 0         # the node's HTTP server (status page, API, /metrics)
     worker_metrics_port: int = 0  # its Faust worker's /metrics
+    # One TOML per signer of the oracles: each runs as its own attester process.
+    attester_configs: tuple[Path, ...] = ()
+    attesters: tuple[str, ...] = ()  # their addresses, in the order of the configs
 
 
 def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
                   prices: dict[str, int], n_signers: int = 3, threshold: int = 2) -> Network:
-    """Deploy on every chain, write keystores and the node's TOML config."""
+    """Deploy on every chain (oracles of ``n_signers`` signers at ``threshold``), write
+    keystores, the node's TOML config and one attester's per signer."""
     deployer = anvil_account(0)
     signers = [Account.create() for _ in range(n_signers)]
     keys = run_dir / "keys"
@@ -69,15 +76,11 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
     node_port, worker_port = free_port(), free_port()
     lines = [
         f'state_dir = "{run_dir / "state"}"',
-        f"signer_threshold = {threshold}",
         f"metrics_port = {node_port}",
         "[kafka]", f'bootstrap = "{bootstrap}"',
         "[streams]", f'data_dir = "{run_dir / "worker"}"', "partitions = 4",
         f"metrics_port = {worker_port}",
     ]
-    for s in signer_stores:
-        lines += ["[[signers]]", f'keystore = "{s.keystore}"',
-                  f'password_file = "{s.password_file}"']
     for i, d in enumerate(deployments):
         lines += [
             "[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"', f"chain_id = {d.chain_id}",
@@ -93,7 +96,40 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         ]
     config = run_dir / "node.toml"
     config.write_text("\n".join(lines) + "\n")
-    return Network(bootstrap, deployments, config, node_port, worker_port)
+    attesters = tuple(write_attester_config(run_dir / f"attester-{i}.toml", bootstrap, store,
+                                            deployments)
+                      for i, store in enumerate(signer_stores))
+    return Network(bootstrap, deployments, config, node_port, worker_port, attesters,
+                   tuple(s.address.lower() for s in signers))
+
+
+def write_attester_config(path: Path, bootstrap: str, signer: KeystoreSettings,
+                          deployments: Sequence[Deployment],
+                          rpc_urls: Sequence[str] | None = None) -> Path:
+    """An attester's TOML: its one key, and per chain its providers (``rpc_urls``, one per
+    deployment; default: the chain's own) with a quorum of one."""
+    lines = [f'state_dir = "{path.with_suffix("")}"',
+             "[kafka]", f'bootstrap = "{bootstrap}"', "[signer]",
+             f'keystore = "{signer.keystore}"', f'password_file = "{signer.password_file}"',
+             "[streams]", "partitions = 4"]
+    for i, d in enumerate(deployments):
+        url = rpc_urls[i] if rpc_urls is not None else d.rpc_url
+        lines += ["[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"',
+                  f"chain_id = {d.chain_id}", f'rpc_urls = ["{url}"]', "finality_blocks = 2",
+                  f'oracle = "{d.oracle}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def attester_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "xmargin.cli", "attester", "run", "--config", str(config)]
+
+
+def start_attesters(net: LocalNet, network: Network,
+                    suffix: str = "") -> list[subprocess.Popen[bytes]]:
+    """Every attester of ``network`` as its own process (named ``attester-<i><suffix>``)."""
+    return [net.start(f"attester-{i}{suffix}", attester_command(config))
+            for i, config in enumerate(network.attester_configs)]
 
 
 def deposit(deployment: Deployment, trader: LocalAccount, collateral_usd: int) -> int:
@@ -237,6 +273,40 @@ async def wait_for_attestation(bootstrap: str, wanted: Callable[[Attestation], b
     raise TimeoutError(f"no attestation {what} within {timeout_s} s")
 
 
+async def wait_for_verdicts(bootstrap: str, trader: str, sequence: int, count: int,
+                            timeout_s: float) -> dict[str, Verdict]:
+    """The attesters' verdicts on ``trader``'s ``sequence`` once ``count`` have answered
+    (or what answered within ``timeout_s``), by attester."""
+    consumer = AIOKafkaConsumer(topics.SIGNATURE, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    found: dict[str, Verdict] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(found) < count:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    try:
+                        v = decode(Verdict, m.value)
+                    except RecordError:
+                        continue
+                    if (v.trader, v.sequence) == (trader, sequence):
+                        found.setdefault(v.attester, v)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def verdict_summary(attesters: Sequence[str], verdicts: dict[str, Verdict]) -> dict[str, str]:
+    """Per attester: signed, refused (with its first difference) or silent."""
+    def said(a: str) -> str:
+        v = verdicts.get(a)
+        if v is None:
+            return "silent"
+        return f"refused: {v.refused[0]}" if v.refused else "signed"
+    return {a: said(a) for a in attesters}
+
+
 def wait_for_oracles(deployments: tuple[Deployment, ...], trader: str, sequence: int,
                      timeout_s: float) -> list[dict[str, Any]]:
     """Readings of every chain's oracle once each holds ``sequence`` or later."""
@@ -267,6 +337,8 @@ def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
     att = asyncio.run(wait_for_netted_attestation(network.bootstrap, address, trade_blocks,
                                                   timeout_s))
     readings = wait_for_oracles(network.deployments, address, att.sequence, timeout_s)
+    verdicts = asyncio.run(wait_for_verdicts(network.bootstrap, address, att.sequence,
+                                             len(network.attesters), 10.0))
     isolated = att.isolated_margin_wad / WAD
     global_mm = att.maintenance_margin_wad / WAD
     return {
@@ -278,6 +350,7 @@ def run_hedge(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
         "global_maintenance_margin_usd": global_mm,
         "saving_pct": round(100.0 * (1 - global_mm / isolated), 2) if isolated else 0.0,
         "chains": readings,
+        "attesters": verdict_summary(network.attesters, verdicts),
     }
 
 

@@ -4,7 +4,7 @@ precedence are written down once, in ``xmargin.config``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WebsocketUrl, model_validator
 
@@ -59,6 +59,20 @@ class ChainSettings(BaseModel):
     keeper: KeystoreSettings | None = None
 
 
+def refuse_signer_keys(data: dict[str, Any], why: str) -> None:
+    """Refuse, naming the field, a settings tree that puts signer keys where they must
+    not be: more than one signer key in one process is the single point the oracle's
+    M-of-N threshold exists to remove."""
+    signers = data.get("signers")
+    if signers is not None:
+        many = isinstance(signers, list) and len(signers) > 1
+        count = f"{len(signers)} signer keys in one process; " if many else ""
+        raise ValueError(f"signers: {count}{why}")
+    if "signer_threshold" in data:
+        raise ValueError("signer_threshold: the threshold is the oracle's (read from each "
+                         "chain's MarginOracle), not a setting")
+
+
 class RelayerSettings(BaseModel):
     """What the listeners, the proof service and the submitters need."""
 
@@ -67,8 +81,9 @@ class RelayerSettings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     state_dir: Path = Path(".xmargin/state")
     chains: list[ChainSettings] = Field(min_length=1)
-    signers: list[KeystoreSettings] = Field(min_length=1)
-    signer_threshold: int = Field(default=1, ge=1)
+    # A submitter waits this long per attempt for the threshold of the oracle's signers
+    # to have signed (``risk.signature.v1``); each signer is its own attester process.
+    signature_wait_s: float = Field(default=30.0, gt=0)
     submit_max_attempts: int = Field(default=8, ge=1)
     # Execute liquidation plans on every chain with a keeper account; off when another
     # party runs the keeper.
@@ -78,13 +93,19 @@ class RelayerSettings(BaseModel):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = Field(default="127.0.0.1", min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_signer_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            refuse_signer_keys(data, "the node holds no signer key: each signer runs as "
+                                     "its own attester (xmargin attester run)")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> RelayerSettings:
         ids = [c.chain_id for c in self.chains]
         if len(set(ids)) != len(ids):
             raise ValueError("chains: two chains share a chain_id")
-        if self.signer_threshold > len(self.signers):
-            raise ValueError("signer_threshold: exceeds the number of signers")
         for i, c in enumerate(self.chains):
             if c.keeper is not None and c.keeper.keystore == c.submitter.keystore:
                 raise ValueError(f"chains.{i}.keeper: must not be the submitter's account")

@@ -4,6 +4,8 @@
     incident-<chain id>-<block>.json the evidence of a chain halt
     deliveries-<chain id>.json       deliveries being retried or dead-lettered
     in-flight-<chain id>.json        transactions sent and not yet confirmed
+    signatures-<chain id>.json       pending attestations: which attesters signed,
+                                     refused (with their differences) or are silent
     keeper-<chain id>.json           liquidation legs executed or skipped, and why
     keeper-retries-<chain id>.json   liquidation legs being retried or dead-lettered
     keeper-in-flight-<chain id>.json liquidations sent and not yet confirmed
@@ -47,6 +49,9 @@ class StateDir:
 
     def in_flight(self, chain_id: int) -> Path:
         return self.root / f"in-flight-{chain_id}.json"
+
+    def signatures(self, chain_id: int) -> Path:
+        return self.root / f"signatures-{chain_id}.json"
 
     def keeper_legs(self, chain_id: int) -> Path:
         return self.root / f"keeper-{chain_id}.json"

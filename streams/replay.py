@@ -307,21 +307,33 @@ class Auditor:
     def check_prices(self, a: Attestation) -> list[str]:
         """Is every price (and implied volatility) ``a`` lists the median of oracle rounds
         in the log, observed by its data clock?"""
-        out = []
+        found, quotes = self.price_inputs(a)
+        for q in quotes:
+            self.quoted.setdefault((q.asset, q.source, q.round_id), q)
+        return found
+
+    def price_inputs(self, a: Attestation) -> tuple[list[str], list[PriceUpdate]]:
+        """The differences ``check_prices`` reports, and the rounds ``a``'s prices are
+        the medians of."""
+        out: list[str] = []
+        quoted: list[PriceUpdate] = []
         for price, rounds in [*((p, self.rounds) for p in a.prices),
                               *((v, self.vol_rounds) for v in a.vols)]:
             key = (rounds.topic, price)
             cached = self.priced.get(key)
             if cached is None:
-                cached = self.priced[key] = rounds.check_price(price)
+                cached = rounds.check_price(price)
+                if not cached[0]:
+                    # Only a price that checked out: one short of rounds may be completed
+                    # by records read later (an attester judges as the log arrives).
+                    self.priced[key] = cached
             found, quotes = cached
             out += [f"sequence {a.sequence}: {f}" for f in found]
             if price.observed_at > a.issued_at:
                 out.append(f"sequence {a.sequence}: {rounds.kind} of {price.asset} observed "
                            f"at {price.observed_at}, after the data clock {a.issued_at}")
-            for q in quotes:
-                self.quoted.setdefault((q.asset, q.source, q.round_id), q)
-        return out
+            quoted += quotes
+        return out, quoted
 
     def check_risk_day(self, a: Attestation) -> list[str]:
         """Was ``a`` margined with closes at most ``STALE_RISK_DAYS`` older than those the
@@ -351,19 +363,27 @@ class Auditor:
                     continue
             groups.setdefault((day, a.prices, a.vols), []).append((a, previous))
         self.pending = {}
-        for (day, _, vols), items in groups.items():
-            prices = {p.asset: attested_to_oracle(p) for p in items[0][0].prices}
-            states = [self.state_before(a, previous) for a, previous in items]
-            # Without a risk day the attestation was margined with the static model.
-            implied = {v.asset: attested_to_oracle(v) for v in vols}
-            margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol,
-                                           self.prices.days if day is not None else None, day,
-                                           implied)
-            for (a, _), state, margin in zip(items, states, margins, strict=True):
-                recomputed = (next_attestation(state, margin[0], margin[1], self.settings,
-                                               prices, margin[2], implied)
-                              if margin is not None else None)
+        for items in groups.values():
+            for (a, _), recomputed in zip(items, self.recompute(items), strict=True):
                 self.compare(a, recomputed)
+
+    def recompute(self, items: Sequence[tuple[Attestation, Attestation | None]]
+                  ) -> list[Attestation | None]:
+        """Each attestation (after the one before it) recomputed from the books and
+        prices it names, in one engine call: they share one set of prices, vols and
+        risk day (``None``: nothing to attest)."""
+        first = items[0][0]
+        day = first.risk.day if first.risk is not None else None
+        prices = {p.asset: attested_to_oracle(p) for p in first.prices}
+        states = [self.state_before(a, previous) for a, previous in items]
+        # Without a risk day the attestation was margined with the static model.
+        implied = {v.asset: attested_to_oracle(v) for v in first.vols}
+        margins = margin_by_market_set(states, prices, self.params, self.settings.implied_vol,
+                                       self.prices.days if day is not None else None, day,
+                                       implied)
+        return [next_attestation(state, margin[0], margin[1], self.settings, prices,
+                                 margin[2], implied) if margin is not None else None
+                for state, margin in zip(states, margins, strict=True)]
 
     def compare(self, a: Attestation, recomputed: Attestation | None) -> None:
         audit = self.trader(a.trader)
@@ -373,8 +393,8 @@ class Auditor:
         if recomputed == a:
             audit.matched += 1
             return
-        fields = [f for f in Attestation.model_fields if getattr(recomputed, f) != getattr(a, f)]
-        audit.differences.append(f"sequence {a.sequence}: recomputed differs in {fields}")
+        audit.differences.append(f"sequence {a.sequence}: recomputed differs in "
+                                 f"{differing_fields(a, recomputed)}")
 
     def state_before(self, a: Attestation, previous: Attestation | None) -> TraderState:
         """The trader's state as the worker held it: ``a``'s books, after ``previous``
@@ -387,6 +407,10 @@ class Auditor:
             history={TraderState.book_key(b.chain_id, b.venue): (b,) for b in books},
             last=Attested.of(previous) if previous is not None else None,
             book_offset=a.book_offset)
+
+
+def differing_fields(a: Attestation, recomputed: Attestation) -> list[str]:
+    return [f for f in Attestation.model_fields if getattr(recomputed, f) != getattr(a, f)]
 
 
 def attested_to_oracle(p: AttestedPrice) -> OraclePrice:

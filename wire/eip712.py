@@ -74,3 +74,13 @@ def attestation_digest(
         free_collateral_wad=free_collateral_wad, params_version=params_version,
         source_blocks_hash=source_blocks_hash, source_block=source_block,
         valid_until=valid_until))
+
+
+def refusal_digest(trader: bytes, sequence: int, differences: Iterable[str]) -> bytes:
+    """What an attester signs to own a refusal (off chain only): an EIP-191 personal
+    message over keccak("xmargin refusal" ‖ trader ‖ sequence ‖ keccak(differences)).
+    Its 0x19 0x45 prefix can never be an EIP-712 digest (0x19 0x01), so a refusal's
+    signature authorises nothing on any oracle."""
+    body = keccak(b"xmargin refusal" + word(trader) + word(sequence)
+                  + keccak("\n".join(differences).encode()))
+    return keccak(b"\x19Ethereum Signed Message:\n32" + body)

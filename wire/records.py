@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 HexStr = Annotated[str, Field(pattern=r"^0x([0-9a-f]{2})*$")]
 Hash32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]
@@ -248,6 +248,38 @@ class Attestation(Record):
     # volatility feed (``price_wad`` the volatility, the rounds of oracle.vol.v1); an
     # underlying without one used the configured ``streams.implied_vol``.
     vols: tuple[AttestedPrice, ...] = ()
+
+
+class ChainSignature(Record):
+    """An attester's EIP-712 signature (65 bytes r ‖ s ‖ v) over one chain's digest."""
+
+    chain_id: NonNegative
+    digest: Hash32
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-f]{130}$")]
+
+
+class Verdict(Record):
+    """One attester's answer to a proposed attestation (trader, sequence): a signature
+    per chain credit it reproduced byte for byte, or, with ``refused`` set, none and
+    the differences its own recomputation found."""
+
+    trader: Address
+    sequence: Annotated[int, Field(gt=0)]
+    attester: Address
+    signatures: tuple[ChainSignature, ...] = ()
+    refused: tuple[str, ...] = ()
+    # The attester's signature over ``wire.eip712.refusal_digest``: a refusal is its own
+    # as a signature is (anyone may write to the topic).
+    refusal_signature: Annotated[str, Field(pattern=r"^(0x[0-9a-f]{130})?$")] = ""
+    decided_at: NonNegative = 0  # unix seconds, the attester's clock
+
+    @model_validator(mode="after")
+    def _signed_or_refused(self) -> Verdict:
+        if bool(self.signatures) == bool(self.refused):
+            raise ValueError("a verdict carries signatures or refusals, exactly one of the two")
+        if bool(self.refused) != bool(self.refusal_signature):
+            raise ValueError("refusal_signature: a refusal, and only a refusal, is signed")
+        return self
 
 
 DeliveryStatus = Literal["delivered", "retrying", "dropped", "dead_lettered"]

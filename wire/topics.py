@@ -11,6 +11,9 @@ PRICE = "oracle.price.v1"
 VOL = "oracle.vol.v1"
 ATTESTATION = "risk.attestation.v1"
 LIQUIDATION = "risk.liquidation.v1"
+# Each attester's verdict on a proposed attestation (``Verdict``): its signatures, or its
+# refusal with the differences it found. Keyed by trader.
+SIGNATURE = "risk.signature.v1"
 DELIVERY = "relayer.delivery.v1"
 # One marker record (partition 0): the log's epoch (``bus.epoch``).
 LOG_EPOCH = "xmargin.log_epoch.v1"
@@ -19,7 +22,7 @@ RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
     BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, VOL, ATTESTATION, LIQUIDATION,
-    DELIVERY, RECOMPUTE, LOG_EPOCH,
+    SIGNATURE, DELIVERY, RECOMPUTE, LOG_EPOCH,
 )
 
 

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 node_app = typer.Typer(no_args_is_help=True, help="Run a relayer node.")
 app.add_typer(node_app, name="node")
+attester_app = typer.Typer(no_args_is_help=True,
+                           help="Run an attester: one signer key, its own providers.")
+app.add_typer(attester_app, name="attester")
 log_app = typer.Typer(no_args_is_help=True, help="Recover a log that vanished.")
 app.add_typer(log_app, name="log")
 proof_app = typer.Typer(no_args_is_help=True,
@@ -62,6 +65,45 @@ def node_run(config: ConfigOption = None,
             loop.add_signal_handler(sig, stop.set)
         await run_node(settings, settings.streams.partitions, stop,
                        worker_command=worker_command(config) if worker else None)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as e:
+        typer.echo(f"config error: {e.field}: {e.message}", err=True)
+        raise typer.Exit(2) from e
+    except LogHalted as e:
+        typer.echo(f"log vanished: {e}", err=True)
+        raise typer.Exit(3) from e
+
+
+@attester_app.command("run")
+def attester_run(config: Annotated[Path | None, typer.Option(
+        "--config", help="attester TOML file")] = None) -> None:
+    """Recompute every proposed attestation from the chains through this attester's own
+    providers; sign what it reproduces byte for byte, refuse the rest with why."""
+    from attester.run import run_attester
+    from bus import metrics
+    from xmargin.config import load_attester_settings
+
+    try:
+        settings = load_attester_settings(config)
+    except ConfigError as e:
+        typer.echo(f"config error: {e.field}: {e.message}", err=True)
+        raise typer.Exit(2) from e
+    log_format.configure()
+    try:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+    except OSError as e:
+        typer.echo(f"error: metrics_port: cannot serve on {settings.metrics_host}:"
+                   f"{settings.metrics_port}: {e}", err=True)
+        raise typer.Exit(2) from e
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_attester(settings, stop)
 
     try:
         asyncio.run(main())
@@ -137,7 +179,7 @@ def deploy(
     eth_price: Annotated[int, typer.Option(help="the ETH feed's first answer, USD")] = 3000,
 ) -> None:
     """Deploy the contracts on dev chains (funded by anvil's first accounts) and write a
-    node.toml with fresh signer keystores into OUT."""
+    node.toml and one attester-<i>.toml per signer, with fresh keystores, into OUT."""
     from web3.exceptions import Web3Exception
 
     from devnet.hedge import setup_network
@@ -152,6 +194,8 @@ def deploy(
                    f"USDC {d.token}, perp venue {d.venue}, lending pool {d.pool}, "
                    f"option venue {d.options}")
     typer.echo(f"config written to {network.config_path}")
+    for config, address in zip(network.attester_configs, network.attesters, strict=True):
+        typer.echo(f"attester {address}: {config}")
 
 
 @app.command()

@@ -4,16 +4,17 @@
     < CLI flags
 
 The tree is the relayer's part (``relayer.settings.RelayerSettings``: kafka, state_dir,
-chains, signers, …) plus ``streams`` (``streams.settings.StreamSettings``). Every package
+chains, …) plus ``streams`` (``streams.settings.StreamSettings``). Every package
 receives its own part as an argument; only this module reads the environment. A bad
-value raises ``ConfigError`` naming the field.
+value raises ``ConfigError`` naming the field. An attester's settings
+(``attester.settings.AttesterSettings``) load the same way.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import (
@@ -23,11 +24,21 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from attester.settings import AttesterSettings
 from relayer.errors import ConfigError
 from relayer.settings import RelayerSettings
 from streams.settings import AttestationTarget, StreamSettings
 
 _toml_path: ContextVar[Path | None] = ContextVar("toml_path", default=None)
+
+
+def _sources(settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+             env_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+    toml = _toml_path.get()
+    sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+    if toml is not None:
+        sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml),)
+    return sources
 
 
 class NodeSettings(RelayerSettings, BaseSettings):  # type: ignore[misc]
@@ -43,11 +54,7 @@ class NodeSettings(RelayerSettings, BaseSettings):  # type: ignore[misc]
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _toml_path.get()
-        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-        if toml is not None:
-            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml),)
-        return sources
+        return _sources(settings_cls, init_settings, env_settings)
 
     def stream_settings(self) -> StreamSettings:
         """The streams part, with one attestation target per configured chain."""
@@ -58,11 +65,18 @@ class NodeSettings(RelayerSettings, BaseSettings):  # type: ignore[misc]
 
 def load_settings(path: Path | None, **overrides: Any) -> NodeSettings:
     """Load the settings with the precedence above; raise ``ConfigError`` on a bad field."""
+    return _load(NodeSettings, path, **overrides)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _load(model: type[S], path: Path | None, **overrides: Any) -> S:
     if path is not None and not path.is_file():
         raise ConfigError("config", f"file not found: {path}")
     token = _toml_path.set(path)
     try:
-        return NodeSettings(**overrides)
+        return model(**overrides)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
@@ -72,3 +86,24 @@ def load_settings(path: Path | None, **overrides: Any) -> NodeSettings:
         raise ConfigError(where, message) from e
     finally:
         _toml_path.reset(token)
+
+
+class AttesterConfig(AttesterSettings, BaseSettings):  # type: ignore[misc]
+    """An attester's settings with the node's precedence (``XMARGIN_ATTESTER__…``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="XMARGIN_ATTESTER__", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _sources(settings_cls, init_settings, env_settings)
+
+
+def load_attester_settings(path: Path | None) -> AttesterConfig:
+    """An attester's settings, as ``load_settings`` loads the node's."""
+    return _load(AttesterConfig, path)

@@ -22,6 +22,7 @@ from wire.records import Attestation, ChainCredit
 
 # MarginOracle.submit's arguments: the attestation struct and the sorted signatures.
 OracleCall = tuple[tuple[Any, ...], list[bytes]]
+MAX_SIGNERS = 32  # MarginOracle.vy's
 
 
 def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, ...]:
@@ -37,6 +38,10 @@ def oracle_struct(attestation: Attestation, credit: ChainCredit) -> tuple[Any, .
 class OracleWriter(TransactionWriter, Protocol):
     async def latest_sequence(self, trader: str) -> int:
         """The newest sequence the oracle holds for ``trader`` (0 for none)."""
+        ...
+
+    async def signer_set(self) -> tuple[list[str], int]:
+        """The oracle's current signers (lowercase) and threshold."""
         ...
 
     async def simulate(self, call: OracleCall, sender: str) -> str | None:
@@ -59,6 +64,19 @@ class OracleChain(ChainTransactions):
         latest = await self.pool.on_provider("latest", lambda w3: self._contract(
             w3).functions.latest(AsyncWeb3.to_checksum_address(trader)).call())
         return int(latest[1])
+
+    async def signer_set(self) -> tuple[list[str], int]:
+        async def read(w3: AsyncWeb3) -> tuple[list[str], int]:
+            oracle = self._contract(w3)
+            threshold = int(await oracle.functions.threshold().call())
+            signers = []
+            for i in range(MAX_SIGNERS):
+                try:
+                    signers.append(str(await oracle.functions.signers(i).call()).lower())
+                except ContractLogicError:
+                    break  # past the end of the DynArray
+            return signers, threshold
+        return await self.pool.on_provider("signer set", read)
 
     async def simulate(self, call: OracleCall, sender: str) -> str | None:
         try:

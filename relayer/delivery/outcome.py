@@ -28,6 +28,10 @@ class Reason(enum.Enum):
     CHAIN_HALTED = "chain_halted"
     CHAIN_ERROR = "chain_error"            # a RelayerError talking to the chain
     RETRIES_SPENT = "retries_spent"
+    # Fewer than the oracle's threshold of attesters signed within the wait, or so many
+    # refused that the threshold cannot be reached.
+    AWAITING_SIGNATURES = "awaiting_signatures"
+    REFUSED_BY_ATTESTERS = "refused_by_attesters"
     # A liquidation leg (the keeper):
     AWAITING_FLAG = "awaiting_flag"        # the flagging attestation is not on chain yet
     NOT_FLAGGED = "not_flagged"            # the trader is no longer flagged (or it expired)

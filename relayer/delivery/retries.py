@@ -105,3 +105,19 @@ class InFlightStore(JsonStore[InFlight]):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, InFlight)
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """Where a pending attestation's signatures stand on one chain (attesters by
+    address; a refusal with the differences it named)."""
+
+    threshold: int
+    signed: list[str]
+    refused: dict[str, list[str]]
+    silent: list[str]
+
+
+class AwaitingStore(JsonStore[Awaiting]):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, Awaiting)

@@ -2,8 +2,10 @@
 
 Each delivery runs prepare → submit → confirm and ends in an explicit ``Result``
 (delivered / dropped / retry, with a ``Reason``); normal outcomes are results, not
-exceptions. A record whose digest this node does not reproduce is dead-lettered: it is
-never signed. The chain is reached only through an ``OracleWriter``.
+exceptions. The node signs nothing: prepare waits for the threshold of the oracle's
+signer set to have signed the chain's digest (``risk.signature.v1``, gathered in a
+``SignatureBook``). A record whose digest this node does not reproduce is dead-lettered
+before any of that. The chain is reached only through an ``OracleWriter``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from aiokafka import ConsumerRecord
 from eth_account.signers.local import LocalAccount
 
 from bus.publisher import RecordSink, dead_letter
+from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.oracle import OracleCall, OracleWriter, oracle_struct
 from relayer.delivery.outcome import Outcome, Reason, Result, delivery_status
-from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.retries import Awaiting, AwaitingStore, InFlightStore, RetryStore
 from relayer.delivery.sending import TransactionSender
-from relayer.delivery.signing import sign_digest, threshold_signatures
+from relayer.delivery.signing import threshold_signatures
 from relayer.errors import RelayerError
 from relayer.statedir import StateDir
 from wire import topics
@@ -47,21 +50,23 @@ def local_digest(attestation: Attestation, credit: ChainCredit) -> str:
 
 
 class Submitter:
-    def __init__(self, oracle: OracleWriter, sender: LocalAccount, signers: list[LocalAccount],
-                 threshold: int, publisher: RecordSink, max_attempts: int,
+    def __init__(self, oracle: OracleWriter, sender: LocalAccount, book: SignatureBook,
+                 publisher: RecordSink, max_attempts: int,
                  retries: RetryStore, in_flight: InFlightStore | None = None,
-                 halted: Mapping[int, str] | None = None) -> None:
+                 halted: Mapping[int, str] | None = None,
+                 signature_wait_s: float = 30.0) -> None:
         self.oracle = oracle
         self.chain_id = oracle.chain_id
         self.sender = sender
-        self.signers = signers
-        self.threshold = threshold
+        self.book = book
+        self.signature_wait_s = signature_wait_s
         self.publisher = publisher
         self.max_attempts = max_attempts
         self.retries = retries
         self.halted = halted if halted is not None else {}
-        self.in_flight = in_flight or InFlightStore(
-            StateDir(retries.path.parent).in_flight(self.chain_id))
+        state = StateDir(retries.path.parent)
+        self.in_flight = in_flight or InFlightStore(state.in_flight(self.chain_id))
+        self.awaiting = AwaitingStore(state.signatures(self.chain_id))
         self.sending = TransactionSender(oracle, sender, self.in_flight, "submitter")
 
     async def handle(self, attestation: Attestation, message: ConsumerRecord) -> None:
@@ -74,6 +79,7 @@ class Submitter:
                               "digest")
             return
         result = await self.deliver_with_retries(attestation, credit)
+        self.awaiting.put(f"{attestation.trader}:{attestation.sequence}", None)
         await self.publisher.publish(topics.DELIVERY, attestation.trader, Delivery(
             trader=attestation.trader, sequence=attestation.sequence, chain_id=self.chain_id,
             status=delivery_status(result), reason=result.reason, tx_hash=result.tx_hash,
@@ -117,10 +123,24 @@ class Submitter:
                           f"oracle already holds sequence {held}")
         if attestation.valid_until < time.time():
             return Result(Outcome.DROPPED, Reason.EXPIRED, "attestation expired before delivery")
-        digest = from_hex(credit.digest)
-        signatures = threshold_signatures([sign_digest(s, digest) for s in self.signers],
-                                          self.threshold)
-        call: OracleCall = (oracle_struct(attestation, credit), signatures)
+        signers, threshold = await self.oracle.signer_set()
+        counted = await self.book.gather(attestation.trader, attestation.sequence,
+                                         self.chain_id, credit.digest, signers, threshold,
+                                         self.signature_wait_s)
+        self.awaiting.put(f"{attestation.trader}:{attestation.sequence}", Awaiting(
+            threshold, sorted(s.signer for s in counted.signatures),
+            {a: list(d) for a, d in counted.refused.items()}, counted.silent))
+        if counted.unreachable:
+            refusals = "; ".join(f"{a}: {' | '.join(d)}" for a, d in counted.refused.items())
+            return Result(Outcome.DROPPED, Reason.REFUSED_BY_ATTESTERS,
+                          f"{len(counted.refused)} of {len(signers)} attesters refused "
+                          f"(threshold {threshold}): {refusals}")
+        if not counted.complete:
+            return Result(Outcome.RETRY, Reason.AWAITING_SIGNATURES,
+                          f"{len(counted.signatures)} of {threshold} signatures; silent: "
+                          f"{', '.join(counted.silent)}")
+        call: OracleCall = (oracle_struct(attestation, credit),
+                            threshold_signatures(counted.signatures, threshold))
         # Simulate right before sending so a revert costs nothing.
         reverted = await self.oracle.simulate(call, self.sender.address)
         if reverted is not None:

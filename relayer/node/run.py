@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from aiokafka import ConsumerRecord
 from eth_account.signers.local import LocalAccount
 
 from bus import epoch
@@ -23,6 +24,7 @@ from bus.publisher import Publisher
 from relayer.chain.feeds import feed_decimals
 from relayer.chain.listener import Listener
 from relayer.chain.rpc import RpcPool
+from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.keeper import Keeper, LegStore
 from relayer.delivery.oracle import OracleChain
 from relayer.delivery.retries import InFlightStore, RetryStore
@@ -37,7 +39,7 @@ from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
 from wire import topics
-from wire.records import Attestation, Liquidation, PositionEvent
+from wire.records import Attestation, Liquidation, PositionEvent, RecordError, Verdict, decode
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +67,34 @@ async def connect_chains(settings: RelayerSettings) -> dict[int, RpcPool]:
 
 @dataclass(frozen=True)
 class Keys:
-    signers: list[LocalAccount]
+    """The node's sending accounts: no signer key (each signer is an attester)."""
+
     submitters: dict[int, LocalAccount]
     keepers: dict[int, LocalAccount]  # chains with a keeper, when the node runs one
 
 
 def load_keys(settings: RelayerSettings) -> Keys:
-    signers = [load_keystore(s, f"signers.{i}") for i, s in enumerate(settings.signers)]
     senders = {c.chain_id: load_keystore(c.submitter, f"chains.{i}.submitter")
                for i, c in enumerate(settings.chains)}
     keepers = {c.chain_id: load_keystore(c.keeper, f"chains.{i}.keeper")
                for i, c in enumerate(settings.chains)
                if c.keeper is not None and settings.keeper_enabled}
-    return Keys(signers, senders, keepers)
+    return Keys(senders, keepers)
 
 
 async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
-                      publisher: Publisher, halted: dict[int, str],
+                      publisher: Publisher, halted: dict[int, str], book: SignatureBook,
                       stop: asyncio.Event) -> dict[str, Task]:
     """A listener and a submitter per chain, and a keeper where it has an account."""
     state = StateDir(settings.state_dir)
     tasks: dict[str, Task] = {}
     for chain_id, client in clients.items():
         listener = Listener(client, publisher, state, await feed_decimals(client))
-        submitter = Submitter(OracleChain(client), keys.submitters[chain_id], keys.signers,
-                              settings.signer_threshold, publisher,
+        submitter = Submitter(OracleChain(client), keys.submitters[chain_id], book, publisher,
                               settings.submit_max_attempts,
                               RetryStore(state.deliveries(chain_id)),
-                              InFlightStore(state.in_flight(chain_id)), halted=halted)
+                              InFlightStore(state.in_flight(chain_id)), halted=halted,
+                              signature_wait_s=settings.signature_wait_s)
         tasks[f"listener-{chain_id}"] = partial(listener.run, stop)
         tasks[f"balance-submitter-{chain_id}"] = partial(submitter.sending.watch_balance, stop)
         tasks[f"submitter-{chain_id}"] = partial(
@@ -111,6 +113,16 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
                 group=f"xmargin-keeper-{chain_id}", model=Liquidation, publisher=publisher,
                 handle=keeper.handle, stop=stop)
     return tasks
+
+
+def gather_verdict(book: SignatureBook, message: ConsumerRecord) -> None:
+    try:
+        if not book.add(decode(Verdict, message.value)):
+            log.warning("verdict refused: a signature does not recover to its attester",
+                        extra={"offset": message.offset})
+    except RecordError as e:
+        # Not the node's to dead-letter: the book is rebuilt from the log on every start.
+        log.warning("verdict refused", extra={"offset": message.offset, "reason": e.reason})
 
 
 def log_incident(state: StateDir, vanished: epoch.LogVanished) -> str:
@@ -169,7 +181,10 @@ async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Eve
                           handle=prover.handle, stop=work, concurrent=True),
         "log-epoch": partial(epoch.watch, bootstrap, epoch_file, True, halt, work),
     }
-    tasks |= await chain_tasks(settings, clients, keys, publisher, halted, work)
+    book = SignatureBook()
+    tasks["signatures"] = partial(tail, bootstrap=bootstrap, names=[topics.SIGNATURE],
+                                  stop=work, handle=partial(gather_verdict, book))
+    tasks |= await chain_tasks(settings, clients, keys, publisher, halted, book, work)
     traders = board.TraderBoard()
     tasks["board"] = partial(
         tail, bootstrap=bootstrap, names=board.TOPICS, stop=work,

@@ -3,7 +3,8 @@
 Read from the files the node keeps (nothing is asked of a chain or the broker, so it
 answers while a node is down): per chain, the listener's published and final heights,
 any halt incident with its evidence, the deliveries being retried or dead-lettered
-with their reasons, the transactions in flight with their nonces and fees, and the
+with their reasons, each pending attestation's attesters (signed, refused with the
+differences they found, silent), the transactions in flight with their nonces and fees, and the
 keeper's liquidation legs (executed with their transaction, skipped or dead-lettered
 with why, and those being retried); and whether the log vanished under the epoch the
 node holds (``bus.epoch``), with the evidence, or only under an earlier one (restored).
@@ -17,7 +18,7 @@ from typing import Any
 from bus.epoch import EpochFile
 from relayer.chain.checkpoint import Checkpoint
 from relayer.delivery.keeper import LegStore
-from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.retries import AwaitingStore, InFlightStore, RetryStore
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
 
@@ -31,6 +32,7 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
         incidents = [json.loads(p.read_text()) for p in state.incidents(cid)]
         retries = RetryStore(state.deliveries(cid)).entries
         in_flight = InFlightStore(state.in_flight(cid)).entries
+        awaiting = AwaitingStore(state.signatures(cid)).entries
         legs = LegStore(state.keeper_legs(cid)).entries
         leg_retries = RetryStore(state.keeper_retries(cid)).entries
         chains[chain.name] = {
@@ -46,6 +48,9 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                 "max_fee_gwei": e.max_fee_wei / 1e9,
                                 "priority_fee_gwei": e.priority_fee_wei / 1e9}
                           for key, e in sorted(in_flight.items())},
+            "signatures": {key: {"threshold": a.threshold, "signed": a.signed,
+                                 "refused": a.refused, "silent": a.silent}
+                           for key, a in sorted(awaiting.items())},
             "keeper": chain.keeper is not None and settings.keeper_enabled,
             "liquidations": {key: {"status": e.status, "reason": e.reason,
                                    "tx_hash": e.tx_hash} for key, e in sorted(legs.items())},
@@ -85,6 +90,11 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         for key, d in c["deliveries"].items():
             lines.append(f"    delivery {key}: {d['status']} after {d['attempts']} "
                          f"attempt(s): {d['reason']}")
+        for key, a in c["signatures"].items():
+            lines.append(f"    signatures {key}: {len(a['signed'])} of {a['threshold']}; "
+                         f"signed {a['signed']}, silent {a['silent']}")
+            for attester, found in a["refused"].items():
+                lines.append(f"        refused by {attester}: {' | '.join(found)}")
         for key, f in c["in_flight"].items():
             lines.append(f"    in flight {key}: nonce {f['nonce']}, {f['tx_hash']}, max fee "
                          f"{f['max_fee_gwei']:g} gwei")

@@ -24,6 +24,7 @@ from devnet.hedge import (
     open_positions,
     set_price,
     setup_network,
+    start_attesters,
     trade,
     wait_for_attestation,
     wait_for_netted_attestation,
@@ -74,6 +75,7 @@ def test_a_broker_killed_mid_flow_loses_and_doubles_nothing(localnet: LocalNet,
     chains = [localnet.chain(41001), localnet.chain(41002)]
     network = setup_network(tmp_path, bootstrap, chains, prices={"ETH": 3000})
     asyncio.run(ensure_topics(bootstrap, 4))
+    start_attesters(localnet, network)
     node = localnet.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run",
                                    "--config", str(network.config_path)])
     chain_a, chain_b = network.deployments

@@ -35,6 +35,7 @@ from devnet.hedge import (
     run_hedge,
     set_price,
     setup_network,
+    start_attesters,
     supply,
     trade,
     wait_for_attestation,
@@ -69,6 +70,7 @@ def node(localnet: LocalNet, broker: str, chain_urls: list[str],
     run_dir = tmp_path_factory.mktemp("node")
     network = setup_network(run_dir, broker, chain_urls, prices={"ETH": 3000})
     asyncio.run(ensure_topics(broker, 4))
+    start_attesters(localnet, network)
     proc = localnet.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run",
                                    "--config", str(network.config_path)])
     yield network, proc

@@ -25,6 +25,7 @@ from devnet.hedge import (
     open_positions,
     read_oracle,
     setup_network,
+    start_attesters,
     trade,
     wait_for_netted_attestation,
     wait_for_oracles,
@@ -75,6 +76,7 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(
     chains = [localnet.chain(41001), localnet.chain(41002)]
     network = setup_network(tmp_path, bootstrap, chains, prices={"ETH": 3000})
     asyncio.run(ensure_topics(bootstrap, 4))
+    attesters = start_attesters(localnet, network)
     localnet.start("node", [sys.executable, "-m", "xmargin.cli", "node", "run",
                             "--config", str(network.config_path)])
     node_epoch = tmp_path / "state" / "log-epoch.json"
@@ -112,6 +114,13 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(
     wait_for("the worker's incident", lambda: list(worker_dir.glob("incident-log-*.json")), 60)
     wait_for("the worker's metric", lambda: value(scrape(network.worker_metrics_port),
                                                   "xmargin_log_vanished") == 1, 30)
+    # Each attester halts too (exit 3), with its incident.
+    for proc, config in zip(attesters, network.attester_configs, strict=True):
+        state = config.with_suffix("")
+        wait_for(f"{config.stem}'s incident",
+                 lambda s=state: list(s.glob("incident-log-*.json")), 60)
+        wait_for(f"{config.stem} to exit", lambda p=proc: p.poll() is not None, 30)
+        assert proc.returncode == 3
     # The node did not take the empty log for a new one: it wrote no epoch over it.
     assert asyncio.run(epoch.read_epoch(bootstrap)) is None
     localnet.stop("node")
@@ -136,6 +145,7 @@ def test_a_broker_restarted_empty_halts_the_node_and_its_worker(
     assert [i["current"] for i in recovered["incidents"]] == [False, False]
     refused = cli("log", "restore", "--config", str(network.config_path), "--from", str(export))
     assert refused.returncode == 1 and "has an epoch" in refused.stderr  # not twice
+    start_attesters(localnet, network, "-after")
     localnet.start("node-after", [sys.executable, "-m", "xmargin.cli", "node", "run",
                                   "--config", str(network.config_path)])
     traded = trade(chain_a, trader, "ETH", 0.5)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from devnet.localnet import REPO
 from xmargin.cli import app
-from xmargin.config import NodeSettings
+from xmargin.config import AttesterConfig, NodeSettings
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 OURS = {name: s for name, s in COMPOSE["services"].items() if s.get("build") == "."}
@@ -49,11 +49,20 @@ def test_every_command_of_the_image_parses() -> None:
 
 
 def test_every_environment_variable_is_a_settings_key() -> None:
-    for service in OURS.values():
+    for name, service in OURS.items():
+        attester = service["command"][0] == "attester"
+        prefix, model = (("XMARGIN_ATTESTER__", AttesterConfig) if attester
+                         else ("XMARGIN__", NodeSettings))
         for variable in service.get("environment", {}):
-            assert variable.startswith("XMARGIN__"), variable
-            path = variable.removeprefix("XMARGIN__").lower().split("__")
-            assert settings_key(path), f"{variable} is no key of the settings tree"
+            assert variable.startswith(prefix), (name, variable)
+            path = variable.removeprefix(prefix).lower().split("__")
+            assert settings_key(path, model), f"{variable} is no key of {model.__name__}"
+
+
+def test_three_attesters_each_with_its_own_config() -> None:
+    attesters = [s for s in OURS.values() if s["command"][0] == "attester"]
+    configs = {str(parse(list(s["command"])).params["config"]) for s in attesters}
+    assert configs == {f"/etc/xmargin/attester-{i}.toml" for i in range(3)}
 
 
 def test_the_config_read_is_the_one_the_deployment_writes() -> None:
@@ -62,7 +71,7 @@ def test_the_config_read_is_the_one_the_deployment_writes() -> None:
 
     out = parse(list(OURS["deploy"]["command"])).params["out"]
     written = mounts(OURS["deploy"])[str(out)]
-    for name in ("node", "worker"):
+    for name in ("node", "worker", "attester-0", "attester-1", "attester-2"):
         config = parse(list(OURS[name]["command"])).params["config"]
         assert mounts(OURS[name]).get(str(config.parent)) == written, name
         assert OURS[name]["depends_on"]["deploy"] == {

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from attester.settings import AttesterChain, AttesterSettings
 from devnet.localnet import REPO
 from relayer.settings import ChainSettings, KafkaSettings
 from streams.settings import StreamSettings
-from xmargin.config import NodeSettings, load_settings
+from xmargin.config import NodeSettings, load_attester_settings, load_settings
 
 EXAMPLE = REPO / "deploy" / "node.example.toml"
+ATTESTER_EXAMPLE = REPO / "deploy" / "attester.example.toml"
 # Set by the node itself, not by an operator: one attestation target per chain.
 DERIVED = {("streams", "targets")}
 
@@ -22,7 +25,6 @@ DERIVED = {("streams", "targets")}
 def test_example_config_is_valid() -> None:
     settings = load_settings(EXAMPLE)
     assert [c.chain_id for c in settings.chains] == [41001, 41002]
-    assert settings.signer_threshold == 2 and len(settings.signers) == 3
     assert {t.chain_id for t in settings.stream_settings().targets} == {41001, 41002}
 
 
@@ -30,10 +32,10 @@ def keys_of(model: type[BaseModel]) -> set[str]:
     return set(model.model_fields)
 
 
-def documented(section: str) -> set[str]:
+def documented(section: str, example: Path = EXAMPLE) -> set[str]:
     """Keys set in ``section`` of the example (its first table of that name), or
     commented out there as ``# key = …``."""
-    text = EXAMPLE.read_text()
+    text = example.read_text()
     parsed: Any = tomllib.loads(text)
     table = parsed if not section else parsed[section]
     table = table[0] if isinstance(table, list) else table
@@ -49,12 +51,26 @@ def documented(section: str) -> set[str]:
 
 def test_every_settings_key_is_documented_in_the_example() -> None:
     expected = {
-        "": keys_of(NodeSettings) - {"kafka", "streams", "chains", "signers"},
+        "": keys_of(NodeSettings) - {"kafka", "streams", "chains"},
         "kafka": keys_of(KafkaSettings),
         "streams": keys_of(StreamSettings) - {k for s, k in DERIVED if s == "streams"},
         "chains": keys_of(ChainSettings),
-        "signers": {"keystore", "password_file"},
     }
     missing = {section: sorted(keys - documented(section))
                for section, keys in expected.items() if keys - documented(section)}
     assert not missing, f"keys missing from {EXAMPLE.name}: {missing}"
+
+
+def test_the_attester_example_loads_and_documents_every_key() -> None:
+    settings = load_attester_settings(ATTESTER_EXAMPLE)
+    assert [c.quorum for c in settings.chains] == [2, 2]
+    expected = {
+        "": keys_of(AttesterSettings) - {"kafka", "streams", "chains", "signer"},
+        "kafka": keys_of(KafkaSettings),
+        "signer": {"keystore", "password_file"},
+        "chains": keys_of(AttesterChain),
+    }
+    missing = {section: sorted(keys - documented(section, ATTESTER_EXAMPLE))
+               for section, keys in expected.items()
+               if keys - documented(section, ATTESTER_EXAMPLE)}
+    assert not missing, f"keys missing from {ATTESTER_EXAMPLE.name}: {missing}"

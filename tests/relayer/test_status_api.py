@@ -35,7 +35,7 @@ def settings(tmp_path: Path) -> RelayerSettings:
     chains = [ChainSettings(name=name, chain_id=cid, rpc_urls=["http://127.0.0.1:1"],
                             oracle="0x" + "aa" * 20, submitter=UNUSED)
               for name, cid in (("chain-a", 41001), ("chain-b", 41002))]
-    return RelayerSettings(chains=chains, signers=[UNUSED], state_dir=tmp_path,
+    return RelayerSettings(chains=chains, state_dir=tmp_path,
                            metrics_port=free_port())
 
 

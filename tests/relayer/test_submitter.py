@@ -13,12 +13,14 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 
+from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.outcome import Outcome, Reason, Result
 from relayer.delivery.retries import InFlightStore, RetryStore
 from relayer.delivery.sending import Receipt
 from relayer.delivery.submitter import Submitter, local_digest
 from relayer.errors import NonceTooLow, RpcError
 from relayer.statedir import StateDir
+from tests.support.verdicts import book_of, refused, signed
 from wire import topics
 from wire.records import Attestation, ChainCredit, Delivery, Record
 
@@ -33,6 +35,9 @@ class FakeOracle:
     confirm_timeout_s = 1.0
 
     def __init__(self, cap_gwei: int = 500) -> None:
+        self.attesters = sorted((Account.create() for _ in range(3)),
+                                key=lambda a: int(a.address, 16))
+        self.threshold = 2
         self.max_fee_cap_wei = cap_gwei * GWEI
         self.held = 0
         self.revert: str | None = None
@@ -45,7 +50,11 @@ class FakeOracle:
     async def latest_sequence(self, trader: str) -> int:
         return self.held
 
+    async def signer_set(self) -> tuple[list[str], int]:
+        return [a.address.lower() for a in self.attesters], self.threshold
+
     async def simulate(self, call: Any, sender: str) -> str | None:
+        self.simulated = call
         return self.revert
 
     async def build(self, call: Any, sender: str) -> dict[str, Any]:
@@ -95,15 +104,23 @@ def attestation(valid_for_s: int = 3600, sequence: int = 1) -> Attestation:
     return a.model_copy(update={"chains": (signed,)})
 
 
-def submitter(oracle: FakeOracle, state: Path, sink: FakeSink | None = None) -> Submitter:
+def submitter(oracle: FakeOracle, state: Path, sink: FakeSink | None = None,
+              book: SignatureBook | None = None, wait_s: float = 30.0) -> Submitter:
     stores = StateDir(state)
-    return Submitter(oracle, Account.create(), [Account.create()], 1, sink or FakeSink(), 3,
-                     RetryStore(stores.deliveries(CHAIN)), InFlightStore(stores.in_flight(CHAIN)))
+    if book is None:  # every attester signed every attestation
+        book = book_of(signed(acct, a) for acct in oracle.attesters
+                       for a in (attestation(), attestation(valid_for_s=-1)))
+    return Submitter(oracle, Account.create(), book, sink or FakeSink(), 3,
+                     RetryStore(stores.deliveries(CHAIN)), InFlightStore(stores.in_flight(CHAIN)),
+                     signature_wait_s=wait_s)
 
 
-def deliver(oracle: FakeOracle, state: Path, a: Attestation | None = None) -> Result:
+def deliver(oracle: FakeOracle, state: Path, a: Attestation | None = None,
+            book: SignatureBook | None = None, wait_s: float = 30.0) -> Result:
     a = a or attestation()
-    return asyncio.run(submitter(oracle, state).deliver(a, a.chains[0]))
+    if book is None:
+        book = book_of(signed(acct, a) for acct in oracle.attesters)
+    return asyncio.run(submitter(oracle, state, book=book, wait_s=wait_s).deliver(a, a.chains[0]))
 
 
 def test_a_confirmed_delivery_is_sent_once_with_the_pending_nonce(tmp_path: Path) -> None:
@@ -185,3 +202,85 @@ def test_a_digest_this_node_does_not_reproduce_is_dead_lettered_unsigned(tmp_pat
     assert topic == topics.DELIVERY and isinstance(delivery, Delivery)
     assert delivery.status == "delivered" and len(oracle.sent) == 1
 
+
+
+def test_the_oracles_threshold_of_its_signers_is_sent_sorted_by_address(tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    a = attestation()
+    low, _, high = oracle.attesters
+    result = deliver(oracle, tmp_path, a, book_of([signed(high, a), signed(low, a)]))
+    assert result.outcome is Outcome.DELIVERED
+    _, signatures = oracle.simulated
+    assert [Account._recover_hash(bytes.fromhex(a.chains[0].digest[2:]), signature=s).lower()
+            for s in signatures] == [low.address.lower(), high.address.lower()]
+
+
+def test_refusals_that_leave_the_threshold_out_of_reach_drop_it_with_their_differences(
+        tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    a = attestation()
+    low, mid, high = oracle.attesters
+    book = book_of([signed(low, a), refused(mid, a, "price of ETH: 3000 in the log, 3100 here"),
+                    refused(high, a, "block 41090:7 is 0x01 in the log")])
+    result = deliver(oracle, tmp_path, a, book)
+    assert (result.outcome, result.cause) == (Outcome.DROPPED, Reason.REFUSED_BY_ATTESTERS)
+    assert "2 of 3 attesters refused (threshold 2)" in result.reason
+    assert "3100 here" in result.reason and "is 0x01 in the log" in result.reason
+    assert not oracle.sent
+
+
+def test_forged_verdicts_count_for_nothing(tmp_path: Path) -> None:
+    oracle = FakeOracle()
+    a = attestation()
+    low, mid, high = oracle.attesters
+    outsider = Account.create()
+    other = a.model_copy(update={"chains": (a.chains[0].model_copy(
+        update={"digest": "0x" + "11" * 32}),)})
+    forged = [
+        signed(outsider, a),  # not one of the oracle's signers
+        # claims to be ``mid`` but is signed by the outsider
+        signed(outsider, a).model_copy(update={"attester": mid.address.lower()}),
+        signed(high, other),  # a signature over another digest
+    ]
+    forged_refusal = refused(outsider, a, "made up").model_copy(
+        update={"attester": mid.address.lower()})
+    book = SignatureBook()
+    kept = [book.add(v) for v in [signed(low, a), *forged, forged_refusal]]
+    assert kept == [True, True, False, True, False]
+    result = deliver(oracle, tmp_path, a, book, wait_s=0.2)
+    # ``high`` signed another digest for this sequence (it refused this one, in effect);
+    # ``mid``'s forged verdicts were dropped, so it is silent and the threshold of 2 can
+    # still be reached: the submitter waits, and sends nothing.
+    assert (result.outcome, result.cause) == (Outcome.RETRY, Reason.AWAITING_SIGNATURES)
+    assert "1 of 2 signatures" in result.reason and mid.address.lower() in result.reason
+    assert not oracle.sent
+    book.add(signed(mid, a))  # the real one, after the forgeries
+    assert deliver(oracle, tmp_path / "again", a, book).outcome is Outcome.DELIVERED
+
+
+def test_an_attesters_first_verdict_is_shown_and_its_signature_counts() -> None:
+    a = attestation()
+    acct = Account.create()
+    book = book_of([refused(acct, a, "first"), signed(acct, a)])
+    [(_, held)] = book.of(a.trader, a.sequence).items()
+    assert held.refused == ("first",)  # what the status shows: its first answer
+    # but a signature, once given, counts: it cannot be taken back
+    counted = book.count(a.trader, a.sequence, CHAIN, a.chains[0].digest,
+                         [acct.address], 1)
+    assert counted.complete
+
+
+def test_pending_signatures_are_on_the_node_status_until_the_delivery_ends(
+        tmp_path: Path) -> None:
+    from relayer.delivery.retries import AwaitingStore
+
+    oracle = FakeOracle()
+    a = attestation()
+    low, mid, high = oracle.attesters
+    book = book_of([signed(low, a), refused(mid, a, "recomputed differs in equity_wad")])
+    result = deliver(oracle, tmp_path, a, book, wait_s=0.1)
+    assert result.cause is Reason.AWAITING_SIGNATURES
+    [(key, waiting)] = AwaitingStore(StateDir(tmp_path).signatures(CHAIN)).entries.items()
+    assert key == f"{a.trader}:{a.sequence}"
+    assert waiting.signed == [low.address.lower()] and waiting.silent == [high.address.lower()]
+    assert waiting.refused == {mid.address.lower(): ["recomputed differs in equity_wad"]}

@@ -11,6 +11,7 @@ from eth_account import Account
 
 from bus.publisher import Publisher
 from relayer.chain.rpc import RpcPool
+from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.oracle import OracleChain
 from relayer.delivery.outcome import Outcome
 from relayer.delivery.retries import RetryStore
@@ -35,7 +36,7 @@ def test_a_halted_chain_gets_no_delivery(tmp_path: Path) -> None:
     async def deliver() -> tuple[Outcome, str]:
         client = RpcPool(settings)
         try:
-            submitter = Submitter(OracleChain(client), Account.create(), [Account.create()], 1,
+            submitter = Submitter(OracleChain(client), Account.create(), SignatureBook(),
                                   Publisher("127.0.0.1:1"), 3,
                                   RetryStore(tmp_path / "deliveries-41070.json"),
                                   halted={41070: "reorg below finality at block 12"})

@@ -37,6 +37,7 @@ def test_a_halted_listener_stops_its_chains_submitter_as_the_node_wires_them(
         tmp_path: Path) -> None:
     # The node hands the supervisor and every submitter one ``halted`` map.
     from relayer.chain.listener import Listener
+    from relayer.delivery.gathering import SignatureBook
     from relayer.delivery.outcome import Outcome, Reason
     from relayer.delivery.retries import RetryStore
     from relayer.delivery.submitter import Submitter
@@ -60,7 +61,7 @@ def test_a_halted_listener_stops_its_chains_submitter_as_the_node_wires_them(
     oracle.chain_id = CHAIN
     a = attestation()
     credit = a.chains[0].model_copy(update={"chain_id": CHAIN})
-    submitter = Submitter(oracle, Account.create(), [Account.create()], 1, FakeSink(), 3,
+    submitter = Submitter(oracle, Account.create(), SignatureBook(), FakeSink(), 3,
                           RetryStore(tmp_path / "deliveries.json"), halted=halted)
     result = asyncio.run(submitter.deliver(a, credit))
     assert (result.outcome, result.cause) == (Outcome.RETRY, Reason.CHAIN_HALTED)

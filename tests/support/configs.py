@@ -13,8 +13,7 @@ def node_config(path: Path, *, bootstrap: str = "127.0.0.1:9092", app_id: str = 
     """Write a node TOML at ``path`` with one ``[[chains]]`` per (chain id, oracle)."""
     lines = [f'state_dir = "{state_dir}"'] if state_dir is not None else []
     lines += ["[kafka]", f'bootstrap = "{bootstrap}"',
-              "[streams]", f'app_id = "{app_id}"', f"partitions = {partitions}",
-              "[[signers]]", 'keystore = "unused.json"', 'password_file = "unused"']
+              "[streams]", f'app_id = "{app_id}"', f"partitions = {partitions}"]
     for i, (chain_id, oracle) in enumerate(chains):
         lines += ["[[chains]]", f'name = "{"abcdefgh"[i]}"', f"chain_id = {chain_id}",
                   'rpc_urls = ["http://127.0.0.1:1"]', f'oracle = "{oracle}"',

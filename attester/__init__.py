@@ -1,0 +1,1 @@
+"""An attester: one signer key, its own providers, its own recomputation."""

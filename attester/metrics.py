@@ -1,0 +1,16 @@
+"""An attester's own metrics (beside ``bus.metrics``), declared once with fixed labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+VERDICTS = Counter("xmargin_attester_verdicts", "proposed attestations answered, by "
+                   "outcome (signed: reproduced byte for byte; refused: a difference found)",
+                   ["outcome"])
+PENDING = Gauge("xmargin_attester_pending", "proposed attestations whose inputs are not "
+                "all read yet")
+NO_QUORUM = Counter("xmargin_attester_no_quorum", "judgements put off because fewer than "
+                    "the quorum of a chain's providers gave one answer", ["chain"])
+
+for outcome in ("signed", "refused"):
+    VERDICTS.labels(outcome=outcome)
