@@ -23,7 +23,7 @@ def test_the_deployment_step_writes_a_config_the_node_loads(tmp_path: Path,
     import subprocess
     import sys
 
-    from xmargin.config import load_settings
+    from xmargin.config import load_attester_settings, load_settings
 
     url = localnet.chain(41021, block_time_s=None)
     done = subprocess.run([sys.executable, "-m", "xmargin.cli", "deploy", "--out",
@@ -33,4 +33,11 @@ def test_the_deployment_step_writes_a_config_the_node_loads(tmp_path: Path,
     settings = load_settings(tmp_path / "etc" / "node.toml")
     assert [c.chain_id for c in settings.chains] == [41021]
     assert settings.kafka.bootstrap == "kafka:9092"
-    assert all(s.keystore.is_file() for s in settings.signers)
+    # The node holds no signer key: each attester's config holds one, and its own chains.
+    attesters = sorted((tmp_path / "etc").glob("attester-*.toml"))
+    assert len(attesters) == 3
+    for path in attesters:
+        attester = load_attester_settings(path)
+        assert attester.signer.keystore.is_file()
+        assert attester.kafka.bootstrap == "kafka:9092"
+        assert [c.chain_id for c in attester.chains] == [41021]

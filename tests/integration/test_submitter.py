@@ -21,6 +21,7 @@ from relayer.delivery.outcome import Outcome
 from relayer.delivery.retries import RetryStore
 from relayer.delivery.submitter import Submitter, local_digest
 from relayer.settings import ChainSettings, KeystoreSettings
+from tests.support.verdicts import book_of, signed
 from wire.records import Attestation, ChainCredit
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,9 @@ def test_a_stuck_delivery_is_outbid_with_its_nonce_and_lands_once_after_a_restar
         # A fresh submitter each time, as after a restart: only the state files remain.
         client = RpcPool(settings)
         try:
-            submitter = Submitter(OracleChain(client), sender, [signer], 1, Publisher(broker), 8,
+            # The one attester (the oracle's signer, threshold 1) signed what it reproduced.
+            book = book_of([signed(signer, record)])
+            submitter = Submitter(OracleChain(client), sender, book, Publisher(broker), 8,
                                   RetryStore(tmp_path / f"deliveries-{CHAIN}.json"))
             result = await submitter.deliver(record, credit)
             return result.outcome, result.tx_hash
