@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from attester.settings import AttesterSettings
+from attester.watchtower import Watch
 from attester.witness import NoQuorum, Witness
 from engine import MarginParams
 from relayer.delivery.signing import sign_digest
@@ -73,6 +74,7 @@ class Attester:
         self.history: dict[str, tuple[Attestation | None, Attestation]] = {}
         self.answered: set[tuple[str, int]] = set()
         self.pending: dict[tuple[str, int], Proposal] = {}
+        self.watch = Watch(self.address)  # who signed what, for the watchtower
 
     def answered_before(self, raw: bytes | None) -> None:
         """A verdict from the log: this signer's own ones are not given again."""
@@ -82,6 +84,9 @@ class Attester:
             return
         if verdict.attester == self.address:
             self.answered.add((verdict.trader, verdict.sequence))
+        # Its own verdicts count as its own only from its state file (a stolen key could
+        # write one to the log in its name): here they are one more public voice.
+        self.watch.saw(verdict)
 
     def fold(self, record: LogRecord) -> None:
         if record.topic in INPUTS:
@@ -171,8 +176,10 @@ class Attester:
             signed = sign_digest(self.signer, from_hex(digest))
             signatures.append(ChainSignature(chain_id=credit.chain_id, digest=digest,
                                              signature=to_hex(signed.signature)))
-        return Verdict(trader=a.trader, sequence=a.sequence, attester=self.address,
-                       signatures=tuple(signatures), decided_at=int(time.time()))
+        verdict = Verdict(trader=a.trader, sequence=a.sequence, attester=self.address,
+                          signatures=tuple(signatures), decided_at=int(time.time()))
+        self.watch.signed(verdict)
+        return verdict
 
     def refuse(self, a: Attestation, differences: list[str]) -> Verdict:
         digest = refusal_digest(from_hex(a.trader), a.sequence, differences)

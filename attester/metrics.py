@@ -12,5 +12,9 @@ PENDING = Gauge("xmargin_attester_pending", "proposed attestations whose inputs 
 NO_QUORUM = Counter("xmargin_attester_no_quorum", "judgements put off because fewer than "
                     "the quorum of a chain's providers gave one answer", ["chain"])
 
+WATCHED = Counter("xmargin_attester_accepted", "attestations an oracle accepted, by what "
+                  "the watchtower made of them (reproduced, vouched: signed on the log by a "
+                  "threshold, paused_trader, paused_oracle)", ["chain", "outcome"])
+
 for outcome in ("signed", "refused"):
     VERDICTS.labels(outcome=outcome)

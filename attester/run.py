@@ -21,6 +21,7 @@ from aiokafka.structs import OffsetAndMetadata
 from attester import metrics
 from attester.attester import INPUTS, Attester
 from attester.settings import AttesterSettings
+from attester.watchtower import OwnSignatures, Sentinel
 from attester.witness import NoQuorum, Quorum, Witness
 from bus import epoch
 from bus import metrics as bus_metrics
@@ -58,10 +59,35 @@ def group_of(address: str) -> str:
     return f"xmargin-attester-{address}"
 
 
+class Cycles:
+    """The read loop's fetches, counted: a watcher waits until the loop has caught up
+    with the log once, then until a fetch that began after it asked has been folded
+    (so every verdict on the log before that moment has been read)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.folded = 0
+        self.current = False  # a fetch came back empty: the start-up backlog is read
+        self.changed = asyncio.Condition()
+
+    async def fold_done(self, empty: bool) -> None:
+        async with self.changed:
+            self.folded = self.started
+            self.current = self.current or empty
+            self.changed.notify_all()
+
+    async def caught_up(self) -> None:
+        async with self.changed:
+            after = self.started
+            await self.changed.wait_for(lambda: self.current and self.folded > after)
+
+
 async def run_attester(settings: AttesterSettings, stop: asyncio.Event) -> None:
     signer = load_keystore(settings.signer, "signer")  # a bad keystore fails the start
     witness = Witness(await check_chains(settings))
     attester = Attester(settings, signer, witness)
+    own = OwnSignatures(settings.state_dir / "signed.jsonl")
+    attester.watch.mine = own.load()
     bootstrap = settings.kafka.bootstrap
     await ensure_topics(bootstrap, settings.streams.partitions)
     await wait_known(bootstrap, READ)
@@ -93,6 +119,11 @@ async def run_attester(settings: AttesterSettings, stop: asyncio.Event) -> None:
     await reader.start()
     await progress.start()
     read: dict[tuple[str, int], int] = {}
+    cycles = Cycles()
+    if settings.watch:
+        watching += [asyncio.create_task(Sentinel(
+            chain, witness.quorums[chain.chain_id], signer, attester.watch, cycles.caught_up,
+            settings.watch_poll_s).run(halted)) for chain in settings.chains]
     log.info("attester started", extra={"attester": attester.address,
                                         "answered_before": len(attester.answered)})
     try:
@@ -100,7 +131,8 @@ async def run_attester(settings: AttesterSettings, stop: asyncio.Event) -> None:
         # Assigned only to commit to (it never fetches).
         progress.assign([tp for tp in partitions if tp.topic == topics.ATTESTATION])
         while not halted.is_set():
-            batches = await reader.getmany(timeout_ms=500)
+            cycles.started += 1
+            batches = await reader.getmany(timeout_ms=200)
             bus_metrics.beat()
             for tp, messages in batches.items():
                 bus_metrics.RECORDS_CONSUMED.labels(topic=tp.topic).inc(len(messages))
@@ -108,7 +140,10 @@ async def run_attester(settings: AttesterSettings, stop: asyncio.Event) -> None:
                     attester.fold(LogRecord(m.topic, m.partition, m.offset, m.timestamp,
                                             m.key, m.value))
                     read[(m.topic, m.partition)] = m.offset + 1
+            await cycles.fold_done(not batches)
             for verdict in await attester.decide(lambda t, p: read.get((t, p), 0)):
+                if verdict.signatures:
+                    own.add(verdict)  # its own before the log can hold it
                 await publisher.publish(topics.SIGNATURE, verdict.trader, verdict)
                 outcome = "refused" if verdict.refused else "signed"
                 metrics.VERDICTS.labels(outcome=outcome).inc()

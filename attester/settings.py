@@ -54,6 +54,12 @@ class AttesterSettings(BaseModel):
     # again as more of the log arrives, for this long, and then refused with what is
     # missing.
     ripen_s: float = Field(default=20.0, gt=0)
+    # The watchtower (``attester.watchtower``): follow each oracle's accepted
+    # attestations, every ``watch_poll_s``, and pause what reached it around the
+    # attesters. The signer's account pays a pause's gas: give it a little of each
+    # chain's native token.
+    watch: bool = True
+    watch_poll_s: float = Field(default=0.2, gt=0)
     # The attester's /metrics; 0: none.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = Field(default="127.0.0.1", min_length=1)

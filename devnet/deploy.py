@@ -86,6 +86,16 @@ def transact(w3: Web3, account: LocalAccount, call: Any) -> Any:
     return receipt
 
 
+def send_native(w3: Web3, account: LocalAccount, to: str, wei: int) -> None:
+    """A plain transfer of the chain's native token (gas money for another account)."""
+    tx: dict[str, Any] = {"to": Web3.to_checksum_address(to), "value": wei, "gas": 21_000,
+          "gasPrice": w3.eth.gas_price * 2, "chainId": w3.eth.chain_id,
+          "nonce": w3.eth.get_transaction_count(account.address, "pending")}
+    tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    if w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.1)["status"] != 1:
+        raise RuntimeError(f"transfer {tx_hash.hex()} failed")
+
+
 def deploy_contract(w3: Web3, account: LocalAccount, name: str, *args: Any) -> str:
     c = compiled(name)
     factory = w3.eth.contract(abi=c.abi, bytecode=c.bytecode)

@@ -32,6 +32,7 @@ from devnet.deploy import (
     contract,
     deploy_chain,
     fund,
+    send_native,
     transact,
 )
 from devnet.localnet import LocalNet, free_port
@@ -73,6 +74,11 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         deployments = tuple(pool.map(
             lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
                                      prices), rpc_urls))
+        # Each attester's watchtower pays a pause's gas from its signer's account.
+        def gas_money(url: str) -> None:
+            for s in signers:
+                send_native(Web3(HTTPProvider(url)), deployer, s.address, 10**18)
+        list(pool.map(gas_money, rpc_urls))
     node_port, worker_port = free_port(), free_port()
     lines = [
         f'state_dir = "{run_dir / "state"}"',

@@ -84,3 +84,23 @@ def refusal_digest(trader: bytes, sequence: int, differences: Iterable[str]) -> 
     body = keccak(b"xmargin refusal" + word(trader) + word(sequence)
                   + keccak("\n".join(differences).encode()))
     return keccak(b"\x19Ethereum Signed Message:\n32" + body)
+
+
+PAUSE_TYPEHASH = keccak(b"Pause(address trader,uint256 nonce)")
+PAUSE_ALL_TYPEHASH = keccak(b"PauseAll(uint256 nonce)")
+UNPAUSE_TYPEHASH = keccak(b"Unpause(address trader,uint256 nonce)")
+UNPAUSE_ALL_TYPEHASH = keccak(b"UnpauseAll(uint256 nonce)")
+
+
+def pause_digest(chain_id: int, oracle: bytes, trader: bytes | None, nonce: int,
+                 lift: bool = False) -> bytes:
+    """What MarginOracle.vy checks to pause (one signer) or, with ``lift``, to unpause (a
+    threshold) ``trader``, or the whole oracle when ``trader`` is ``None``, at its
+    ``pause_nonce``. Four types of their own, so no attestation's or rotation's
+    signature is ever one of these."""
+    if trader is None:
+        struct_hash = keccak((UNPAUSE_ALL_TYPEHASH if lift else PAUSE_ALL_TYPEHASH) + word(nonce))
+    else:
+        struct_hash = keccak((UNPAUSE_TYPEHASH if lift else PAUSE_TYPEHASH) + word(trader)
+                             + word(nonce))
+    return typed_data_digest(chain_id, oracle, struct_hash)

@@ -17,6 +17,7 @@
 
 interface MarginOracle:
     def credit_of(trader: address) -> (uint256, uint64): view
+    def is_paused(trader: address) -> bool: view
 
 struct Checkpoint:
     block: uint256
@@ -103,6 +104,8 @@ def draw(trader: address, amount: uint256):
     assert self.is_venue[msg.sender], "not a registered venue"
     if amount == 0:
         return
+    # A watchtower paused the trader's attestations: no new risk until a threshold lifts it.
+    assert not staticcall MarginOracle(self.oracle).is_paused(trader), "trader paused"
     assert amount <= self._available(trader), "insufficient free collateral"
     total: uint256 = self.drawn_total[trader] + amount
     # One checkpoint per draw, even within a block: a path that depended on the block

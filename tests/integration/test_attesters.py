@@ -5,7 +5,9 @@ One attester behind a lying provider (every price round it reads 5% high) refuse
 the difference and the other two sign: the attestation lands. With two lying, nothing
 lands, and both refusals are on the log and in the delivery's reason. An attester
 killed with SIGKILL and started again catches up and signs the attestation waiting for
-it, once.
+it, once. A minority refusal pauses nobody; an attestation signed with two stolen keys
+and sent straight to an oracle, around the attesters, is paused by the watchtowers
+within one block, and the venue refuses the trader new risk until a threshold lifts it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
 
 from bus.admin import ensure_topics
-from devnet.deploy import anvil_account
+from devnet.deploy import anvil_account, contract, transact
 from devnet.hedge import (
     Network,
     attester_command,
@@ -35,7 +40,11 @@ from devnet.hedge import (
     wait_for_verdicts,
 )
 from devnet.localnet import LocalNet, free_port
+from relayer.delivery.signing import load_keystore, sign_digest, threshold_signatures
+from relayer.settings import KeystoreSettings
+from tests.support.credit import attest, new_account
 from wire import topics
+from wire.commitment import market_bytes
 from wire.records import Delivery, RecordError, Verdict, decode
 
 pytestmark = pytest.mark.integration
@@ -164,3 +173,62 @@ def test_m_of_n_holds_against_lying_providers_and_a_killed_attester(
     answered = [(v.trader, v.sequence) for v in mine]
     assert len(answered) == len(set(answered)), answered
     assert (address, third.sequence) in answered
+
+    # A refusal in the minority paused nobody: a threshold signed each landed one openly.
+    w3 = Web3(HTTPProvider(chain_a.rpc_url))
+    oracle = contract(w3, "MarginOracle", chain_a.oracle)
+    venue = contract(w3, "PerpVenue", chain_a.venue)
+    who = Web3.to_checksum_address(address)
+    assert not oracle.functions.is_paused(who).call()
+    watch_stolen_keys(network, w3, oracle, venue, trader.address, tmp_path)
+
+
+def watch_stolen_keys(network: Network, w3: Web3, oracle: Any, venue: Any,
+                      trader: str, tmp_path: Path) -> None:
+    """Attester-0's and attester-1's keys stolen: an attestation granting the trader a
+    fortune, signed with them and sent straight to the oracle. No attester reproduced
+    it and no threshold signed it on the log: the trader is paused within one block of
+    its acceptance; the two attesters whose keys signed it pause the whole oracle."""
+    chain_a = network.deployments[0]
+    keys = tmp_path / "keys"
+    signer = [load_keystore(KeystoreSettings(keystore=keys / f"signer-{i}.json",
+                                             password_file=keys / f"signer-{i}.password"),
+                            "signer") for i in range(3)]
+    who = Web3.to_checksum_address(trader)
+    before = w3.eth.block_number
+    sequence = attest(w3, chain_a, signer[:2], 2, trader, free_usd=10_000_000,
+                      sender=new_account(w3))
+    accepted = [e for e in oracle.events.AttestationAccepted().get_logs(
+        from_block=before) if e.args.sequence == sequence]
+    assert len(accepted) == 1
+    at = accepted[0].blockNumber
+    deadline = time.monotonic() + 30
+    while not oracle.functions.is_paused(who).call() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    paused = [e.blockNumber for kind in ("Paused", "PausedAll")
+              for e in getattr(oracle.events, kind)().get_logs(from_block=at)]
+    assert paused and min(paused) <= at + 1, (at, paused)
+    eth = market_bytes("ETH")
+    try:
+        venue.functions.trade(eth, 10**18).call({"from": who})
+        raise AssertionError("a paused trader's new risk went through")
+    except ContractLogicError as e:
+        assert "trader paused" in str(e), e
+    # Whose keys signed it pause the whole oracle: its key is in other hands.
+    deadline = time.monotonic() + 30
+    while not oracle.functions.all_paused().call() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    by = {e.args.signer.lower() for e in oracle.events.PausedAll().get_logs(from_block=at)}
+    assert by and by <= {network.attesters[0], network.attesters[1]}, by
+    # A threshold lifts both (after a rotation, in earnest); the trader trades again.
+    for lift in ("unpause_all", "unpause"):
+        if lift == "unpause":
+            digest, args = oracle.functions.unpause_digest(who).call(), [who]
+            if not oracle.functions.trader_paused(who).call():
+                continue
+        else:
+            digest, args = oracle.functions.unpause_all_digest().call(), []
+        signatures = threshold_signatures([sign_digest(s, digest) for s in signer], 2)
+        transact(w3, anvil_account(5), getattr(oracle.functions, lift)(*args, signatures))
+    assert not oracle.functions.is_paused(who).call()
+    venue.functions.trade(eth, 10**18).call({"from": who})

@@ -38,7 +38,7 @@ from relayer.proving.service import prove_event
 from relayer.settings import ChainSettings, KeystoreSettings
 from tests.support.credit import attest, new_account
 from wire.commitment import book_commitment, market_bytes
-from wire.eip712 import attestation_digest
+from wire.eip712 import attestation_digest, pause_digest
 from wire.records import PositionEvent
 
 pytestmark = pytest.mark.integration
@@ -116,6 +116,8 @@ def test_threshold_signed_attestation_is_accepted_and_readable(
     ("recovers_zero", "bad signature"),
     ("bad_v", "bad signature v"),
     ("short", "bad signature length"),
+    ("zero_root", "no source blocks"),   # no default counts (Nomad)
+    ("zero_trader", "zero trader"),
 ])
 def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) -> None:
     w3, d = chain
@@ -124,6 +126,10 @@ def test_oracle_reverts(chain: tuple[Web3, Deployment], case: str, reason: str) 
     ok = fields(trader, 3, now + 3600)
     submit(w3, d, ok, sigs(digest_for(d, ok), SIGNERS))
     f = fields(trader, 2 if case == "stale" else 4, now - 10 if case == "expired" else now + 3600)
+    if case == "zero_root":
+        f["source_blocks_hash"] = bytes(32)
+    elif case == "zero_trader":
+        f["trader"] = "0x" + "00" * 20
     digest = digest_for(d, f, chain_id=d.chain_id + 1 if case == "wrong_domain" else None)
     signatures = sigs(digest, SIGNERS)
     if case == "below_threshold":
@@ -420,3 +426,131 @@ def test_option_venue_books_are_proven_and_writing_draws_on_the_credit(
         collateral_wad=collateral, positions=positions, commitment=commitment)
     proven = asyncio.run(prove_event(ProofFetcher(_client(d)), event))
     assert proven.positions == positions
+
+
+def pause_sig(d: Deployment, signer: Any, trader: str | None, nonce: int,
+              lift: bool = False) -> bytes:
+    who = None if trader is None else bytes.fromhex(trader.lower()[2:])
+    digest = pause_digest(d.chain_id, bytes.fromhex(d.oracle[2:]), who, nonce, lift)
+    return bytes(sign_digest(signer, digest).signature)
+
+
+def test_pause_digests_equal_the_oracles(chain: tuple[Web3, Deployment]) -> None:
+    w3, d = chain
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    trader = Account.create().address
+    nonce = oracle.functions.pause_nonce().call()
+    ours = [pause_digest(d.chain_id, bytes.fromhex(d.oracle[2:]), bytes.fromhex(trader[2:]),
+                         nonce, lift) for lift in (False, True)]
+    ours += [pause_digest(d.chain_id, bytes.fromhex(d.oracle[2:]), None, nonce, lift)
+             for lift in (False, True)]
+    assert ours == [oracle.functions.pause_digest(trader).call(),
+                    oracle.functions.unpause_digest(trader).call(),
+                    oracle.functions.pause_all_digest().call(),
+                    oracle.functions.unpause_all_digest().call()]
+    assert len(set(ours)) == 4
+
+
+def test_one_signer_pauses_a_trader_the_venue_refuses_new_risk_and_a_threshold_lifts_it(
+        chain: tuple[Web3, Deployment], two_markets: Deployment) -> None:
+    w3, _ = chain
+    d = two_markets
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    venue = contract(w3, "PerpVenue", d.venue)
+    ledger = contract(w3, "CreditLedger", d.ledger)
+    trader, bystander = new_account(w3), new_account(w3)
+    eth = market_bytes("ETH")
+    for t in (trader, bystander):
+        fund(w3, d, anvil_account(0), t, 10_000 * USDC)
+        transact(w3, t, venue.functions.deposit(10_000 * USDC))
+        attest(w3, d, SIGNERS, 2, t.address, free_usd=5_000, mm_usd=10_000, equity_usd=1_000)
+    transact(w3, trader, venue.functions.trade(eth, WAD))
+    nonce = oracle.functions.pause_nonce().call()
+    who = Web3.to_checksum_address(trader.address)
+    # Someone outside the signer set cannot pause.
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.pause(who, pause_sig(d, Account.create(), trader.address, nonce)).call()
+    assert oracle.functions.is_liquidatable(who).call()  # flagged (equity below MM) ...
+    transact(w3, new_account(w3), oracle.functions.pause(
+        who, pause_sig(d, SIGNERS[2], trader.address, nonce)))  # one signer, any sender
+    assert oracle.functions.is_paused(who).call()
+    assert oracle.functions.credit_of(who).call()[0] == 0
+    assert ledger.functions.available(who).call() == 0
+    assert not oracle.functions.is_liquidatable(who).call()  # ... but a suspect flag is none
+    with pytest.raises(ContractLogicError, match="trader paused"):
+        venue.functions.trade(eth, WAD).call({"from": trader.address})
+    with pytest.raises(ContractLogicError, match="trader paused"):
+        venue.functions.withdraw(USDC).call({"from": trader.address})
+    transact(w3, trader, venue.functions.trade(eth, -WAD // 2))  # reducing risk still goes
+    # Only the trader: the bystander trades on.
+    venue.functions.trade(eth, WAD).call({"from": bystander.address})
+    # A new attestation is still accepted (the threshold stays the verifier) but grants
+    # nothing while the pause holds.
+    attest(w3, d, SIGNERS, 2, trader.address, free_usd=5_000)
+    assert oracle.functions.credit_of(who).call()[0] == 0
+    # Unpausing needs the threshold: one signature is not enough.
+    with pytest.raises(ContractLogicError, match="below threshold"):
+        oracle.functions.unpause(who, threshold_signatures(
+            [sign_digest(SIGNERS[0], oracle.functions.unpause_digest(who).call())], 1)).call()
+    transact(w3, anvil_account(1), oracle.functions.unpause(who, sigs(
+        oracle.functions.unpause_digest(who).call(), SIGNERS)))
+    assert not oracle.functions.is_paused(who).call()
+    assert oracle.functions.pause_nonce().call() == nonce + 1
+    transact(w3, trader, venue.functions.trade(eth, WAD // 2))
+    # The old pause signature is spent: the nonce moved on, it recovers someone else.
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.pause(who, pause_sig(d, SIGNERS[2], trader.address, nonce)).call()
+    # And the unpause cannot be replayed.
+    with pytest.raises(ContractLogicError, match="not paused"):
+        oracle.functions.unpause(who, sigs(
+            pause_digest(d.chain_id, bytes.fromhex(d.oracle[2:]),
+                         bytes.fromhex(trader.address[2:].lower()), nonce, True),
+            SIGNERS)).call()
+
+
+def test_a_whole_oracle_pause_stops_every_trader_until_a_threshold_lifts_it(
+        chain: tuple[Web3, Deployment]) -> None:
+    w3, _ = chain
+    d = deploy_chain(chain[1].rpc_url, anvil_account(0), [s.address for s in SIGNERS], 2,
+                     {"ETH": 3000})
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    traders = [Account.create().address for _ in range(2)]
+    for t in traders:
+        attest(w3, d, SIGNERS, 2, t, free_usd=1_000)
+    transact(w3, anvil_account(1), oracle.functions.pause_all(
+        pause_sig(d, SIGNERS[0], None, 0)))
+    assert all(oracle.functions.is_paused(t).call() for t in traders)
+    assert [oracle.functions.free_collateral(t).call() for t in traders] == [0, 0]
+    with pytest.raises(ContractLogicError, match="below threshold"):
+        oracle.functions.unpause_all([pause_sig(d, SIGNERS[0], None, 0, lift=True)]).call()
+    transact(w3, anvil_account(1), oracle.functions.unpause_all(
+        sigs(oracle.functions.unpause_all_digest().call(), SIGNERS)))
+    assert [oracle.functions.free_collateral(t).call() for t in traders] == [1_000 * WAD] * 2
+
+
+def test_an_attestations_signature_never_authorises_a_pause_or_its_lifting(
+        chain: tuple[Web3, Deployment]) -> None:
+    # Poly Network: each purpose its own EIP-712 type, so a signature over an attestation
+    # (or a rotation) recovers another address when offered as a pause.
+    w3, d = chain
+    oracle = contract(w3, "MarginOracle", d.oracle)
+    trader = Account.create().address
+    f = fields(trader.lower(), 1, int(time.time()) + 3600)
+    signed = sigs(digest_for(d, f), SIGNERS)
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.pause(trader, signed[0]).call()
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.pause_all(signed[0]).call()
+    rotation = sigs(rotation_digest(d.chain_id, bytes.fromhex(d.oracle[2:]),
+                                    [s.address for s in SIGNERS], 2, 0), SIGNERS)
+    with pytest.raises(ContractLogicError, match="unknown signer"):
+        oracle.functions.pause(trader, rotation[0]).call()
+    transact(w3, anvil_account(1), oracle.functions.pause(
+        trader, pause_sig(d, SIGNERS[1], trader, oracle.functions.pause_nonce().call())))
+    with pytest.raises(ContractLogicError, match=r"unknown signer|unsorted"):
+        oracle.functions.unpause(trader, signed).call()
+    # A pause's signature is no attestation's either.
+    with pytest.raises(ContractLogicError, match=r"unknown signer|unsorted"):
+        oracle.functions.submit(as_struct(f), [pause_sig(d, s, trader, 0) for s in
+                                               sorted(SIGNERS, key=lambda a: int(a.address, 16))
+                                               ][:2]).call()

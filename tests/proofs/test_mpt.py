@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import rlp
 from eth_hash.auto import keccak
 from hypothesis import given, settings
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 from trie import HexaryTrie
 
 from proofs import ProofError, verify_get_proof, verify_proof
-from proofs.account import verify_storage
+from proofs.account import verify_account, verify_storage
+from proofs.errors import ProofIncomplete
 from tests.conftest import CONFORMANCE, rpc_result
 
 keys = st.binary(min_size=1, max_size=40)
@@ -161,3 +163,16 @@ def test_the_fast_keccak_is_keccak() -> None:
     for n in (0, 1, 31, 32, 136, 137, 532, 4096):
         data = bytes(range(256)) * (n // 256 + 1)
         assert ours(data[:n]) == keccak(data[:n])  # eth_hash's default backend
+
+
+def test_no_default_value_proves_anything() -> None:
+    # Nomad: a zero root, or an empty proof against a real root, proves nothing; only the
+    # empty trie's own root proves, as the spec says, that a key is absent.
+    t = HexaryTrie({})
+    t[keccak(b"\x01" * 20)] = rlp.encode([1, 2, b"\x00" * 32, b"\x00" * 32])
+    for root in (bytes(32), t.root_hash):
+        with pytest.raises(ProofIncomplete):
+            verify_account(root, b"\x01" * 20, [])
+        with pytest.raises(ProofIncomplete):
+            verify_storage(root, 0, [])
+    assert verify_storage(keccak(rlp.encode(b"")), 0, []) == 0

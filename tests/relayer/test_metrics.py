@@ -7,6 +7,7 @@ import re
 
 from prometheus_client import REGISTRY
 
+import attester.metrics
 import bus.metrics
 import relayer.metrics
 import streams.metrics
@@ -17,7 +18,7 @@ ROW = re.compile(r"^\| `(xmargin_\w+)` \| (\w+) \| ([^|]*) \| [^|]* \| [^|]* \|$
 
 def declared() -> dict[str, tuple[str, tuple[str, ...]]]:
     out = {}
-    for module in (bus.metrics, relayer.metrics, streams.metrics):
+    for module in (bus.metrics, relayer.metrics, streams.metrics, attester.metrics):
         for value in vars(module).values():
             name = getattr(value, "_name", None)
             if name is not None and hasattr(value, "_labelnames") and name.startswith("xmargin_"):

@@ -19,9 +19,11 @@ WAD = 10**18
 
 def attest(w3: Web3, d: Deployment, signers: list[LocalAccount], threshold: int, trader: str,
            free_usd: float, equity_usd: float = 100_000.0, mm_usd: float = 0.0,
-           source_block: int | None = None, valid_for_s: int = 3600) -> int:
-    """Submit the next attestation for ``trader``, as having seen this chain up to
-    ``source_block`` (default: the latest block); its sequence."""
+           source_block: int | None = None, valid_for_s: int = 3600,
+           sender: LocalAccount | None = None) -> int:
+    """Submit (from ``sender``, default anvil's account 1) the next attestation for
+    ``trader``, as having seen this chain up to ``source_block`` (default: the latest
+    block); its sequence."""
     oracle = contract(w3, "MarginOracle", d.oracle)
     who = Web3.to_checksum_address(trader)
     sequence = int(oracle.functions.latest(who).call()[1]) + 1
@@ -38,7 +40,7 @@ def attest(w3: Web3, d: Deployment, signers: list[LocalAccount], threshold: int,
     struct = (who, sequence, fields["equity_wad"], fields["maintenance_margin_wad"],
               fields["initial_margin_wad"], fields["free_collateral_wad"], 1,
               fields["source_blocks_hash"], fields["source_block"], fields["valid_until"])
-    transact(w3, anvil_account(1), oracle.functions.submit(struct, signatures))
+    transact(w3, sender or anvil_account(1), oracle.functions.submit(struct, signatures))
     return sequence
 
 
