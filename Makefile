@@ -61,9 +61,11 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Every integration test runs on Tansu and again on Apache Kafka (KRaft).
+# Every integration test runs on Tansu and again on Apache Kafka (KRaft). Two pytest
+# processes, one test file at a time each (module fixtures stay whole): the integration
+# tests mostly wait on blocks and brokers, so two share the two cores.
 test: lint kafka-if-java
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The integration tests only, on Kafka alone (the three-broker kill test among them).
 test-kafka: install kafka
