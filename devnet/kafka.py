@@ -103,16 +103,29 @@ def recreate_cluster(net: LocalNet, name: str, nodes: list[KafkaNode]) -> None:
 
 
 def format_and_start(net: LocalNet, java: str, name: str, nodes: list[KafkaNode]) -> None:
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    cluster_id = new_cluster_id()
     for node in nodes:
-        subprocess.run([java, "-cp", CLASSPATH, "kafka.tools.StorageTool", "format",
-                        "-t", cluster_id, "-c", str(config_path(net, name, node))],
-                       check=True, capture_output=True, timeout=120)
+        done = subprocess.run([java, "-cp", CLASSPATH, "kafka.tools.StorageTool", "format",
+                               "-t", cluster_id, "-c", str(config_path(net, name, node))],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"kafka-storage format of node {node.node_id} exited "
+                               f"{done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
     # A node of several serves once their quorum forms: start them all, then wait.
     for node in nodes:
         start_node(net, java, name, node, wait=len(nodes) == 1)
     for node in nodes:
         wait_serving(node.bootstrap, 90.0, len(nodes))
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` draws one: 16 random bytes in
+    URL-safe base64 without padding, drawn again when it begins with ``-``, which
+    ``kafka-storage format -t`` would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def config_path(net: LocalNet, name: str, node: KafkaNode) -> Path:
