@@ -344,15 +344,35 @@ def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     return i, j, group_start
 
 
+# spread_caps per (underlyings, ranges, parameter object): a stream margining one
+# trader at a time asks for the same few again and again (as ``scenarios_for``).
+_caps: dict[tuple[object, ...], tuple[MarginParams, FloatArray | None]] = {}
+
+
 def spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
                 params: MarginParams) -> FloatArray | None:
     """The highest correlation credited across a spread, per pair (U × U), or ``None``
-    when no pair has a floor.
+    when no pair has a floor. Memoised: the array returned is shared and read-only.
 
     An equal-notional spread with unit requirements N·Rₖ and −N·Rₗ gets
     K = N·√(Rₖ² + Rₗ² − 2ρRₖRₗ), which falls as ρ rises; it stays at or above the pair's
     historical loss f·N while ρ ≤ (Rₖ² + Rₗ² − f²) / (2RₖRₗ), clipped to [−1, 1].
     """
+    key = (underlyings, ranges.tobytes(), id(params))
+    hit = _caps.get(key)
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    caps = _spread_caps(underlyings, ranges, params)
+    if caps is not None:
+        caps.flags.writeable = False
+    if len(_caps) > 256:
+        _caps.clear()
+    _caps[key] = (params, caps)
+    return caps
+
+
+def _spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
+                 params: MarginParams) -> FloatArray | None:
     n = len(underlyings)
     floor = np.array([[params.floor_for(a, b) if a != b else 0.0 for b in underlyings]
                       for a in underlyings]).reshape(n, n)
