@@ -74,6 +74,14 @@ DEAD_LETTERED = Counter("xmargin_deliveries_dead_lettered", "deliveries given up
 BALANCE = Gauge("xmargin_sender_balance_eth", "balance of the sending account, in the "
                 "chain's native token", ["chain", "role"])
 
+# Pre-trade margin (``relayer.node.pretrade``).
+SIMULATIONS = Counter("xmargin_simulations", "POST /v1/simulate answers, by outcome: "
+                      "answered, refused (4xx), not_ready (503)", ["outcome"])
+SIMULATE_SECONDS = Histogram("xmargin_simulate_seconds", "time to answer a simulation "
+                             "(margining and the venues' trials)",
+                             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25, 1))
+
 
 def provider_label(url: str) -> str:
     """A provider as metrics and logs name it: host and port only (a URL's path or query

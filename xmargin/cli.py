@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -54,6 +55,7 @@ def node_run(config: ConfigOption = None,
              worker: Annotated[bool, typer.Option(help="also run a Faust worker")] = True) -> None:
     """Run listeners, the proof service and submitters (and a Faust worker)."""
     from relayer.node.run import run_node
+    from xmargin.pretrade import Simulator
 
     settings = settings_or_exit(config)
     log_format.configure()
@@ -64,7 +66,8 @@ def node_run(config: ConfigOption = None,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await run_node(settings, settings.streams.partitions, stop,
-                       worker_command=worker_command(config) if worker else None)
+                       worker_command=worker_command(config) if worker else None,
+                       simulation=partial(Simulator, settings.stream_settings()))
 
     try:
         asyncio.run(main())

@@ -120,6 +120,20 @@ class VenueChain(ChainTransactions):
             return str(e)
         return None
 
+    async def trial_trade(self, trader: str, venue: str, args: tuple[Any, ...]) -> str | None:
+        """The revert reason of ``trade(*args)`` sent by ``trader`` to ``venue`` now (a
+        call at the pending block: the venue's own checks), or ``None`` if it would pass."""
+        who = AsyncWeb3.to_checksum_address(trader)
+        try:
+            await self.pool.on_provider(
+                "trade (simulated)",
+                lambda w3: self._venue(w3, venue).functions.trade(*args).call(
+                    {"from": who}, block_identifier="pending"),
+                is_answer=lambda e: isinstance(e, ContractLogicError))
+        except ContractLogicError as e:
+            return str(e)
+        return None
+
     async def build(self, call: LiquidateCall, sender: str) -> dict[str, Any]:
         return await self.build_call("liquidate (build)", lambda w3: self._venue(
             w3, call.venue).functions.liquidate(*call.args), sender)

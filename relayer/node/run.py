@@ -34,7 +34,7 @@ from relayer.delivery.venues import VenueChain
 from relayer.errors import ConfigError, LogHalted, RpcError
 from relayer.node import board
 from relayer.node.supervise import supervise, watch_process
-from relayer.node.web import NodeWeb
+from relayer.node.web import NodeWeb, Simulation
 from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
 from relayer.statedir import StateDir
@@ -142,9 +142,12 @@ async def hold_log(settings: RelayerSettings, state: StateDir) -> epoch.EpochFil
 
 
 async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Event,
-                   worker_command: Sequence[str] | None = None) -> None:
+                   worker_command: Sequence[str] | None = None,
+                   simulation: Callable[[dict[int, VenueChain]], Simulation] | None = None
+                   ) -> None:
     """Run until ``stop``: the proof service, a listener and a submitter per chain, and
-    ``worker_command`` (a stream worker) as a supervised process when given. Topics are
+    ``worker_command`` (a stream worker) as a supervised process when given; and the
+    pre-trade ``simulation`` its HTTP server serves, made from the chains' venues. Topics are
     created with ``partitions`` first. A log that no longer holds the node's epoch
     (``bus.epoch``) stops it at the start (``LogHalted``) or, found while running, stops
     every task but the HTTP server (its metric and status stay up) until ``stop``."""
@@ -193,7 +196,11 @@ async def run_node(settings: RelayerSettings, partitions: int, stop: asyncio.Eve
         # Stopped with the node only: over a vanished log the worker halts by itself,
         # with its own incident and metric.
         tasks["worker"] = partial(watch_process, worker_command, stop)
-    web = NodeWeb(settings, traders, halted, list(tasks))
+    simulator = None
+    if simulation is not None and settings.metrics_port:
+        simulator = simulation({i: VenueChain(c) for i, c in clients.items()})
+        tasks["simulator"] = partial(simulator.run, bootstrap, work)
+    web = NodeWeb(settings, traders, halted, list(tasks), simulator)
     forwarding = asyncio.create_task(forward())
     try:
         port = await web.start() if settings.metrics_port else None

@@ -8,6 +8,9 @@
                             health, recent liquidations
     GET /traders/{address}  the trader's newest attestation, its delivery per chain, and
                             why it is pending (``relayer.node.board``)
+    POST /v1/simulate       pre-trade margin: the trader's book with hypothetical trades,
+                            every mode's figures, per-chain credit, and whether each venue
+                            would take its trade (``xmargin.pretrade``)
     GET /healthz            200 while the process serves
     GET /readyz             200 once every task runs and made progress lately, else 503
                             naming the tasks that did not
@@ -17,15 +20,17 @@ A bad request gets a 4xx whose JSON names the field.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from relayer import metrics as relayer_metrics
 from relayer.errors import ConfigError
 from relayer.node.board import NodeView, TraderBoard, explain
 from relayer.node.status import node_status
@@ -38,10 +43,25 @@ STALE_S = 60.0
 RISKIEST = 10
 
 
+class Simulation(Protocol):
+    """The pre-trade simulator the node serves (``xmargin.pretrade``: it margins with the
+    stream processor's path, which the relayer does not import)."""
+
+    async def run(self, bootstrap: str, stop: asyncio.Event) -> None:
+        """Fold what it needs of the log until ``stop`` (a supervised task)."""
+        ...
+
+    async def handle(self, body: bytes) -> tuple[dict[str, Any], int]:
+        """The answer to a request body and its HTTP status (a 4xx names the field)."""
+        ...
+
+
 class NodeWeb:
     def __init__(self, settings: RelayerSettings, board: TraderBoard,
-                 halted: Mapping[int, str], tasks: list[str]) -> None:
+                 halted: Mapping[int, str], tasks: list[str],
+                 simulator: Simulation | None = None) -> None:
         self.settings = settings
+        self.simulator = simulator
         self.board = board
         self.halted = halted
         self.tasks = tasks
@@ -53,6 +73,7 @@ class NodeWeb:
             web.get("/", self.page), web.get("/metrics", self.metrics),
             web.get("/status", self.status), web.get("/overview", self.overview),
             web.get("/traders/{address}", self.trader),
+            web.post("/v1/simulate", self.simulate),
             web.get("/healthz", self.healthz), web.get("/readyz", self.readyz),
         ])
         return app
@@ -131,6 +152,15 @@ class NodeWeb:
                         in_flight={c["chain_id"]: c["in_flight"] for c in chains})
         ids = [c.chain_id for c in self.settings.chains]
         return web.json_response(explain(self.board, address, ids, node, time.time()))
+
+    async def simulate(self, request: web.Request) -> web.Response:
+        if self.simulator is None:
+            answer, status = {"error": "this node runs no simulator"}, 503
+        else:
+            answer, status = await self.simulator.handle(await request.read())
+        relayer_metrics.SIMULATIONS.labels(outcome="answered" if status == 200 else (
+            "not_ready" if status == 503 else "refused")).inc()
+        return web.json_response(answer, status=status)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
 
 from bus.admin import ensure_topics
 from devnet.deploy import anvil_account
@@ -326,6 +328,86 @@ def test_equity_attested_is_on_chain_cash_plus_unrealized_pnl_to_the_wei(
     assert {p.asset: p.price_wad for p in att.prices} == {"ETH": price}
     unrealized = leg["size_wad"] * (price - leg["entry_price_wad"]) // WAD
     assert att.equity_wad == view["cash_units"] * 10**12 + unrealized
+
+
+def simulate(port: int, body: object) -> tuple[int, dict[str, Any]]:
+    """``POST /v1/simulate`` on the node: (status, JSON answer)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/simulate", data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_pre_trade_simulation_answers_as_the_worker_attests_and_the_venue_decides(
+        node: tuple[Network, subprocess.Popen]) -> None:
+    network, _ = node
+    port = network.metrics_port
+    a = network.deployments[0]
+    w3 = Web3(HTTPProvider(a.rpc_url))
+    trader = new_account(w3)
+    address = trader.address.lower()
+    deposited = deposit(a, trader, 10_000)
+    attested = asyncio.run(wait_for_netted_attestation(network.bootstrap, address,
+                                                       {a.chain_id: deposited}, 120.0))
+    wait_for_credit([a], address, 1_000.0, 120.0)
+    deadline = time.monotonic() + 60
+    while True:  # the node's fold reads the proven book the worker attested
+        status, answer = simulate(port, {"trader": trader.address})  # checksummed is fine
+        if status == 200 and answer["current"] is not None:
+            break
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.5)
+    current = answer["current"]
+    assert (current["equity_wad"], current["maintenance_margin_wad"],
+            current["initial_margin_wad"]) == (attested.equity_wad,
+                                               attested.maintenance_margin_wad,
+                                               attested.initial_margin_wad)
+    assert [c["free_collateral_wad"] for c in current["chains"]] == [
+        c.free_collateral_wad for c in attested.chains]
+    assert answer["trades"] == []
+
+    # 2 ETH draws 20% of its notional from chain A's credit (about half of 10,000 less
+    # the IM); 20 ETH draws ten times more. The venue answers, by its own checks.
+    small = {"chain_id": a.chain_id, "venue": a.venue, "market": "ETH", "size_wad": 2 * WAD}
+    big = {**small, "size_wad": 20 * WAD}
+    status, both = simulate(port, {"trader": address, "trades": [small, big]})
+    assert status == 200, both
+    assert [t["accepted"] for t in both["trades"]] == [True, False]
+    assert "insufficient free collateral" in both["trades"][1]["reason"]
+    status, one = simulate(port, {"trader": address, "trades": [small]})
+    assert status == 200, one
+    after = one["after"]
+    assert after["equity_wad"] == current["equity_wad"]  # opened at the oracle price
+    assert after["maintenance_margin_wad"] > current["maintenance_margin_wad"]
+    assert after["modes"]["portfolio_wad"] <= after["modes"]["protocol_cross_wad"] <= after[
+        "modes"]["isolated_wad"]
+    with pytest.raises(ContractLogicError, match="insufficient free collateral"):
+        trade(a, trader, "ETH", 20.0)
+    traded = trade(a, trader, "ETH", 2.0)
+    next_one = asyncio.run(wait_for_netted_attestation(network.bootstrap, address,
+                                                       {a.chain_id: traded}, 120.0))
+    # What the simulation said the book would margin at is what the worker attests.
+    assert (next_one.equity_wad, next_one.maintenance_margin_wad,
+            next_one.initial_margin_wad) == (after["equity_wad"],
+                                             after["maintenance_margin_wad"],
+                                             after["initial_margin_wad"])
+
+    # Bad requests: a 4xx naming the field, and the node keeps serving.
+    for body, code, field in [
+        (b"{not json", 400, "body"),
+        ({"trader": "0x12"}, 422, "trader"),
+        ({"trader": address, "trades": [{**small, "size_wad": 0}]}, 422, "trades.0.size_wad"),
+        ({"trader": address, "trades": [{**small, "chain_id": 999}]}, 422, "trades.0.chain_id"),
+        ({"trader": address, "trades": [{**small, "venue": a.pool}]}, 422, "trades.0.venue"),
+        ({"trader": address, "trades": [{**small, "market": "DOGE"}]}, 422, "trades.0.market"),
+    ]:
+        status, refusal = simulate(port, body)
+        assert (status, refusal["field"]) == (code, field), refusal
+    assert simulate(port, {"trader": address})[0] == 200
 
 
 def test_a_price_shock_liquidates_the_unhedged_trader_and_leaves_the_hedged_one(
