@@ -6,6 +6,10 @@ a straightforward QuantLib loop (one ``BlackCalculator`` per option per scenario
 multiply per linear position per scenario) revalues a sample of the same positions;
 its per-revaluation cost × positions × scenarios gives ``quantlib_equivalent_s``.
 
+Then ``simulate``: the p50 / p99 of ``POST /v1/simulate`` over 10,000 requests from a
+second process on loopback, beside ``GET /healthz`` on the same server
+(``benchmarks.simulate_latency``).
+
 Prints one JSON object. Run: ``.venv/bin/python -m benchmarks.bench_engine``.
 """
 
@@ -18,6 +22,7 @@ import time
 import numpy as np
 import QuantLib as ql
 
+from benchmarks import simulate_latency
 from engine import Book, Kind, MarginParams, Market, compute_margin
 from engine.scenarios import build_scenarios, scan_ranges, shocked_vol
 
@@ -106,6 +111,8 @@ def main() -> None:
         "peak_rss_mb": round(peak_mb, 1),
         "quantlib_equivalent_s": round(ql_equivalent, 1),
         "ratio": round(ql_equivalent / full_s, 1),
+        # POST /v1/simulate from a second process (``benchmarks.simulate_latency``).
+        "simulate": simulate_latency.measure(),
     }))
 
 
