@@ -18,7 +18,15 @@ Phases, all in one run:
    book, attested on its own, marks it), 2,000 more book updates at a steady 500 per
    second; latency from each record's timestamp to that of the attestation naming it (the last
    book of each trader among them: an older one may be superseded before it is margined).
-4. ``replay_events_per_s``: ``streams.replay.audit`` over the whole log read back, on
+4. ``price_move``: every one of the 50,000 traders gets a new book holding ETH (the
+   largest leg, beside 0 or 1 other asset), then one price record moves ETH by 3 %.
+   ``price_move_s``: from that record's timestamp to that of the last attestation naming
+   the new price, once the worker has re-margined every holder (its attestation and
+   suppression counters together, read from its ``/metrics``); ``engine_only_s``: the
+   worker's margining path alone (``margin_by_market_set``: engine arrays and the engine,
+   one call per set of markets) over the same 50,000 states at the new price, in this
+   process.
+5. ``replay_events_per_s``: ``streams.replay.audit`` over the whole log read back, on
    one process per core as ``xmargin replay`` does (headers are not in this log; books
    are re-verified, attestations recomputed).
 
@@ -46,6 +54,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -53,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import rlp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from trie import HexaryTrie
 
 from benchmarks import floor
@@ -65,7 +75,10 @@ from proofs.keccak import keccak
 from proofs.slots import vyper_mapping_slot
 from relayer.chain.events import commitment_base_slot
 from streams.audit_log import export, read_topics
+from streams.oracle import OraclePrice
 from streams.replay import audit
+from streams.risk import margin_by_market_set
+from streams.state import TraderState, apply_proven
 from tests.support.blocks import header_record
 from tests.support.configs import node_config
 from wire import topics
@@ -86,6 +99,8 @@ WAD = 10**18
 EMPTY_CODE = keccak(b"")
 LATENCY_RECORDS = 2_000
 LATENCY_RATE = 500  # records per second
+MOVE_FIRST_BLOCK = BLOCKS + 30  # the price-move phase's books, 1,000 per block
+MOVE = 0.03
 
 
 def trader_address(i: int) -> str:
@@ -207,6 +222,44 @@ def build_log(rng: np.random.Generator) -> tuple[list[list[ProvenBook]], list[li
     return proven, ticks
 
 
+def build_move_books(rng: np.random.Generator) -> list[list[ProvenBook]]:
+    """A new book for every trader, each holding ETH as its largest leg (and 0 or 1 other
+    asset), 1,000 per block, proofs built on every core."""
+    plans = []
+    for block in range(N_TRADERS // PER_BLOCK):
+        books = []
+        for i in range(block * PER_BLOCK, (block + 1) * PER_BLOCK):
+            eth = rng.choice((-1, 1)) * rng.uniform(5_000, 20_000) / PRICES["ETH"]
+            positions = [Position(market="ETH", size_wad=int(eth * WAD),
+                                  entry_price_wad=int(PRICES["ETH"] * WAD))]
+            others = [a for a in ASSETS if a != "ETH"]
+            if rng.uniform() < 0.5:
+                a = others[int(rng.integers(len(others)))]
+                positions.append(Position(
+                    market=a, size_wad=int(rng.normal(0, 1) * 2_000 / PRICES[a] * WAD),
+                    entry_price_wad=int(PRICES[a] * WAD)))
+            books.append((trader_address(i), int(rng.uniform(5_000, 50_000)) * WAD,
+                          tuple(sorted(positions, key=lambda p: p.market))))
+        plans.append((MOVE_FIRST_BLOCK + block, books))
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(prove_block, *zip(*plans, strict=True), chunksize=4))
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a worker serves on ``/metrics``, by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value
+            for family in text_string_to_metric_families(text) for x in family.samples}
+
+
+def worker_margined(port: int) -> float:
+    """Attestations emitted and margin computations suppressed, so far, by the worker."""
+    samples = scrape(port)
+    return sum(v for (name, _), v in samples.items()
+               if name in ("xmargin_attestations_total", "xmargin_attestations_suppressed_total"))
+
+
 async def produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
                                 max_batch_size=1 << 20)
@@ -244,6 +297,8 @@ class AttestationWatch:
         self.first_ms: int | None = None
         self.by_event: dict[str, int] = {}  # book event id → first attestation timestamp
         self.latest: dict[str, tuple[int, Attestation]] = {}
+        # (asset, price) watched → trader → first attestation naming that price.
+        self.named: dict[tuple[str, int], dict[str, int]] = {}
 
     async def until(self, done: Callable[[AttestationWatch], bool], timeout_s: float) -> int:
         consumer = AIOKafkaConsumer(topics.ATTESTATION, bootstrap_servers=self.bootstrap,
@@ -263,11 +318,24 @@ class AttestationWatch:
                         for e in a.book_events:
                             self.by_event.setdefault(e, m.timestamp)
                         self.latest[a.trader] = (m.timestamp, a)
+                        for p in a.prices:
+                            named = self.named.get((p.asset, p.price_wad))
+                            if named is not None:
+                                named.setdefault(a.trader, m.timestamp)
         finally:
             await consumer.stop()
         if not done(self):
             raise SystemExit(f"timed out after {timeout_s} s ({self.count} attestations seen)")
         return last_ms
+
+    async def until_priced(self, asset: str, price_wad: int, count: int,
+                           timeout_s: float) -> int:
+        """The timestamp of the last of the attestations naming ``asset`` at ``price_wad``
+        (the first such per trader), once ``count`` traders have one."""
+        key = (asset, price_wad)
+        self.named.setdefault(key, {})
+        await self.until(lambda w: len(w.named[key]) >= count, timeout_s)
+        return max(self.named[key].values())
 
 
 # XMARGIN_BENCH_BROKER: the broker (or both, one after the other) every phase runs on.
@@ -278,6 +346,7 @@ def main() -> None:
     rng = np.random.default_rng(21)
     started = time.perf_counter()
     proven, ticks = build_log(rng)
+    moving = build_move_books(np.random.default_rng(22))
     print(f"log built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     brokers = BENCH_BROKERS.get(os.environ.get("XMARGIN_BENCH_BROKER", "tansu"))
     if brokers is None:
@@ -289,13 +358,14 @@ def main() -> None:
             bootstrap = net.broker() if broker == "tansu" else kafka_cluster(net, 1)[0].bootstrap
             print(f"on {broker} at {bootstrap}", file=sys.stderr)
             results[broker] = {"broker": broker,
-                               **measure(net, bootstrap, Path(tmp), proven, ticks)}
+                               **measure(net, bootstrap, Path(tmp), proven, ticks, moving)}
     # One broker: its figures; both: side by side, each measured against its own ceiling.
     print(json.dumps(results[brokers[0]] if len(brokers) == 1 else results))
 
 
 def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBook]],
-            ticks: list[list[PriceUpdate]]) -> dict[str, object]:
+            ticks: list[list[PriceUpdate]], moving: list[list[ProvenBook]]
+            ) -> dict[str, object]:
     """Every phase on the broker at ``bootstrap`` (empty), for the log built once."""
     marker_assets, marker_traders = markers()
     asyncio.run(ensure_topics(bootstrap, PARTITIONS))
@@ -316,9 +386,11 @@ def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBo
          (Position(market=marker_assets[0], size_wad=90 * WAD, entry_price_wad=100 * WAD),))
     ])[0]
     # Every block's header before anything of it, as a listener publishes them.
+    move_block = header_of(MOVE_FIRST_BLOCK + len(moving), b"\x00" * 32)
     head: list[tuple[str, str, bytes]] = [
         (topics.BLOCK_HEADER, str(CHAIN), h.to_bytes())
-        for h in headers_of([marker_books, *proven, end_books, [settle]])]
+        for h in [*headers_of([marker_books, *proven, end_books, [settle], *moving]),
+                  move_block]]
     marker_block = headers_of([marker_books])[0]
     head += [(topics.PRICE, a, price(a, PRICES.get(a, 100.0), marker_block, 0).to_bytes())
              for a in (*ASSETS, *marker_assets)]
@@ -361,13 +433,14 @@ def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBo
     profile = os.environ.get("XMARGIN_BENCH_PROFILE")
     prefix = ["-m", "cProfile", "-o", profile] if profile else []
     # XMARGIN_BENCH_WORKERS=N starts N workers in one group (scale-out; default one).
+    ports = [free_port() for _ in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
     workers = [
         net.start(f"worker-{i}", [sys.executable, *prefix, "-m", "xmargin.cli", "worker",
                                   "--config", str(config)],
                   env={**os.environ,
                        "XMARGIN__STREAMS__DATA_DIR": str(tmp / f"worker-{i}"),
-                       "XMARGIN__STREAMS__METRICS_PORT": str(free_port())})
-        for i in range(int(os.environ.get("XMARGIN_BENCH_WORKERS", "1")))]
+                       "XMARGIN__STREAMS__METRICS_PORT": str(port)})
+        for i, port in enumerate(ports)]
     watch = AttestationWatch(bootstrap)
     last_ms = asyncio.run(watch.until(finished, timeout_s=1800))
     assert watch.first_ms is not None
@@ -409,6 +482,8 @@ def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBo
     produced_ms = {ProvenBook.model_validate_json(r.value).event_id: r.timestamp_ms
                    for r in stamps[-LATENCY_RECORDS * 2:] if r.value is not None}
     latencies = np.array([watch.by_event[e] - produced_ms[e] for e in wanted])
+    last_eth = next(u for u in ticks[-1] if u.asset == "ETH")
+    move = price_move(bootstrap, watch, moving, move_block, ports, last_eth)
     for i, worker in enumerate(workers):
         net.stop(f"worker-{i}")
         assert worker.poll() is not None
@@ -464,7 +539,67 @@ def measure(net: LocalNet, bootstrap: str, tmp: Path, proven: list[list[ProvenBo
         "record_to_attestation_ms": {"p50": float(np.percentile(latencies, 50)),
                                      "p99": float(np.percentile(latencies, 99)),
                                      "rate_per_s": LATENCY_RATE, "n": int(latencies.size)},
+        "price_move": move,
     }
+
+
+def price_move(bootstrap: str, watch: AttestationWatch, moving: list[list[ProvenBook]],
+               block: BlockHeaderRecord, ports: list[int], last: PriceUpdate
+               ) -> dict[str, object]:
+    """Every trader a book holding ETH, then ETH up 3 % from its ``last`` tick in one
+    record (phase 4)."""
+    books = [b for bs in moving for b in bs]
+    before = sum(worker_margined(p) for p in ports)
+    asyncio.run(produce(bootstrap, [(topics.POSITION_PROVEN, b.trader, b.to_bytes())
+                                    for b in books]))
+    wait_margined(ports, before + len(books), timeout_s=900)
+    moved = price("ETH", last.price_wad / WAD * (1 + MOVE), block, block.number)
+    new_wad = moved.price_wad
+    before = sum(worker_margined(p) for p in ports)
+    attested_before = sum(scrape(p).get(("xmargin_attestations_total", ()), 0.0)
+                          for p in ports)
+    sent_ms = asyncio.run(produce_one(bootstrap, topics.PRICE, "ETH", moved.to_bytes()))
+    wait_margined(ports, before + len(books), timeout_s=900)
+    attested = round(sum(scrape(p).get(("xmargin_attestations_total", ()), 0.0)
+                         for p in ports) - attested_before)
+    last_ms = asyncio.run(watch.until_priced("ETH", new_wad, attested, timeout_s=300))
+    move_s = (last_ms - sent_ms) / 1000
+
+    states = [apply_proven(TraderState(trader=b.trader), b) for b in books]
+    prices = {a: OraclePrice(a, int(PRICES[a] * WAD), block.timestamp, False) for a in ASSETS}
+    prices["ETH"] = OraclePrice("ETH", new_wad, block.timestamp, False)
+    params = MarginParams()
+    margin_by_market_set(states[:100], prices, params)  # warm
+    start = time.perf_counter()
+    margined = margin_by_market_set(states, prices, params)
+    engine_s = time.perf_counter() - start
+    assert all(m is not None for m in margined)
+    print(f"price move: {len(books)} holders in {move_s:.2f} s, {attested} attested; "
+          f"engine alone {engine_s:.2f} s", file=sys.stderr)
+    return {"traders": len(books), "attested": attested, "price_move_s": round(move_s, 3),
+            "traders_remargined_per_s": round(len(books) / move_s),
+            "engine_only_s": round(engine_s, 3),
+            "ratio_to_engine": round(move_s / engine_s, 2)}
+
+
+def wait_margined(ports: list[int], target: float, timeout_s: float) -> None:
+    """Until the workers' attestation and suppression counters reach ``target``."""
+    deadline = time.monotonic() + timeout_s
+    while sum(worker_margined(p) for p in ports) < target:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"workers did not re-margin {target:.0f} states in {timeout_s} s")
+        time.sleep(0.2)
+
+
+async def produce_one(bootstrap: str, topic: str, key: str, value: bytes) -> int:
+    """Send one record; its timestamp (ms, the producer's clock, as the workers' are)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        sent = await (await producer.send(topic, key=key.encode(), value=value))
+        return int(sent.timestamp)
+    finally:
+        await producer.stop()
 
 
 if __name__ == "__main__":
