@@ -369,9 +369,7 @@ def next_attestation(
     On a degraded price (or implied volatility) nothing healthier than the previous
     attestation is emitted.
     """
-    marks = linear_marks(state, prices) if prices else None
-    equity = (exact_equity_wad(marks, float(result.option_value_usd[row])) if marks
-              else to_wad(result.equity_usd[row]))
+    marks, equity = equity_of(state, result, row, prices)
     mm = to_wad(result.maintenance_margin_usd[row])
     previous = state.last
     quoted = [prices[m] for m in state.markets if m in prices] if prices else []
@@ -387,6 +385,25 @@ def next_attestation(
             float(result.health[row]) > previous.health
             or to_wad(result.free_collateral_usd[row]) > previous.free_collateral_wad):
         return None
+    free_total = credit_of(result, row, marks, equity, previous, quoted)
+    return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
+                          free_total, basis, vols)
+
+
+def equity_of(state: TraderState, result: MarginResult, row: int,
+              prices: Mapping[str, OraclePrice] | None) -> tuple[LinearMarks | None, int]:
+    """The linear marks (with prices) and the attested equity of ``state``."""
+    marks = linear_marks(state, prices) if prices else None
+    equity = (exact_equity_wad(marks, float(result.option_value_usd[row])) if marks
+              else to_wad(result.equity_usd[row]))
+    return marks, equity
+
+
+def credit_of(result: MarginResult, row: int, marks: LinearMarks | None, equity: int,
+              previous: Attested | None, quoted: Sequence[OraclePrice]) -> int:
+    """Every chain's credit together: free collateral, with net paper profit counted
+    only beyond its holdback, and no more than ``previous`` gave while a circuit breaker
+    is open on a market the trader holds."""
     free_total = to_wad(result.free_collateral_usd[row])
     if marks:
         free_total = min(free_total, paper_profit_credit(
@@ -394,8 +411,13 @@ def next_attestation(
     if previous is not None and any(q.breaker for q in quoted):
         # Circuit breaker open: credit may shrink, never grow, until the market settles.
         free_total = min(free_total, previous.free_collateral_wad)
-    return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
-                          free_total, basis, vols)
+    return free_total
+
+
+def credit_line(free_total: int, settings: StreamSettings) -> int:
+    """Each target chain's credit line: equal shares, rounded down, so that the same
+    dollar cannot be drawn on two chains."""
+    return free_total // max(len(settings.targets), 1)
 
 
 def attestation_of(state: TraderState, result: MarginResult, row: int,
@@ -407,8 +429,7 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
     valid_until = issued_at + settings.attestation_validity_s
     im = to_wad(result.initial_margin_usd[row])
     sequence = state.sequence + 1
-    # Equal per-chain credit lines: the same dollar cannot be drawn on two chains.
-    free = free_total // max(len(settings.targets), 1)
+    free = credit_line(free_total, settings)
     # Per chain, the newest block of it among the books: a draw on its CreditLedger in
     # or before that block is in these figures (proofs of a chain arrive in block order).
     seen = {b.chain_id: b.number for b in held.source_blocks}

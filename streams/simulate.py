@@ -4,8 +4,8 @@ margined as the worker margins it, with the same reducers, prices, model and eng
 ``BookFold`` keeps every trader's book as a worker's table holds it (the proven books
 folded with ``apply_proven``, reorgs retracted with ``apply_reorg``); ``simulate`` puts
 the trades into a copy of one trader's state and margins both states with the worker's
-own path (``margin_by_market_set`` and ``next_attestation``), so a request without
-trades answers what the worker would attest now.
+own path (``margin_by_market_set``, and ``next_attestation``'s figures), so a request
+without trades answers what the worker would attest now.
 
 A trade executes at the oracle price the worker margins with, as a venue trades at its
 feed's price:
@@ -35,10 +35,12 @@ from streams.oracle import OraclePrice, Quotes, Window, implied_vols
 from streams.risk import (
     WAD,
     Margined,
+    credit_line,
+    credit_of,
     engine_rows,
+    equity_of,
     margin_by_market_set,
     markets_of,
-    next_attestation,
     oracle_prices,
     to_wad,
 )
@@ -235,29 +237,25 @@ def average_entry(old: int, entry: int, new: int, price: int) -> int:
 
 
 def figures(state: TraderState, margined: Margined, prices: Mapping[str, OraclePrice],
-            settings: StreamSettings, implied: Mapping[str, OraclePrice]) -> dict[str, Any]:
-    """What the worker would attest for ``state`` now, and every mode's requirement."""
-    result, row, basis = margined
-    fresh = state.model_copy(update={"last": None})
-    attestation = next_attestation(fresh, result, row, settings, prices, basis, implied)
-    assert attestation is not None  # a state without a previous attestation always is
-    free = {c.chain_id: c.free_collateral_wad for c in attestation.chains}
-    last = state.last
-    if last is not None and any(prices[m].breaker for m in state.markets):
-        # An open breaker keeps credit at the last attestation's (``next_attestation``).
-        free = {c: min(f, last.free_collateral_wad // max(len(free), 1))
-                for c, f in free.items()}
+            settings: StreamSettings) -> dict[str, Any]:
+    """What the worker would attest for ``state`` now (``next_attestation``'s figures:
+    the same functions), and every mode's requirement."""
+    result, row, _ = margined
+    marks, equity = equity_of(state, result, row, prices)
+    quoted = [prices[m] for m in state.markets]
+    line = credit_line(credit_of(result, row, marks, equity, state.last, quoted), settings)
+    mm = to_wad(result.maintenance_margin_usd[row])
     return {
-        "equity_wad": attestation.equity_wad,
-        "maintenance_margin_wad": attestation.maintenance_margin_wad,
-        "initial_margin_wad": attestation.initial_margin_wad,
-        "health": attestation.health,
-        "free_collateral_wad": sum(free.values()),
-        "modes": {"isolated_wad": attestation.isolated_margin_wad,
+        "equity_wad": equity,
+        "maintenance_margin_wad": mm,
+        "initial_margin_wad": to_wad(result.initial_margin_usd[row]),
+        "health": float(min(result.health[row], 1e9)),
+        "free_collateral_wad": line * len(settings.targets),
+        "modes": {"isolated_wad": to_wad(result.isolated_mm_usd[row]),
                   "protocol_cross_wad": to_wad(result.protocol_cross_mm_usd[row]),
-                  "portfolio_wad": attestation.maintenance_margin_wad},
-        "chains": [{"chain_id": c, "free_collateral_wad": f} for c, f in free.items()],
-        "issued_at": attestation.issued_at,
+                  "portfolio_wad": mm},
+        "chains": [{"chain_id": t.chain_id, "free_collateral_wad": line}
+                   for t in settings.targets],
     }
 
 
@@ -286,7 +284,7 @@ def simulate(state: TraderState, trades: Sequence[Trade], market: PriceSnapshot,
         m = margined[id(s)]
         if m is None:  # unreachable: every price is known
             raise SimulationError("trader", "cannot be margined yet")
-        return figures(s, m, prices, settings, implied)
+        return figures(s, m, prices, settings)
 
     return {
         "trader": state.trader, "as_of": clock,
