@@ -74,7 +74,7 @@ DEAD_LETTERED = Counter("xmargin_deliveries_dead_lettered", "deliveries given up
 BALANCE = Gauge("xmargin_sender_balance_eth", "balance of the sending account, in the "
                 "chain's native token", ["chain", "role"])
 
-# Pre-trade margin (``relayer.node.pretrade``).
+# Pre-trade margin (``xmargin.pretrade``, served by ``relayer.node.web``).
 SIMULATIONS = Counter("xmargin_simulations", "POST /v1/simulate answers, by outcome: "
                       "answered, refused (4xx), not_ready (503)", ["outcome"])
 SIMULATE_SECONDS = Histogram("xmargin_simulate_seconds", "time to answer a simulation "

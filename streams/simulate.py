@@ -162,12 +162,13 @@ class PriceSnapshot:
     days: MarketDays | None
 
 
-def as_of(state: TraderState, market: PriceSnapshot) -> int:
-    """The data clock of a simulation: the newest book or quote of the trader's markets
-    (as the worker's clock, never the wall clock)."""
+def as_of(state: TraderState, markets: Sequence[str], market: PriceSnapshot) -> int:
+    """The data clock of a simulation: the newest of the trader's books and of the quotes
+    (prices and implied volatilities) of ``markets``, as the worker's clock, never the
+    wall clock."""
     clock = engine_rows(state).clock if state.books else 0
     seen = [q.observed_at for quotes in (market.quotes, market.vol_quotes)
-            for m in state.markets for q in quotes.get(m, {}).values()]
+            for m in markets for q in quotes.get(m, {}).values()]
     return max([clock, *seen])
 
 
@@ -202,9 +203,9 @@ def execute(cash: int, positions: tuple[Position, ...], trade: Trade, price_wad:
     old = same[0].size_wad if same else 0
     entry = same[0].entry_price_wad if same else 0
     new = old + trade.size_wad
+    flip = old != 0 and new != 0 and (old > 0) != (new > 0)
     if trade.kind == "perp":
         price = price_wad
-        flip = old != 0 and new != 0 and (old > 0) != (new > 0)
         closed = old if old != 0 and (new == 0 or flip) else (
             old - new if old != 0 and abs(new) < abs(old) else 0)
         cash += closed * (price - entry) // WAD  # floor: against the trader
@@ -216,7 +217,6 @@ def execute(cash: int, positions: tuple[Position, ...], trade: Trade, price_wad:
             cash -= -(-paid // WAD)
         else:
             cash += -paid // WAD
-        flip = old != 0 and new != 0 and (old > 0) != (new > 0)
     if new == 0:
         return cash, rest
     if old == 0 or flip:
@@ -264,8 +264,7 @@ def simulate(state: TraderState, trades: Sequence[Trade], market: PriceSnapshot,
     """The trader's figures now (``current``) and with ``trades`` executed (``after``),
     margined as the worker margins: ``SimulationError`` for a trade that cannot be."""
     markets = sorted({*state.markets, *(t.market for t in trades)})
-    clock = max(as_of(state, market), *(
-        q.observed_at for m in markets for q in market.quotes.get(m, {}).values()), 0)
+    clock = as_of(state, markets, market)
     prices = oracle_prices(markets, market.quotes, clock, settings, market.windows)
     implied = implied_vols(markets, market.vol_quotes, clock, settings.vol_staleness_s,
                            settings.max_vol_deviation)
