@@ -8,7 +8,7 @@ with its raw bytes and reason; the consumer keeps running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -87,15 +87,22 @@ async def read_from_beginning(consumer: AIOKafkaConsumer, bootstrap: str,
 
 
 async def tail(*, bootstrap: str, names: list[str],
-               handle: Callable[[ConsumerRecord], None], stop: asyncio.Event) -> None:
+               handle: Callable[[ConsumerRecord], None], stop: asyncio.Event,
+               caught_up: asyncio.Event | None = None) -> None:
     """Feed every record of the topics ``names``, from their beginning, to ``handle``
     until ``stop``: a read model's rebuild, in no consumer group and committing nothing
-    (a restart reads the log again)."""
+    (a restart reads the log again). ``caught_up`` is set once every record the topics
+    held at the start has been handled."""
     consumer = log_reader(bootstrap)
     await consumer.start()
     try:
-        await read_from_beginning(consumer, bootstrap, names)
+        partitions = await read_from_beginning(consumer, bootstrap, names)
+        ends = {} if caught_up is None else await tansu.fetched_end_offsets(
+            bootstrap, await consumer.end_offsets(partitions))
         while not stop.is_set():
+            if caught_up is not None and not caught_up.is_set() and await reached(
+                    consumer, ends):
+                caught_up.set()
             batches = await consumer.getmany(timeout_ms=500)
             metrics.beat()
             for messages in batches.values():
@@ -103,6 +110,12 @@ async def tail(*, bootstrap: str, names: list[str],
                     handle(message)
     finally:
         await consumer.stop()
+
+
+async def reached(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int | None]
+                  ) -> bool:
+    """Has ``consumer``'s position reached ``ends`` (tp → end offset) on every partition?"""
+    return all([await consumer.position(tp) >= (end or 0) for tp, end in ends.items()])
 
 
 async def tail_of(bootstrap: str, topic: str, partitions: set[int], window: int | None,

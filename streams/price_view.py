@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus import tansu
 from bus.admin import topic_partitions
-from bus.consumer import log_reader
+from bus.consumer import log_reader, reached
 from streams.market_days import MarketDays
 from streams.oracle import Quotes, Window, aggregate, apply_quote, apply_window
 from streams.settings import StreamSettings
@@ -147,7 +147,7 @@ class PriceView:
     async def mark_ready(self, consumer: AIOKafkaConsumer,
                          ends: dict[TopicPartition, int | None]) -> None:
         """Set ``ready`` once every partition's position has reached ``ends``."""
-        if all([await consumer.position(tp) >= (end or 0) for tp, end in ends.items()]):
+        if await reached(consumer, ends):
             self.ready.set()
 
 

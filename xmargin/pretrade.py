@@ -18,12 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from bus import metrics as bus_metrics
-from bus import tansu
-from bus.consumer import log_reader, read_from_beginning
+from bus.consumer import tail
 from engine import MarginParams
 from relayer import metrics
 from relayer.delivery.venues import VenueChain
@@ -66,32 +63,20 @@ class Simulator:
     async def run(self, bootstrap: str, stop: asyncio.Event) -> None:
         """Fold the books, reorgs and prices from the beginning until ``stop``."""
         prices = asyncio.create_task(self.view.follow(bootstrap))
-        consumer = log_reader(bootstrap)
-        await consumer.start()
+        books = asyncio.create_task(tail(
+            bootstrap=bootstrap, names=[topics.POSITION_PROVEN, topics.REORG], stop=stop,
+            handle=lambda m: self.fold.fold(m.topic, m.value, m.offset),
+            caught_up=self.books_ready))
         try:
-            partitions = await read_from_beginning(
-                consumer, bootstrap, [topics.POSITION_PROVEN, topics.REORG])
-            ends = await tansu.fetched_end_offsets(bootstrap,
-                                                   await consumer.end_offsets(partitions))
-            while not stop.is_set():
-                if prices.done():
-                    prices.result()  # its failure restarts the task
-                if not self.books_ready.is_set():
-                    await self.mark_ready(consumer, ends)
-                batches = await consumer.getmany(timeout_ms=500)
-                bus_metrics.beat()
-                for messages in batches.values():
-                    for m in messages:
-                        self.fold.fold(m.topic, m.value, m.offset)
+            # Either failing fails the task (and the supervisor restarts it).
+            done, _ = await asyncio.wait((prices, books), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
         finally:
-            prices.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await prices
-            await consumer.stop()
-
-    async def mark_ready(self, consumer: Any, ends: dict[TopicPartition, int | None]) -> None:
-        if all([await consumer.position(tp) >= (end or 0) for tp, end in ends.items()]):
-            self.books_ready.set()
+            for task in (prices, books):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def check(self, request: SimulateRequest) -> None:
         """Every trade names a chain of this node and one of its venues of the trade's
