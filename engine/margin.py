@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.instruments import Book, FloatArray, IntArray, Kind, Market
-from engine.params import MarginParams
+from engine.params import MarginParams, PerParams
 from engine.pricing import black76, black76_on_grid, greeks_from_d1
 from engine.scenarios import Scenarios, scenarios_for, shocked_vols
 
@@ -344,31 +344,21 @@ def same_group_pairs(g: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     return i, j, group_start
 
 
-# spread_caps per (underlyings, ranges, parameter object): a stream margining one
-# trader at a time asks for the same few again and again (as ``scenarios_for``).
-_caps: dict[tuple[object, ...], tuple[MarginParams, FloatArray | None]] = {}
+_caps: PerParams[FloatArray | None] = PerParams()
 
 
 def spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
                 params: MarginParams) -> FloatArray | None:
     """The highest correlation credited across a spread, per pair (U × U), or ``None``
-    when no pair has a floor. Memoised: the array returned is shared and read-only.
+    when no pair has a floor. Memoised per parameter object (as ``scenarios_for``): the
+    array returned is shared and read-only.
 
     An equal-notional spread with unit requirements N·Rₖ and −N·Rₗ gets
     K = N·√(Rₖ² + Rₗ² − 2ρRₖRₗ), which falls as ρ rises; it stays at or above the pair's
     historical loss f·N while ρ ≤ (Rₖ² + Rₗ² − f²) / (2RₖRₗ), clipped to [−1, 1].
     """
-    key = (underlyings, ranges.tobytes(), id(params))
-    hit = _caps.get(key)
-    if hit is not None and hit[0] is params:
-        return hit[1]
-    caps = _spread_caps(underlyings, ranges, params)
-    if caps is not None:
-        caps.flags.writeable = False
-    if len(_caps) > 256:
-        _caps.clear()
-    _caps[key] = (params, caps)
-    return caps
+    return _caps.get((underlyings, ranges.tobytes()), params,
+                     lambda: _spread_caps(underlyings, ranges, params))
 
 
 def _spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
@@ -382,6 +372,7 @@ def _spread_caps(underlyings: tuple[str, ...], ranges: FloatArray,
     caps = np.clip((rk * rk + rl * rl - floor * floor) / (2.0 * rk * rl), -1.0, 1.0)
     caps = np.where(floor > 0.0, caps, 1.0)
     np.fill_diagonal(caps, 1.0)
+    caps.flags.writeable = False  # shared by every caller (``spread_caps``)
     return caps
 
 

@@ -11,8 +11,9 @@ holdings, and IM = 1.25 × MM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from engine.errors import ParamsError
 
@@ -114,3 +115,27 @@ class MarginParams:
             return cls(**values)
         except TypeError as e:
             raise ParamsError("params", str(e)) from e
+
+
+T = TypeVar("T")
+
+
+class PerParams(Generic[T]):
+    """Values derived from a key and one parameter object, memoised: a stream margining
+    one trader at a time asks for the same few again and again. An entry holds its
+    parameter object, so its ``id`` is never reused while the entry is kept; at most
+    256 entries (then it starts again)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[object, ...], tuple[MarginParams, T]] = {}
+
+    def get(self, key: tuple[object, ...], params: MarginParams, build: Callable[[], T]) -> T:
+        full = (*key, id(params))
+        hit = self._held.get(full)
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        value = build()
+        if len(self._held) > 256:
+            self._held.clear()
+        self._held[full] = (params, value)
+        return value

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.instruments import BoolArray, FloatArray, IntArray
-from engine.params import MarginParams
+from engine.params import MarginParams, PerParams
 
 VOL_UP, VOL_FLAT, VOL_DOWN = 1, 0, -1
 
@@ -42,22 +42,15 @@ class Scenarios:
         return {"move": float(self.move[u, s]), "vol": shock, "weight": float(self.weight[u, s])}
 
 
-_built: dict[tuple[object, ...], tuple[MarginParams, Scenarios]] = {}
+_built: PerParams[Scenarios] = PerParams()
 
 
 def scenarios_for(underlyings: tuple[str, ...], stale: BoolArray | None,
                   params: MarginParams) -> Scenarios:
     """The scenarios of a book's underlyings, memoised per parameter object: a stream
     recomputing one trader at a time reuses them."""
-    key = (underlyings, None if stale is None else stale.tobytes(), id(params))
-    hit = _built.get(key)
-    if hit is not None and hit[0] is params:
-        return hit[1]
-    scenarios = build_scenarios(scan_ranges(underlyings, stale, params), params)
-    if len(_built) > 256:
-        _built.clear()
-    _built[key] = (params, scenarios)
-    return scenarios
+    return _built.get((underlyings, None if stale is None else stale.tobytes()), params,
+                      lambda: build_scenarios(scan_ranges(underlyings, stale, params), params))
 
 
 def build_scenarios(ranges: FloatArray, params: MarginParams) -> Scenarios:
