@@ -54,7 +54,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -62,7 +61,6 @@ from pathlib import Path
 import numpy as np
 import rlp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from trie import HexaryTrie
 
 from benchmarks import floor
@@ -81,6 +79,7 @@ from streams.risk import margin_by_market_set
 from streams.state import TraderState, apply_proven
 from tests.support.blocks import header_record
 from tests.support.configs import node_config
+from tests.support.metrics import scrape
 from wire import topics
 from wire.commitment import book_commitment
 from wire.records import Attestation, BlockHeaderRecord, Position, PriceUpdate, ProvenBook
@@ -243,14 +242,6 @@ def build_move_books(rng: np.random.Generator) -> list[list[ProvenBook]]:
         plans.append((MOVE_FIRST_BLOCK + block, books))
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         return list(pool.map(prove_block, *zip(*plans, strict=True), chunksize=4))
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample a worker serves on ``/metrics``, by (name, sorted labels)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return {(x.name, tuple(sorted(x.labels.items()))): x.value
-            for family in text_string_to_metric_families(text) for x in family.samples}
 
 
 def worker_margined(port: int) -> float:

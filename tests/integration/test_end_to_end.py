@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
@@ -51,6 +50,7 @@ from devnet.shock import run_shock, venue_view
 from relayer.metrics import provider_label
 from tests.support.browser import render
 from tests.support.credit import new_account
+from tests.support.metrics import scrape
 from wire import topics
 from wire.records import DeadLetter, Delivery, Liquidation, decode
 
@@ -488,14 +488,6 @@ async def records_of(bootstrap: str, topic: str, key: str) -> list[bytes]:
                       if m.key == key.encode() and m.value is not None]
     finally:
         await consumer.stop()
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample a process serves on ``/metrics``, by (name, sorted labels)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
