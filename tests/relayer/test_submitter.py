@@ -91,6 +91,12 @@ class FakeSink:
         self.refused.append((topic, reason))
 
 
+# One clock for every attestation a test builds: the same call a second later must be the
+# same attestation, with the digest the signature book holds (a test crossing a second
+# boundary got a book signed over other figures and a dropped delivery).
+NOW = int(time.time())
+
+
 def attestation(valid_for_s: int = 3600, sequence: int = 1) -> Attestation:
     credit = ChainCredit(chain_id=CHAIN, oracle=ORACLE, free_collateral_wad=5 * 10**21,
                          digest="0x" + "00" * 32)
@@ -98,8 +104,8 @@ def attestation(valid_for_s: int = 3600, sequence: int = 1) -> Attestation:
         trader="0x" + "ab" * 20, sequence=sequence, equity_wad=10**22,
         maintenance_margin_wad=10**20, initial_margin_wad=10**20, health=10.0,
         isolated_margin_wad=10**20, params_version=1, source_blocks=(),
-        source_blocks_hash="0x" + "42" * 32, issued_at=int(time.time()),
-        valid_until=int(time.time()) + valid_for_s, chains=(credit,))
+        source_blocks_hash="0x" + "42" * 32, issued_at=NOW,
+        valid_until=NOW + valid_for_s, chains=(credit,))
     signed = credit.model_copy(update={"digest": local_digest(a, credit)})
     return a.model_copy(update={"chains": (signed,)})
 
