@@ -57,6 +57,11 @@ class ChainSettings(BaseModel):
     # The keeper's own account on this chain (never the submitter's: the two would
     # replace each other's transactions by nonce). None: no keeper on this chain.
     keeper: KeystoreSettings | None = None
+    # The chain's ClearingVault (cross-chain settlement) and the account that sends its
+    # debits and credits (its own, for the same reason as the keeper's). None: this
+    # chain does not settle.
+    clearing_vault: Address | None = None
+    settler: KeystoreSettings | None = None
 
 
 def refuse_signer_keys(data: dict[str, Any], why: str) -> None:

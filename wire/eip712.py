@@ -104,3 +104,32 @@ def pause_digest(chain_id: int, oracle: bytes, trader: bytes | None, nonce: int,
         struct_hash = keccak((UNPAUSE_TYPEHASH if lift else PAUSE_TYPEHASH) + word(trader)
                              + word(nonce))
     return typed_data_digest(chain_id, oracle, struct_hash)
+
+
+SETTLEMENT_ORDER_TYPEHASH = keccak(
+    b"SettlementOrder(address trader,uint64 nonce,uint256 srcChain,address srcVault,"
+    b"address srcVenue,uint256 dstChain,address dstVault,address dstVenue,uint256 amount,"
+    b"uint64 expiry)"
+)
+SOURCE_HEADER_TYPEHASH = keccak(b"SourceHeader(uint256 chainId,uint256 number,bytes32 blockHash)")
+
+
+def settlement_order_struct_hash(
+    *, trader: bytes, nonce: int, src_chain: int, src_vault: bytes, src_venue: bytes,
+    dst_chain: int, dst_vault: bytes, dst_venue: bytes, amount: int, expiry: int,
+) -> bytes:
+    """hashStruct(SettlementOrder), as ClearingVault.vy computes it: what the source
+    vault's receipt slot holds once the order is debited, and (under the source
+    oracle's domain) what the signer threshold signs."""
+    return keccak(b"".join((
+        SETTLEMENT_ORDER_TYPEHASH, word(trader), word(nonce), word(src_chain), word(src_vault),
+        word(src_venue), word(dst_chain), word(dst_vault), word(dst_venue), word(amount),
+        word(expiry))))
+
+
+def source_header_digest(chain_id: int, oracle: bytes, source_chain: int, number: int,
+                         block_hash: bytes) -> bytes:
+    """What a destination chain's signers sign to vouch that ``block_hash`` is the final
+    block ``number`` of ``source_chain`` (under the destination oracle's domain)."""
+    return typed_data_digest(chain_id, oracle, keccak(
+        SOURCE_HEADER_TYPEHASH + word(source_chain) + word(number) + word(block_hash)))

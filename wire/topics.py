@@ -15,6 +15,9 @@ LIQUIDATION = "risk.liquidation.v1"
 # refusal with the differences it found. Keyed by trader.
 SIGNATURE = "risk.signature.v1"
 DELIVERY = "relayer.delivery.v1"
+# Cross-chain settlement orders (``SettlementOrder``), keyed by trader: cash to move from
+# one chain's venue to another's so each venue covers its realized losses and buffers.
+SETTLEMENT = "risk.settlement.v1"
 # One marker record (partition 0): the log's epoch (``bus.epoch``).
 LOG_EPOCH = "xmargin.log_epoch.v1"
 # Internal to the stream processor: a price change fanned out to every trader partition.
@@ -22,7 +25,7 @@ RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
     BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, VOL, ATTESTATION, LIQUIDATION,
-    SIGNATURE, DELIVERY, RECOMPUTE, LOG_EPOCH,
+    SIGNATURE, DELIVERY, SETTLEMENT, RECOMPUTE, LOG_EPOCH,
 )
 
 

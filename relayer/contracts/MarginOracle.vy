@@ -232,6 +232,21 @@ def _typed(struct_hash: bytes32) -> bytes32:
 
 @view
 @external
+def check_signed(struct_hash: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNERS]) -> bytes32:
+    """
+    @notice Revert unless a threshold of the current signers signed the EIP-712 digest
+            of `struct_hash` under this oracle's domain; return that digest. For the
+            contracts of this chain that ride on the same signer set (the clearing
+            vault), each of which computes `struct_hash` with its own type hash, so a
+            signature made for one purpose never verifies for another.
+    """
+    d: bytes32 = self._typed(struct_hash)
+    self._check_signatures(d, signatures)
+    return d
+
+
+@view
+@external
 def pause_digest(trader: address) -> bytes32:
     """What one signer signs to pause `trader` at the current pause nonce."""
     return self._typed(keccak256(abi_encode(PAUSE_TYPEHASH, trader, self.pause_nonce)))

@@ -105,6 +105,7 @@ window_start: public(HashMap[bytes32, uint256])
 window_total: public(HashMap[bytes32, uint256])
 block_total: public(HashMap[bytes32, HashMap[uint256, uint256]])
 approved_liquidator: public(HashMap[address, bool])
+vault: public(address)  # the chain's ClearingVault: settles cash across chains
 initializes: credit
 exports: (credit.ledger, credit.oracle, credit.token, credit.unit_wad, credit.feeds,
           credit.max_price_age, credit.insurance_fund, credit.penalty_bps,
@@ -174,11 +175,7 @@ def deposit(amount: uint256):
     """Take `amount` token units into the trader's cash (repaying recorded bad debt first)."""
     credit.take(msg.sender, amount)
     self.cash[msg.sender] += convert(amount, int256)
-    debt: uint256 = self.bad_debt_of[msg.sender]
-    if debt > 0:
-        repaid: uint256 = min(debt, amount)
-        self.bad_debt_of[msg.sender] = debt - repaid
-        self.bad_debt -= repaid
+    self._repay_bad_debt(msg.sender, amount)
     log Deposited(trader=msg.sender, amount=amount)
     self._commit(msg.sender)
 
@@ -189,19 +186,72 @@ def withdraw(amount: uint256):
     assert amount > 0, "zero amount"
     left: int256 = self.cash[msg.sender] - convert(amount, int256)
     assert left >= 0, "withdraws more than cash"
-    book: DynArray[Position, MAX_POSITIONS] = self.books[msg.sender]
-    if len(book) > 0:
-        notional: uint256 = 0
-        losses: int256 = 0
-        notional, losses = self._mark(book)
-        hold: uint256 = notional * max(self.initial_margin_bps, WITHDRAW_HOLDBACK_BPS) // BPS
-        assert left * convert(credit.unit_wad, int256) + losses >= convert(hold, int256), \
-            "unrealized profit is not cash"
+    self._hold_back(msg.sender, left)
     credit.draw(msg.sender, amount * credit.unit_wad)
     self.cash[msg.sender] = left
     credit.pay(msg.sender, amount)
     log Withdrawn(trader=msg.sender, amount=amount)
     self._commit(msg.sender)
+
+
+@external
+def set_vault(vault: address):
+    assert msg.sender == self.owner, "only owner"
+    self.vault = vault
+
+
+@external
+def settle_out(trader: address, amount: uint256):
+    """
+    @notice The clearing vault takes `amount` token units of the trader's cash to pay a
+            loss realized on another chain (a settlement order the signer threshold
+            signed against the global portfolio). The cash left must still cover what a
+            withdrawal would have to leave for the open positions here.
+    """
+    assert msg.sender == self.vault and msg.sender != empty(address), "only the clearing vault"
+    assert amount > 0, "zero amount"
+    left: int256 = self.cash[trader] - convert(amount, int256)
+    assert left >= 0, "settles more than cash"
+    self._hold_back(trader, left)
+    self.cash[trader] = left
+    credit.pay(msg.sender, amount)
+    self._commit(trader)
+
+
+@external
+def settle_in(trader: address, amount: uint256):
+    """The clearing vault pays `amount` token units into the trader's cash here
+    (repaying recorded bad debt first, as a deposit does)."""
+    assert msg.sender == self.vault and msg.sender != empty(address), "only the clearing vault"
+    credit.take(msg.sender, amount)
+    self.cash[trader] += convert(amount, int256)
+    self._repay_bad_debt(trader, amount)
+    self._commit(trader)
+
+
+@view
+@internal
+def _hold_back(trader: address, left: int256):
+    """Cash that leaves must leave max(initial margin, 10 %) of the open notional, with
+    unrealized losses counted and unrealized profit not."""
+    book: DynArray[Position, MAX_POSITIONS] = self.books[trader]
+    if len(book) == 0:
+        return
+    notional: uint256 = 0
+    losses: int256 = 0
+    notional, losses = self._mark(book)
+    hold: uint256 = notional * max(self.initial_margin_bps, WITHDRAW_HOLDBACK_BPS) // BPS
+    assert left * convert(credit.unit_wad, int256) + losses >= convert(hold, int256), \
+        "unrealized profit is not cash"
+
+
+@internal
+def _repay_bad_debt(trader: address, amount: uint256):
+    debt: uint256 = self.bad_debt_of[trader]
+    if debt > 0:
+        repaid: uint256 = min(debt, amount)
+        self.bad_debt_of[trader] = debt - repaid
+        self.bad_debt -= repaid
 
 
 @external

@@ -1,0 +1,251 @@
+"""Cross-chain settlement on two real anvil chains with real ClearingVaults and a real
+6-decimal token: a loss realized on chain A paid from the trader's cash on chain B,
+the debit proven to A's vault by a storage proof its own Merkle-Patricia verifier
+checks against a header the signer threshold vouched for. Every test that moves money
+checks the venues' and vaults' books against their token balances and that the sum
+over both chains is unchanged, to the unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError
+
+from devnet.clearing import deploy_vault, link
+from devnet.deploy import (
+    Deployment,
+    anvil_account,
+    contract,
+    deploy_chain,
+    fund,
+    transact,
+)
+from devnet.hedge import set_price
+from devnet.localnet import LocalNet
+from relayer.settlement.receipts import order_id
+from relayer.settlement.settler import Stage
+from streams.settlement import VenueCash, hold_units, plan
+from tests.support.credit import attest, new_account
+from tests.support.settlement import SettledChain, World, sign_order
+from wire.commitment import market_bytes
+from wire.records import Position, SettlementOrder
+
+pytestmark = pytest.mark.integration
+USDC = 10**6
+WAD = 10**18
+SIGNERS = sorted((Account.create() for _ in range(3)), key=lambda a: int(a.address, 16))
+THRESHOLD = 2
+DEPLOYER = anvil_account(0)
+SETTLER = anvil_account(2)
+FINALITY = 2
+ETH = market_bytes("ETH")
+
+
+@dataclass(frozen=True)
+class Side:
+    w3: Web3
+    d: Deployment
+    vault: str
+
+    @property
+    def settled(self) -> SettledChain:
+        return SettledChain(self.d.chain_id, self.d.rpc_url, self.d.oracle, self.vault)
+
+    def venue(self) -> Any:
+        return contract(self.w3, "PerpVenue", self.d.venue)
+
+    def vault_contract(self, address: str | None = None) -> Any:
+        return contract(self.w3, "ClearingVault", address or self.vault)
+
+    def balance(self, who: str) -> int:
+        return int(contract(self.w3, "Token", self.d.token).functions.balanceOf(
+            Web3.to_checksum_address(who)).call())
+
+    def cash(self, trader: str) -> int:
+        return int(self.venue().functions.cash(Web3.to_checksum_address(trader)).call())
+
+    def mine(self, blocks: int = 1) -> None:
+        self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def sides(localnet: LocalNet) -> Iterator[tuple[Side, Side]]:
+    made = []
+    for chain_id in (41050, 41051):
+        url = localnet.chain(chain_id, block_time_s=None)
+        d = deploy_chain(url, DEPLOYER, [s.address for s in SIGNERS], THRESHOLD,
+                         {"ETH": 3000, "BTC": 60_000})
+        made.append(Side(Web3(HTTPProvider(url)), d, deploy_vault(d, DEPLOYER)))
+    a, b = made
+    link(a.d, a.vault, b.d, b.vault, DEPLOYER)
+    yield a, b
+
+
+def total_value(sides: tuple[Side, ...], wallets: list[str]) -> int:
+    """Σ over chains of the token units held by the venues, the vaults and ``wallets``:
+    what a settlement must leave unchanged."""
+    total = 0
+    for s in sides:
+        for holder in (s.d.venue, s.vault, *wallets):
+            total += s.balance(holder)
+    return total
+
+
+def books_balance(s: Side, traders: list[str]) -> None:
+    """The venue's and the vault's books say what they hold: venue tokens == Σ cash of
+    every trader here + house + insurance + liquidator reserve; vault tokens == reserve."""
+    venue = s.venue()
+    every = traders_on(s)
+    assert set(traders) <= every
+    held = sum(s.cash(t) for t in every) + venue.functions.house().call() \
+        + venue.functions.insurance_fund().call() + venue.functions.liquidator_reserve().call()
+    assert s.balance(s.d.venue) == held
+    assert s.balance(s.vault) == s.vault_contract().functions.reserve().call()
+
+
+def traders_on(s: Side) -> set[str]:
+    logs = s.venue().events.PositionChanged().get_logs(from_block=0)
+    return {e["args"]["trader"] for e in logs}
+
+
+def trader_on_both(a: Side, b: Side, cash_a: int, cash_b: int) -> LocalAccount:
+    trader = new_account(a.w3)
+    b.w3.provider.make_request("anvil_setBalance", [trader.address, hex(10 * WAD)])  # type: ignore[arg-type]
+    for s, usdc in ((a, cash_a), (b, cash_b)):
+        fund(s.w3, s.d, DEPLOYER, trader, usdc)
+        transact(s.w3, trader, s.venue().functions.deposit(usdc))
+        attest(s.w3, s.d, SIGNERS, THRESHOLD, trader.address, free_usd=1_000_000)
+    return trader
+
+
+def venue_cash(s: Side, trader: str, buffer: int = 0) -> VenueCash:
+    venue = s.venue()
+    who = Web3.to_checksum_address(trader)
+    positions = [Position(market=p[0].rstrip(b"\0").decode(), size_wad=p[1], entry_price_wad=p[2])
+                 for p in venue.functions.positions(who).call()]
+    prices = {p.market: venue_price(s, p.market) for p in positions}
+    hold = hold_units(positions, prices, venue.functions.initial_margin_bps().call(),
+                      venue.functions.unit_wad().call())
+    return VenueCash(chain_id=s.d.chain_id, venue=s.d.venue, vault=s.vault, cash=s.cash(trader),
+                     hold=hold, buffer=buffer)
+
+
+def venue_price(s: Side, market: str) -> int:
+    feed = contract(s.w3, "PriceFeed", s.d.feeds[market])
+    return int(feed.functions.latestRoundData().call()[1]) * 10**10
+
+
+def expiry(s: Side, in_s: int = 3600) -> int:
+    return int(s.w3.eth.get_block("latest")["timestamp"]) + in_s
+
+
+def next_nonce(s: Side, trader: str) -> int:
+    return int(s.vault_contract().functions.last_nonce(Web3.to_checksum_address(trader)).call()) + 1
+
+
+def equity_units(sides: tuple[Side, ...], trader: str) -> int:
+    """Σ cash + unrealized P&L over both chains (18 decimals): what the next attestation's
+    equity is made of."""
+    total = 0
+    for s in sides:
+        total += s.cash(trader) * 10**12
+        for p in s.venue().functions.positions(Web3.to_checksum_address(trader)).call():
+            total += p[1] * (venue_price(s, p[0].rstrip(b"\0").decode()) - p[2]) // WAD
+    return total
+
+
+class Miner:
+    """Mines a block on each chain every ``every_s`` while running: finality moves on."""
+
+    def __init__(self, *sides: Side, every_s: float = 0.2) -> None:
+        self.sides, self.every_s = sides, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            for s in self.sides:
+                with contextlib.suppress(Exception):
+                    s.mine()
+
+    def __enter__(self) -> Miner:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def settle(a: Side, b: Side, order: SettlementOrder, tmp_path: Path,
+           signatures: list[bytes] | None = None, mine: bool = True) -> Stage:
+    source = b if order.src_chain == b.d.chain_id else a
+    sigs = signatures if signatures is not None else sign_order(
+        order, source.settled, SIGNERS, THRESHOLD)
+
+    async def run() -> Stage:
+        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
+                      tmp_path / "settler", FINALITY)
+        try:
+            progress = await world.settler.settle(order, sigs, poll_s=0.1, timeout_s=60)
+            assert progress.stage is Stage.CREDITED or not mine, progress
+            return progress.stage
+        finally:
+            await world.close()
+    if not mine:
+        return asyncio.run(run())
+    with Miner(a, b):
+        return asyncio.run(run())
+
+
+def revert_reason(call: Any, sender: LocalAccount) -> str:
+    with pytest.raises(ContractLogicError) as e:
+        call.call({"from": sender.address})
+    return str(e.value)
+
+
+def test_a_loss_realized_on_a_is_paid_from_b_conserved_to_the_unit(
+        sides: tuple[Side, Side], tmp_path: Path) -> None:
+    a, b = sides
+    trader = trader_on_both(a, b, 1_000 * USDC, 20_000 * USDC)
+    transact(a.w3, trader, a.venue().functions.trade(ETH, 1 * WAD))      # long on A
+    transact(b.w3, trader, b.venue().functions.trade(ETH, -1 * WAD))     # short on B
+    for s in (a, b):
+        set_price(s.d, "ETH", 1_500)
+    transact(a.w3, trader, a.venue().functions.trade(ETH, -1 * WAD))     # close A at −$1,500
+    assert a.cash(trader.address) == -500 * USDC                          # A's venue is short
+    equity_before = equity_units((a, b), trader.address)
+    wallets = [trader.address, DEPLOYER.address]
+    before = total_value((a, b), wallets)
+    reserves = (a.vault_contract().functions.reserve().call(),
+                b.vault_contract().functions.reserve().call())
+
+    orders = plan(trader.address.lower(), [venue_cash(a, trader.address),
+                                           venue_cash(b, trader.address)],
+                  next_nonce(b, trader.address), expiry(b), health=2.0, health_floor=1.2)
+    assert [(o.src_chain, o.dst_chain, o.amount, o.reason) for o in orders] == [
+        (b.d.chain_id, a.d.chain_id, 500 * USDC, "realized loss")]
+    assert settle(a, b, orders[0], tmp_path) is Stage.CREDITED
+
+    assert a.cash(trader.address) == 0                                   # A made whole
+    assert b.cash(trader.address) == 19_500 * USDC
+    assert a.vault_contract().functions.reserve().call() == reserves[0] - 500 * USDC
+    assert b.vault_contract().functions.reserve().call() == reserves[1] + 500 * USDC
+    assert total_value((a, b), wallets) == before                         # nothing made or lost
+    for s in (a, b):
+        books_balance(s, [trader.address])
+    assert equity_units((a, b), trader.address) == equity_before          # equity unchanged
+    oid = order_id(orders[0].trader, orders[0].nonce)
+    assert a.vault_contract().functions.credited(oid).call()
+    credited = a.vault_contract().events.Credited().get_logs(from_block=0)
+    assert [e["args"]["amount"] for e in credited if e["args"]["order_id"] == oid] == [500 * USDC]
