@@ -366,7 +366,8 @@ class SettlementOrder(Record):
     def struct_hash(self) -> bytes:
         return settlement_order_struct_hash(
             trader=bytes.fromhex(self.trader[2:]), nonce=self.nonce, src_chain=self.src_chain,
-            src_vault=bytes.fromhex(self.src_vault[2:]), src_venue=bytes.fromhex(self.src_venue[2:]),
+            src_vault=bytes.fromhex(self.src_vault[2:]),
+            src_venue=bytes.fromhex(self.src_venue[2:]),
             dst_chain=self.dst_chain, dst_vault=bytes.fromhex(self.dst_vault[2:]),
             dst_venue=bytes.fromhex(self.dst_venue[2:]), amount=self.amount, expiry=self.expiry)
 

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
-from devnet.clearing import deploy_vault, link
+from devnet.clearing import DELAY_THRESHOLD, ORDER_CAP, deploy_vault, link
 from devnet.deploy import (
     Deployment,
     anvil_account,
@@ -32,12 +33,16 @@ from devnet.deploy import (
 )
 from devnet.hedge import set_price
 from devnet.localnet import LocalNet
+from relayer.delivery.signing import sign_digest, threshold_signatures
 from relayer.settlement.receipts import order_id
 from relayer.settlement.settler import Stage
+from relayer.settlement.vaults import order_tuple
 from streams.settlement import VenueCash, hold_units, plan
 from tests.support.credit import attest, new_account
 from tests.support.settlement import SettledChain, World, sign_order
+from tests.support.storage import StorageFiller
 from wire.commitment import market_bytes
+from wire.eip712 import source_header_digest
 from wire.records import Position, SettlementOrder
 
 pytestmark = pytest.mark.integration
@@ -249,3 +254,194 @@ def test_a_loss_realized_on_a_is_paid_from_b_conserved_to_the_unit(
     assert a.vault_contract().functions.credited(oid).call()
     credited = a.vault_contract().events.Credited().get_logs(from_block=0)
     assert [e["args"]["amount"] for e in credited if e["args"]["order_id"] == oid] == [500 * USDC]
+
+
+@dataclass(frozen=True)
+class Debited:
+    order: SettlementOrder
+    header_rlp: bytes
+    header_sigs: list[bytes]
+    account_proof: list[bytes]
+    storage_proof: list[bytes]
+
+    def credit_args(self, order: SettlementOrder | None = None, **changes: Any) -> tuple[Any, ...]:
+        args = {"header": self.header_rlp, "sigs": self.header_sigs,
+                "account": self.account_proof, "storage": self.storage_proof, **changes}
+        return (order_tuple(order or self.order), args["header"], args["sigs"],
+                args["account"], args["storage"])
+
+
+def new_order(a: Side, b: Side, trader: str, amount: int, nonce: int | None = None,
+              **changes: Any) -> SettlementOrder:
+    """An order moving ``amount`` of the trader's cash on B to A."""
+    fields = dict(trader=trader.lower(), nonce=nonce or next_nonce(b, trader),
+                  src_chain=b.d.chain_id, src_vault=b.vault, src_venue=b.d.venue,
+                  dst_chain=a.d.chain_id, dst_vault=a.vault, dst_venue=a.d.venue,
+                  amount=amount, expiry=expiry(b), reason="test") | changes
+    return SettlementOrder(**fields)
+
+
+def debit(b: Side, order: SettlementOrder) -> None:
+    transact(b.w3, SETTLER, b.vault_contract().functions.debit(
+        order_tuple(order), sign_order(order, b.settled, SIGNERS, THRESHOLD)))
+
+
+def proven(a: Side, b: Side, order: SettlementOrder, tmp_path: Path) -> Debited:
+    """The order's receipt in B's newest final block, proven, and that header vouched
+    for by the signers (for A)."""
+    b.mine(FINALITY)
+
+    async def run() -> Debited:
+        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
+                      tmp_path / "prover", FINALITY)
+        try:
+            vault = world.settler.vaults[b.d.chain_id]
+            proof = await vault.prove(order, await vault.finalized_height())
+            sigs = await world.vouchers.vouch(a.d.chain_id, b.d.chain_id,
+                                              proof.header.number, proof.header.hash)
+            return Debited(order, proof.header.rlp, sigs, list(proof.account_proof),
+                           list(proof.storage_proof))
+        finally:
+            await world.close()
+    return asyncio.run(run())
+
+
+def funded_trader(a: Side, b: Side, cash_b: int = 10_000 * USDC) -> LocalAccount:
+    return trader_on_both(a, b, 100 * USDC, cash_b)
+
+
+def test_every_forged_or_misdirected_credit_reverts_and_the_real_one_lands_once(
+        sides: tuple[Side, Side], tmp_path: Path) -> None:
+    a, b = sides
+    trader = funded_trader(a, b)
+    first = new_order(a, b, trader.address, 300 * USDC)
+    debit(b, first)
+    second = new_order(a, b, trader.address, 200 * USDC)
+    debit(b, second)
+    one, two = proven(a, b, first, tmp_path), proven(a, b, second, tmp_path)
+    credit = a.vault_contract().functions.credit
+
+    def refused(*args: Any) -> str:
+        return revert_reason(credit(*args), SETTLER)
+
+    # A forged proof: one byte of the storage leaf changed.
+    forged_leaf = bytearray(one.storage_proof[-1])
+    forged_leaf[-1] ^= 1
+    assert "node hash mismatch" in refused(*one.credit_args(storage=[
+        *one.storage_proof[:-1], bytes(forged_leaf)]))
+    # A proof cut short, and one with a node too many.
+    assert "proof incomplete" in refused(*one.credit_args(storage=one.storage_proof[:-1]))
+    assert "extra nodes" in refused(*one.credit_args(storage=[*one.storage_proof,
+                                                              one.storage_proof[-1]]))
+    # A credit larger than the debit: the receipt holds the hash of the order as debited.
+    bigger = first.model_copy(update={"amount": first.amount + 1})
+    assert "receipt is for another order" in refused(*one.credit_args(order=bigger))
+    # A valid old proof with a new payload: order two's fields under order one's proof
+    # (another slot: the proof does not reach it).
+    reason = refused(*one.credit_args(order=second))
+    assert any(r in reason for r in ("node hash mismatch", "no receipt", "receipt is for another"))
+    # A proof of the wrong value: order two's slot proof offered for order one.
+    reason = refused(*one.credit_args(storage=two.storage_proof))
+    assert any(r in reason for r in ("node hash mismatch", "no receipt", "receipt is for another"))
+    # An order for another chain or another vault (the deployer's vaults have the same
+    # address on both chains: the chain id tells them apart).
+    elsewhere = first.model_copy(update={"dst_vault": a.d.venue})
+    assert "another chain or vault" in refused(*one.credit_args(order=elsewhere))
+    assert "another chain or vault" in revert_reason(
+        b.vault_contract().functions.credit(*one.credit_args()), SETTLER)
+    # A header the signers did not vouch for: signed by strangers, or another header.
+    strangers = sorted((Account.create() for _ in range(THRESHOLD)), key=lambda s: int(s.address, 16))
+    header_hash = Web3.keccak(one.header_rlp)
+    number = rlp.decode(one.header_rlp)[8]
+    digest = source_header_digest(a.d.chain_id, bytes.fromhex(a.d.oracle[2:]), b.d.chain_id,
+                                  int.from_bytes(number, "big"), bytes(header_hash))
+    assert "unknown signer" in refused(*one.credit_args(
+        sigs=threshold_signatures([sign_digest(s, digest) for s in strangers], THRESHOLD)))
+    other_header = rlp.encode([*rlp.decode(one.header_rlp)[:14], b"\x42" * 8,
+                               *rlp.decode(one.header_rlp)[15:]])
+    assert "unknown signer" in refused(*one.credit_args(header=other_header))
+
+    # The real credit lands once; a second credit and a replayed debit both revert.
+    cash_a = a.cash(trader.address)
+    transact(a.w3, SETTLER, credit(*one.credit_args()))
+    assert a.cash(trader.address) == cash_a + 300 * USDC
+    assert "already credited" in refused(*one.credit_args())
+    assert "nonce already used" in revert_reason(b.vault_contract().functions.debit(
+        order_tuple(first), sign_order(first, b.settled, SIGNERS, THRESHOLD)), SETTLER)
+    # An order for another chain, or signed below the threshold, is not debited.
+    assert "another chain or vault" in revert_reason(a.vault_contract().functions.debit(
+        order_tuple(new_order(a, b, trader.address, 1)),
+        sign_order(new_order(a, b, trader.address, 1), b.settled, SIGNERS, THRESHOLD)), SETTLER)
+    lone = new_order(a, b, trader.address, 1)
+    assert "below threshold" in revert_reason(b.vault_contract().functions.debit(
+        order_tuple(lone), sign_order(lone, b.settled, SIGNERS, 1)), SETTLER)
+    transact(a.w3, SETTLER, credit(*two.credit_args()))
+    for s in (a, b):
+        books_balance(s, [trader.address])
+
+
+def test_a_look_alike_contract_is_not_a_source(sides: tuple[Side, Side], tmp_path: Path) -> None:
+    """A contract on B with the vault's storage layout, holding a 'receipt' for an order
+    nobody debited: its slot is proven, but A believes only the registered vault."""
+    a, b = sides
+    trader = funded_trader(a, b)
+    fake = StorageFiller(b.d.rpc_url)
+    order = new_order(a, b, trader.address, 1_000 * USDC, src_vault=str(fake.address).lower())
+    oid = order_id(order.trader, order.nonce)
+    fake.put({int.from_bytes(oid, "big"): int.from_bytes(order.struct_hash(), "big")})
+    debited = proven(a, b, order, tmp_path)        # its proof verifies, off chain too
+    assert "unregistered source vault" in revert_reason(
+        a.vault_contract().functions.credit(*debited.credit_args()), SETTLER)
+    # Naming the registered vault with the look-alike's account proof: wrong account.
+    as_real = order.model_copy(update={"src_vault": b.vault})
+    reason = revert_reason(a.vault_contract().functions.credit(
+        *debited.credit_args(order=as_real)), SETTLER)
+    assert any(r in reason for r in ("node hash mismatch", "no receipt", "account absent"))
+
+
+def test_caps_lanes_delays_and_halts(sides: tuple[Side, Side], tmp_path: Path) -> None:
+    a, b = sides
+    trader = funded_trader(a, b, cash_b=1_200_000 * USDC)
+    vb, va = b.vault_contract(), a.vault_contract()
+    over = new_order(a, b, trader.address, ORDER_CAP + 1)
+    assert "order cap" in revert_reason(vb.functions.debit(
+        order_tuple(over), sign_order(over, b.settled, SIGNERS, THRESHOLD)), SETTLER)
+    # A lane of 10 USDC, refilled at nothing: the eleventh unit waits.
+    transact(b.w3, DEPLOYER, vb.functions.open_lane(a.d.chain_id, 0, 10 * USDC, 0))
+    try:
+        small = new_order(a, b, trader.address, 11 * USDC)
+        assert "rate limit" in revert_reason(vb.functions.debit(
+            order_tuple(small), sign_order(small, b.settled, SIGNERS, THRESHOLD)), SETTLER)
+    finally:
+        transact(b.w3, DEPLOYER, vb.functions.open_lane(a.d.chain_id, 0, 2_000_000 * USDC,
+                                                        100 * USDC))
+    # A large credit waits out its delay; the guardian freezes it; the owner lets it go.
+    large = new_order(a, b, trader.address, DELAY_THRESHOLD)
+    debit(b, large)
+    debited = proven(a, b, large, tmp_path)
+    cash_a = a.cash(trader.address)
+    transact(a.w3, SETTLER, va.functions.credit(*debited.credit_args()))
+    assert a.cash(trader.address) == cash_a                       # queued, not paid
+    oid = order_id(large.trader, large.nonce)
+    assert "still in its delay" in revert_reason(va.functions.release(order_tuple(large)), SETTLER)
+    transact(a.w3, DEPLOYER, va.functions.freeze(oid, True))
+    a.w3.provider.make_request("evm_increaseTime", [3_601])  # type: ignore[arg-type]
+    a.mine()
+    assert "frozen" in revert_reason(va.functions.release(order_tuple(large)), SETTLER)
+    transact(a.w3, DEPLOYER, va.functions.freeze(oid, False))
+    transact(a.w3, SETTLER, va.functions.release(order_tuple(large)))
+    assert a.cash(trader.address) == cash_a + DELAY_THRESHOLD
+    assert "already credited" in revert_reason(va.functions.credit(*debited.credit_args()), SETTLER)
+    # A halted chain stops both sides; the settler waits and says why.
+    transact(a.w3, DEPLOYER, va.functions.halt(b.d.chain_id))
+    try:
+        order = new_order(a, b, trader.address, 5 * USDC)
+        debit(b, order)
+        debited = proven(a, b, order, tmp_path)
+        assert "chain halted" in revert_reason(va.functions.credit(*debited.credit_args()), SETTLER)
+        assert settle(a, b, order, tmp_path, mine=False) is Stage.HALTED
+    finally:
+        transact(a.w3, DEPLOYER, va.functions.resume(b.d.chain_id))
+    assert settle(a, b, order, tmp_path) is Stage.CREDITED
+    for s in (a, b):
+        books_balance(s, [trader.address])
