@@ -30,7 +30,9 @@
         token bucket per remote chain and direction (an unopened lane refuses), a cap per
         order, and credits of `delay_threshold` or more wait `delay_s` in a queue the
         guardian may freeze. The guardian may halt every settlement touching a chain;
-        the owner lifts it.
+        the owner lifts it. Intents: a trader registers here the least cash to keep on a
+        venue of this chain (`set_buffer`); the settlement service tops it up from the
+        trader's other chains while global health stays above its floor.
 @dev `receipts` is declared first so that its mapping base slot is 0: the receipt of
      order id `i` is storage slot keccak256(pad32(0) ‖ i) (Vyper's mapping layout).
 """
@@ -92,6 +94,11 @@ event ChainHalted:
     chain_id: uint256
     halted: bool
 
+event BufferSet:
+    trader: indexed(address)
+    venue: indexed(address)
+    amount: uint256
+
 event Provided:
     provider: indexed(address)
     amount: int256
@@ -125,6 +132,7 @@ order_cap: public(uint256)
 delay_threshold: public(uint256)  # 0: no credit waits
 delay_s: public(uint256)
 lanes: public(HashMap[uint256, HashMap[uint256, Bucket]])  # remote chain → OUTBOUND/INBOUND
+buffer_of: public(HashMap[address, HashMap[address, uint256]])  # trader → venue → units
 debited_total: public(HashMap[uint256, uint256])   # per destination chain
 credited_total: public(HashMap[uint256, uint256])  # per source chain
 
@@ -223,6 +231,16 @@ def retire(amount: uint256):
     self.provided[msg.sender] -= amount
     assert extcall IERC20(self.token).transfer(msg.sender, amount, default_return_value=True)
     log Provided(provider=msg.sender, amount=-convert(amount, int256))
+
+
+@external
+def set_buffer(venue: address, amount: uint256):
+    """The sender's standing intent: keep at least `amount` token units of cash on
+    `venue` (a venue of this chain), topped up from the sender's other chains whenever
+    the global portfolio allows (the settlement service reads it; 0 withdraws it)."""
+    assert self.is_venue[venue], "not a registered venue"
+    self.buffer_of[msg.sender][venue] = amount
+    log BufferSet(trader=msg.sender, venue=venue, amount=amount)
 
 
 @pure

@@ -47,14 +47,14 @@ def audit(debits: Iterable[Flow], credits: Iterable[Flow]) -> Ledger:
         lane = (c.src, c.dst)
         ledger.credited[lane] = ledger.credited.get(lane, 0) + c.amount
         credited_ids.add(c.order_id)
-        d = debit_of.get(c.order_id)
-        if d is None:
+        debit = debit_of.get(c.order_id)
+        if debit is None:
             ledger.violations.append(f"order 0x{c.order_id.hex()} credited on {c.dst} "
                                      f"without a debit on {c.src}")
-        elif (d.src, d.dst, d.amount) != (c.src, c.dst, c.amount):
+        elif (debit.src, debit.dst, debit.amount) != (c.src, c.dst, c.amount):
             ledger.violations.append(
                 f"order 0x{c.order_id.hex()}: credited {c.amount} on {c.src}→{c.dst}, "
-                f"debited {d.amount} on {d.src}→{d.dst}")
+                f"debited {debit.amount} on {debit.src}→{debit.dst}")
     for lane, total in ledger.credited.items():
         if total > ledger.debited.get(lane, 0):
             ledger.violations.append(f"lane {lane[0]}→{lane[1]}: credited {total} > "
