@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -115,13 +115,16 @@ class BrokerOutput:
         self.bootstrap = bootstrap
 
     async def send(self, attestations: list[tuple[bytes, bytes]],
-                   liquidations: list[tuple[bytes, bytes]]) -> None:
+                   liquidations: list[tuple[bytes, bytes]],
+                   settlements: Sequence[tuple[bytes, bytes]] = ()) -> None:
         producer = cast(driver.Producer, self.app.producer).aiokafka()
 
         async def send() -> list[asyncio.Future[Any]]:
             sent = await batches.send_keyed(producer, topics.ATTESTATION, attestations)
             if liquidations:
                 sent += await batches.send_keyed(producer, topics.LIQUIDATION, liquidations)
+            if settlements:
+                sent += await batches.send_keyed(producer, topics.SETTLEMENT, list(settlements))
             return sent
 
         await batches.deliver(send, f"{len(attestations)} attestation(s), "

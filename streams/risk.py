@@ -14,6 +14,7 @@ from engine.liquidation import STEPS, plan_liquidation
 from streams.market_days import Basis, MarketDays
 from streams.oracle import OraclePrice, Quotes, Window, aggregate, breaker_open
 from streams.settings import StreamSettings
+from streams.settlement import Settling, settling_of
 from streams.state import Attested, TraderState
 from wire.eip712 import attestation_struct_hash, source_blocks_hash, typed_data_digest
 from wire.hexstr import from_hex, to_hex
@@ -376,7 +377,8 @@ def next_attestation(
     issued_at = data_clock(state, prices, implied)
     renewal = (previous is not None
                and issued_at >= previous.valid_until - settings.renew_before_s)
-    if (previous is not None and not renewal
+    settling = settling_of(state, settings, prices, float(result.health[row]), issued_at)
+    if (previous is not None and not renewal and not settling.orders
             and not moved(previous, mm, equity, settings.change_threshold)):
         return None
     vols = [implied[m] for m in state.markets if m in implied] if implied else []
@@ -387,7 +389,7 @@ def next_attestation(
         return None
     free_total = credit_of(result, row, marks, equity, previous, quoted)
     return attestation_of(state, result, row, settings, quoted, issued_at, equity, mm,
-                          free_total, basis, vols)
+                          free_total, basis, vols, settling)
 
 
 def equity_of(state: TraderState, result: MarginResult, row: int,
@@ -423,7 +425,8 @@ def credit_line(free_total: int, settings: StreamSettings) -> int:
 def attestation_of(state: TraderState, result: MarginResult, row: int,
                    settings: StreamSettings, quoted: list[OraclePrice], issued_at: int,
                    equity: int, mm: int, free_total: int,
-                   basis: Basis | None = None, vols: Sequence[OraclePrice] = ()) -> Attestation:
+                   basis: Basis | None = None, vols: Sequence[OraclePrice] = (),
+                   settling: Settling | None = None) -> Attestation:
     """The next attestation of ``state`` with these figures, a digest per target chain."""
     held = engine_rows(state)
     valid_until = issued_at + settings.attestation_validity_s
@@ -469,4 +472,6 @@ def attestation_of(state: TraderState, result: MarginResult, row: int,
         "book_offset": state.book_offset,
         "risk": basis.record if basis is not None else None,
         "vols": tuple(v.attested for v in vols),
+        **({"settlements": settling.orders, "settlement_nonce": settling.nonce,
+            "settling_until": settling.until} if settling is not None else {}),
     })

@@ -16,6 +16,14 @@ class AttestationTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     chain_id: int = Field(ge=1)
     oracle: Address
+    # Cross-chain settlement (``streams.settlement``): the chain's ClearingVault and the
+    # venue it settles through (a PerpVenue), with that venue's collateral unit (10^(18 −
+    # token decimals)) and initial margin rate, which its withdrawal hold-back uses.
+    # No vault: the chain does not settle.
+    vault: Address | None = None
+    settle_venue: Address | None = None
+    unit_wad: int = Field(default=10**12, ge=1)
+    initial_margin_bps: int = Field(default=2000, ge=1, le=10_000)
 
 
 class StreamSettings(BaseModel):
@@ -70,6 +78,14 @@ class StreamSettings(BaseModel):
     vol_staleness_s: int = Field(default=6 * 3600, ge=1)
     max_vol_deviation: float = Field(default=0.10, gt=0, lt=1)
     targets: tuple[AttestationTarget, ...] = ()
+    # Settlement orders ride on attestations: buffers are kept only while health is at
+    # least this floor (realized losses are always paid); an order may be debited for
+    # `settlement_ttl_s` after it is issued, and no new order is issued for the trader
+    # until `settlement_grace_s` after that (time for the credit to land and the books
+    # to show it).
+    settlement_health_floor: float = Field(default=1.2, gt=0)
+    settlement_ttl_s: int = Field(default=600, ge=10)
+    settlement_grace_s: int = Field(default=120, ge=0)
 
     @model_validator(mode="after")
     def _renewal_inside_validity(self) -> StreamSettings:

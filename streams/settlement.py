@@ -20,9 +20,12 @@ rounds up, so a spare is never more than the venue would let go.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from streams.oracle import OraclePrice
+from streams.settings import StreamSettings
+from streams.state import TraderState
 from wire.records import Position, SettlementOrder
 
 WAD = 10**18
@@ -100,3 +103,46 @@ def plan(trader: str, venues: Sequence[VenueCash], next_nonce: int, expiry: int,
         if spare == amount:
             j += 1
     return orders
+
+
+@dataclass(frozen=True)
+class Settling:
+    """What an attestation carries of settlement: the orders issued with it, the
+    trader's newest nonce after them, and until when (data clock) they are in flight."""
+
+    orders: tuple[SettlementOrder, ...]
+    nonce: int
+    until: int
+
+
+def settling_of(state: TraderState, settings: StreamSettings,
+                prices: Mapping[str, OraclePrice] | None, health: float,
+                clock: int) -> Settling:
+    """The orders ``state`` needs now, unless earlier ones are still in flight; none
+    when a settling venue's positions lack a price (its hold-back is unknown)."""
+    last = state.last
+    held = Settling((), last.settlement_nonce if last else 0, last.settling_until if last else 0)
+    targets = [t for t in settings.targets if t.vault is not None and t.settle_venue is not None]
+    if len(targets) < 2 or clock < held.until:
+        return held
+    venues = []
+    for t in targets:
+        assert t.vault is not None and t.settle_venue is not None
+        book = state.books.get(TraderState.book_key(t.chain_id, t.settle_venue))
+        if book is None:
+            continue
+        try:
+            hold = hold_units(book.positions, {m: prices[m].price_wad for m in
+                                               {p.market for p in book.positions}}
+                              if prices else {}, t.initial_margin_bps, t.unit_wad)
+        except KeyError:
+            return held
+        # Cash in token units: the venue keeps it × unit exactly.
+        venues.append(VenueCash(chain_id=t.chain_id, venue=t.settle_venue, vault=t.vault,
+                                cash=book.collateral_wad // t.unit_wad, hold=hold))
+    orders = plan(state.trader, venues, held.nonce + 1, clock + settings.settlement_ttl_s,
+                  health, settings.settlement_health_floor)
+    if not orders:
+        return held
+    return Settling(tuple(orders), orders[-1].nonce,
+                    clock + settings.settlement_ttl_s + settings.settlement_grace_s)

@@ -32,6 +32,8 @@ class Attested(BaseModel):
     health: float
     free_collateral_wad: int  # every chain's credit line together
     valid_until: int
+    settlement_nonce: int = 0
+    settling_until: int = 0
 
     @classmethod
     def of(cls, attestation: Attestation) -> Attested:
@@ -39,7 +41,9 @@ class Attested(BaseModel):
                    maintenance_margin_wad=attestation.maintenance_margin_wad,
                    health=attestation.health,
                    free_collateral_wad=sum(c.free_collateral_wad for c in attestation.chains),
-                   valid_until=attestation.valid_until)
+                   valid_until=attestation.valid_until,
+                   settlement_nonce=attestation.settlement_nonce,
+                   settling_until=attestation.settling_until)
 
 
 class TraderState(BaseModel):

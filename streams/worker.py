@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bus.partitioner import partition_of as key_partition
@@ -84,7 +84,8 @@ class StateTable(Protocol):
 
 class RiskOutput(Protocol):
     async def send(self, attestations: list[tuple[bytes, bytes]],
-                   liquidations: list[tuple[bytes, bytes]]) -> None:
+                   liquidations: list[tuple[bytes, bytes]],
+                   settlements: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """Return once the broker has them all (key, value), sending again meanwhile."""
         ...
 
@@ -282,14 +283,15 @@ class RiskWorker:
         return attested, saves
 
     async def publish(self, attested: list[Attested]) -> None:
-        """Send the attestations and the liquidation plans."""
-        records, orders = [], []
+        """Send the attestations, the liquidation plans and the settlement orders."""
+        records, orders, settlements = [], [], []
         for state, attestation, plan in attested:
             key = state.trader.encode()
             records.append((key, attestation.to_bytes()))
             if plan is not None:
                 orders.append((key, plan.to_bytes()))
-        await self.output.send(records, orders)
+            settlements += [(key, o.to_bytes()) for o in attestation.settlements]
+        await self.output.send(records, orders, settlements)
         metrics.LIQUIDATION_PLANS.inc(len(orders))
 
     async def hold(self, partitions: set[int]) -> None:

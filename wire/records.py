@@ -220,6 +220,41 @@ class RiskBasis(Record):
     correlations: tuple[PairCorrelation, ...] = ()
 
 
+class SettlementOrder(Record):
+    """Cash to move for one trader from a venue on one chain to a venue on another
+    (collateral token units), run by the two chains' ClearingVaults: a debit on the
+    source against the signer threshold, a credit on the destination against a storage
+    proof of the debit's receipt. ``nonce`` is the trader's settlement nonce: it only
+    rises, and a re-issue after a reorg keeps it, so at most one debit of it ever
+    stands."""
+
+    trader: Address
+    nonce: Annotated[int, Field(gt=0, lt=2**64)]
+    src_chain: NonNegative
+    src_vault: Address
+    src_venue: Address
+    dst_chain: NonNegative
+    dst_vault: Address
+    dst_venue: Address
+    amount: Annotated[int, Field(gt=0)]
+    expiry: Annotated[int, Field(ge=0, lt=2**64)]
+    reason: str = ""  # why: "realized loss" or "buffer" (not signed)
+
+    @model_validator(mode="after")
+    def _two_chains(self) -> SettlementOrder:
+        if self.src_chain == self.dst_chain:
+            raise ValueError("dst_chain: a settlement moves cash between two chains")
+        return self
+
+    def struct_hash(self) -> bytes:
+        return settlement_order_struct_hash(
+            trader=bytes.fromhex(self.trader[2:]), nonce=self.nonce, src_chain=self.src_chain,
+            src_vault=bytes.fromhex(self.src_vault[2:]),
+            src_venue=bytes.fromhex(self.src_venue[2:]),
+            dst_chain=self.dst_chain, dst_vault=bytes.fromhex(self.dst_vault[2:]),
+            dst_venue=bytes.fromhex(self.dst_venue[2:]), amount=self.amount, expiry=self.expiry)
+
+
 class Attestation(Record):
     """Signed figures for one trader, with the exact inputs they were computed from
     (``book_events`` and ``prices``) so that an auditor can recompute them."""
@@ -250,6 +285,12 @@ class Attestation(Record):
     # volatility feed (``price_wad`` the volatility, the rounds of oracle.vol.v1); an
     # underlying without one used the configured ``streams.implied_vol``.
     vols: tuple[AttestedPrice, ...] = ()
+    # Cross-chain settlement orders computed from the same state (``streams.settlement``),
+    # signed by the attesters with the attestation; the trader's newest settlement nonce
+    # after them; and until when (data clock) orders are in flight, no new one issued.
+    settlements: tuple[SettlementOrder, ...] = ()
+    settlement_nonce: NonNegative = 0
+    settling_until: NonNegative = 0
 
 
 class ChainSignature(Record):
@@ -335,41 +376,6 @@ class Delivery(Record):
     reason: str = ""
     tx_hash: Hash32 | None = None
     leg: str = ""  # LiquidationLeg.leg_id for a liquidation
-
-
-class SettlementOrder(Record):
-    """Cash to move for one trader from a venue on one chain to a venue on another
-    (collateral token units), run by the two chains' ClearingVaults: a debit on the
-    source against the signer threshold, a credit on the destination against a storage
-    proof of the debit's receipt. ``nonce`` is the trader's settlement nonce: it only
-    rises, and a re-issue after a reorg keeps it, so at most one debit of it ever
-    stands."""
-
-    trader: Address
-    nonce: Annotated[int, Field(gt=0, lt=2**64)]
-    src_chain: NonNegative
-    src_vault: Address
-    src_venue: Address
-    dst_chain: NonNegative
-    dst_vault: Address
-    dst_venue: Address
-    amount: Annotated[int, Field(gt=0)]
-    expiry: Annotated[int, Field(ge=0, lt=2**64)]
-    reason: str = ""  # why: "realized loss" or "buffer" (not signed)
-
-    @model_validator(mode="after")
-    def _two_chains(self) -> SettlementOrder:
-        if self.src_chain == self.dst_chain:
-            raise ValueError("dst_chain: a settlement moves cash between two chains")
-        return self
-
-    def struct_hash(self) -> bytes:
-        return settlement_order_struct_hash(
-            trader=bytes.fromhex(self.trader[2:]), nonce=self.nonce, src_chain=self.src_chain,
-            src_vault=bytes.fromhex(self.src_vault[2:]),
-            src_venue=bytes.fromhex(self.src_venue[2:]),
-            dst_chain=self.dst_chain, dst_vault=bytes.fromhex(self.dst_vault[2:]),
-            dst_venue=bytes.fromhex(self.dst_venue[2:]), amount=self.amount, expiry=self.expiry)
 
 
 class DeadLetter(Record):

@@ -6,10 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import MarginParams
+from streams.risk import margin_in_one_call, next_attestation
+from streams.settings import AttestationTarget, StreamSettings
 from streams.settlement import VenueCash, hold_units, plan
-from wire.records import Position
+from streams.state import TraderState, apply_attestation, apply_proven
+from tests.streams.test_state import SETTINGS, TRADER, eth, proven
+from wire.records import Attestation, Position
 
-TRADER = "0x" + "ab" * 20
 USDC = 10**6
 WAD = 10**18
 
@@ -86,3 +90,54 @@ def test_orders_conserve_and_never_take_more_than_a_venue_spares(
     need_left = sum((v.buffer if keep else 0) - v.cash - into.get(c, 0)
                     for c, v in by_chain.items() if v.cash < (v.buffer if keep else 0))
     assert spare_left == 0 or need_left == 0
+
+
+VENUE = "0x" + "11" * 20
+SETTLING = StreamSettings(targets=(
+    AttestationTarget(chain_id=41001, oracle="0x" + "aa" * 20, vault="0x" + "a1" * 20,
+                      settle_venue=VENUE),
+    AttestationTarget(chain_id=41002, oracle="0x" + "bb" * 20, vault="0x" + "b1" * 20,
+                      settle_venue=VENUE),
+), settlement_ttl_s=600, settlement_grace_s=120)
+
+
+def attest_now(state: TraderState, price: int) -> Attestation | None:
+    result = margin_in_one_call([state], {"ETH": eth(price)}, MarginParams())
+    assert result is not None
+    return next_attestation(state, result, 0, SETTLING, {"ETH": eth(price)})
+
+
+def test_an_attestation_carries_the_orders_its_state_needs_and_holds_the_next_while_in_flight(
+        ) -> None:
+    # Chain 41001: cash −$500 (a realized loss), no position; 41002: $20,000 and 1 ETH short.
+    state = apply_proven(apply_proven(TraderState(trader=TRADER),
+                                      proven(41001, 10, 0, 0.0, collateral=-500)),
+                         proven(41002, 20, 0, -1.0, collateral=20_000))
+    a = attest_now(state, 3000)
+    assert a is not None
+    assert [(o.src_chain, o.dst_chain, o.amount, o.nonce) for o in a.settlements] == [
+        (41002, 41001, 500 * USDC, 1)]
+    assert a.settlements[0].expiry == a.issued_at + 600
+    assert (a.settlement_nonce, a.settling_until) == (1, a.issued_at + 720)
+    # Deterministic: the same state gives the same orders (replay and attesters rely on it).
+    assert attest_now(state, 3000) == a
+    # In flight: the next attestation (the price moved) carries none, and keeps the nonce.
+    after = apply_attestation(state, a)
+    moved = attest_now(after, 2000)
+    assert moved is not None and moved.settlements == ()
+    assert (moved.settlement_nonce, moved.settling_until) == (1, a.settling_until)
+    # Past its grace, with the books unchanged, the need is ordered again at the next nonce.
+    later = apply_proven(apply_attestation(after, moved),
+                         proven(41002, 20 + 800, 0, -1.0, collateral=20_000))
+    again = attest_now(later, 2000)
+    assert again is not None and [o.nonce for o in again.settlements] == [2]
+
+
+def test_no_orders_without_two_settling_chains() -> None:
+    state = apply_proven(apply_proven(TraderState(trader=TRADER),
+                                      proven(41001, 10, 0, 0.0, collateral=-500)),
+                         proven(41002, 20, 0, -1.0, collateral=20_000))
+    result = margin_in_one_call([state], {"ETH": eth(3000)}, MarginParams())
+    assert result is not None
+    plain = next_attestation(state, result, 0, SETTINGS, {"ETH": eth(3000)})
+    assert plain is not None and plain.settlements == () and plain.settlement_nonce == 0

@@ -4,6 +4,7 @@ sends, in which order it stores, and when it plans a liquidation."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,7 +45,8 @@ class FakeOutput:
         self.log = log
 
     async def send(self, attestations: list[tuple[bytes, bytes]],
-                   liquidations: list[tuple[bytes, bytes]]) -> None:
+                   liquidations: list[tuple[bytes, bytes]],
+                   settlements: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.log.append("send")
         self.attestations += [Attestation.model_validate_json(v) for _, v in attestations]
         self.liquidations += [Liquidation.model_validate_json(v) for _, v in liquidations]
