@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from attester.headers import DebitWatch
 from attester.settings import AttesterSettings
 from attester.watchtower import Watch
 from attester.witness import NoQuorum, Witness
@@ -34,7 +35,7 @@ from relayer.delivery.submitter import local_digest
 from streams.audit_report import LogRecord
 from streams.replay import Auditor, differing_fields
 from wire import topics
-from wire.eip712 import refusal_digest
+from wire.eip712 import refusal_digest, typed_data_digest
 from wire.hexstr import from_hex, to_hex
 from wire.records import Attestation, ChainSignature, RecordError, Verdict, decode
 
@@ -75,6 +76,8 @@ class Attester:
         self.answered: set[tuple[str, int]] = set()
         self.pending: dict[tuple[str, int], Proposal] = {}
         self.watch = Watch(self.address)  # who signed what, for the watchtower
+        self.signed_before: set[tuple[str, int]] = set()
+        self.debits = DebitWatch()  # signed settlement orders whose debit awaits a vouch
 
     def answered_before(self, raw: bytes | None) -> None:
         """A verdict from the log: this signer's own ones are not given again."""
@@ -84,6 +87,8 @@ class Attester:
             return
         if verdict.attester == self.address:
             self.answered.add((verdict.trader, verdict.sequence))
+            if verdict.signatures:
+                self.signed_before.add((verdict.trader, verdict.sequence))
         # Its own verdicts count as its own only from its state file (a stolen key could
         # write one to the log in its name): here they are one more public voice.
         self.watch.saw(verdict)
@@ -107,6 +112,9 @@ class Attester:
         previous = before if last is not None and a.sequence == last.sequence else last
         self.history[a.trader] = (previous, a)
         key = (a.trader, a.sequence)
+        if key in self.signed_before:
+            for order in a.settlements:  # signed before a restart: still to vouch for
+                self.debits.watch(order)
         if key in self.answered or key in self.pending or a.valid_until < time.time():
             return  # answered before, or past signing for
         self.pending[key] = Proposal(a, previous, record.partition, self.clock())
@@ -176,6 +184,14 @@ class Attester:
             signed = sign_digest(self.signer, from_hex(digest))
             signatures.append(ChainSignature(chain_id=credit.chain_id, digest=digest,
                                              signature=to_hex(signed.signature)))
+        oracles = {c.chain_id: c.oracle for c in a.chains}
+        for order in a.settlements:  # reproduced with the record: the source's digest
+            digest = to_hex(typed_data_digest(order.src_chain, from_hex(oracles[order.src_chain]),
+                                              order.struct_hash()))
+            signed = sign_digest(self.signer, from_hex(digest))
+            signatures.append(ChainSignature(chain_id=order.src_chain, digest=digest,
+                                             signature=to_hex(signed.signature)))
+            self.debits.watch(order)
         verdict = Verdict(trader=a.trader, sequence=a.sequence, attester=self.address,
                           signatures=tuple(signatures), decided_at=int(time.time()))
         self.watch.signed(verdict)

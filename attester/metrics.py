@@ -15,6 +15,8 @@ NO_QUORUM = Counter("xmargin_attester_no_quorum", "judgements put off because fe
 WATCHED = Counter("xmargin_attester_accepted", "attestations an oracle accepted, by what "
                   "the watchtower made of them (reproduced, vouched: signed on the log by a "
                   "threshold, paused_trader, paused_oracle)", ["chain", "outcome"])
+HEADER_VOUCHES = Counter("xmargin_attester_header_vouches", "source headers of settlement "
+                         "debits vouched for (each final on the attester's quorum)")
 
 for outcome in ("signed", "refused"):
     VERDICTS.labels(outcome=outcome)

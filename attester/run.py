@@ -20,6 +20,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from attester import metrics
 from attester.attester import INPUTS, Attester
+from attester.headers import DebitVoucher, HeaderVoucher
 from attester.settings import AttesterSettings
 from attester.watchtower import OwnSignatures, Sentinel
 from attester.witness import NoQuorum, Quorum, Witness
@@ -32,6 +33,7 @@ from relayer.delivery.signing import load_keystore
 from relayer.errors import ConfigError, LogHalted
 from streams.audit_report import LogRecord
 from wire import topics
+from wire.records import HeaderVouch
 
 log = logging.getLogger(__name__)
 READ = (*INPUTS, topics.ATTESTATION, topics.SIGNATURE)
@@ -120,6 +122,15 @@ async def run_attester(settings: AttesterSettings, stop: asyncio.Event) -> None:
     await progress.start()
     read: dict[tuple[str, int], int] = {}
     cycles = Cycles()
+    async def publish_vouch(vouch: HeaderVouch) -> None:
+        await publisher.publish(topics.HEADER_VOUCH, vouch.trader, vouch)
+        metrics.HEADER_VOUCHES.inc()
+        log.info("header vouched", extra={"trader": vouch.trader, "nonce": vouch.nonce,
+                                          "chain": vouch.src_chain, "block": vouch.number})
+
+    watching.append(asyncio.create_task(DebitVoucher(
+        settings.chains, HeaderVoucher(settings.chains, signer, witness), witness.quorums,
+        attester.debits, publish_vouch).run(halted)))
     if settings.watch:
         watching += [asyncio.create_task(Sentinel(
             chain, witness.quorums[chain.chain_id], signer, attester.watch, cycles.caught_up,

@@ -30,6 +30,10 @@ class AttesterChain(BaseModel):
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     finality_blocks: int = Field(default=2, ge=0)
     oracle: Address
+    # The chain's ClearingVault and the venue it settles through: the attester recomputes
+    # and signs settlement orders, and vouches for the headers of their debits.
+    clearing_vault: Address | None = None
+    settle_venue: Address | None = None
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> AttesterChain:
@@ -81,7 +85,8 @@ class AttesterSettings(BaseModel):
 
     def stream_settings(self) -> StreamSettings:
         """The workers' streams part, with the attestation targets the chains name."""
-        targets = tuple(AttestationTarget(chain_id=c.chain_id, oracle=c.oracle)
+        targets = tuple(AttestationTarget(chain_id=c.chain_id, oracle=c.oracle,
+                                          vault=c.clearing_vault, settle_venue=c.settle_venue)
                         for c in self.chains)
         return self.streams.model_copy(update={"targets": targets})
 

@@ -67,7 +67,7 @@ def hold_units(positions: Iterable[Position], prices_wad: dict[str, int],
 
 
 def plan(trader: str, venues: Sequence[VenueCash], next_nonce: int, expiry: int,
-         health: float, health_floor: float) -> list[SettlementOrder]:
+         health: float, health_floor: float, sequence: int = 0) -> list[SettlementOrder]:
     """The orders to send now, numbered from ``next_nonce`` in the order returned."""
     chains = [v.chain_id for v in venues]
     if len(set(chains)) != len(chains):
@@ -95,7 +95,7 @@ def plan(trader: str, venues: Sequence[VenueCash], next_nonce: int, expiry: int,
             trader=trader, nonce=nonce, src_chain=src.chain_id, src_vault=src.vault,
             src_venue=src.venue, dst_chain=dst.chain_id, dst_vault=dst.vault,
             dst_venue=dst.venue, amount=amount, expiry=expiry,
-            reason="realized loss" if dst.cash < 0 else "buffer"))
+            reason="realized loss" if dst.cash < 0 else "buffer", sequence=sequence))
         nonce += 1
         needs[i], spares[j] = (need - amount, dst), (spare - amount, src)
         if need == amount:
@@ -141,7 +141,7 @@ def settling_of(state: TraderState, settings: StreamSettings,
         venues.append(VenueCash(chain_id=t.chain_id, venue=t.settle_venue, vault=t.vault,
                                 cash=book.collateral_wad // t.unit_wad, hold=hold))
     orders = plan(state.trader, venues, held.nonce + 1, clock + settings.settlement_ttl_s,
-                  health, settings.settlement_health_floor)
+                  health, settings.settlement_health_floor, state.sequence + 1)
     if not orders:
         return held
     return Settling(tuple(orders), orders[-1].nonce,

@@ -239,6 +239,7 @@ class SettlementOrder(Record):
     amount: Annotated[int, Field(gt=0)]
     expiry: Annotated[int, Field(ge=0, lt=2**64)]
     reason: str = ""  # why: "realized loss" or "buffer" (not signed)
+    sequence: NonNegative = 0  # the attestation it rode on, whose verdicts sign it (not signed)
 
     @model_validator(mode="after")
     def _two_chains(self) -> SettlementOrder:
@@ -376,6 +377,22 @@ class Delivery(Record):
     reason: str = ""
     tx_hash: Hash32 | None = None
     leg: str = ""  # LiquidationLeg.leg_id for a liquidation
+
+
+class HeaderVouch(Record):
+    """One attester's word that ``block_hash`` is the final block ``number`` of
+    ``src_chain``, the block holding a settlement order's debit: its signature over the
+    destination oracle's ``SourceHeader`` digest (``wire.eip712.source_header_digest``)."""
+
+    order_id: Hash32
+    trader: Address
+    nonce: Annotated[int, Field(gt=0)]
+    src_chain: NonNegative
+    dst_chain: NonNegative
+    number: NonNegative
+    block_hash: Hash32
+    attester: Address
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-f]{130}$")]
 
 
 class DeadLetter(Record):

@@ -18,6 +18,9 @@ DELIVERY = "relayer.delivery.v1"
 # Cross-chain settlement orders (``SettlementOrder``), keyed by trader: cash to move from
 # one chain's venue to another's so each venue covers its realized losses and buffers.
 SETTLEMENT = "risk.settlement.v1"
+# Attesters vouching for the source header of a settlement's debit (``HeaderVouch``),
+# keyed by trader: what a destination vault takes on the signers' word.
+HEADER_VOUCH = "risk.header_vouch.v1"
 # One marker record (partition 0): the log's epoch (``bus.epoch``).
 LOG_EPOCH = "xmargin.log_epoch.v1"
 # Internal to the stream processor: a price change fanned out to every trader partition.
@@ -25,7 +28,7 @@ RECOMPUTE = "risk.recompute.v1"
 
 ALL = (
     BLOCK_HEADER, REORG, POSITION_EVENT, POSITION_PROVEN, PRICE, VOL, ATTESTATION, LIQUIDATION,
-    SIGNATURE, DELIVERY, SETTLEMENT, RECOMPUTE, LOG_EPOCH,
+    SIGNATURE, DELIVERY, SETTLEMENT, HEADER_VOUCH, RECOMPUTE, LOG_EPOCH,
 )
 
 

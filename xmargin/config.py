@@ -58,8 +58,10 @@ class NodeSettings(RelayerSettings, BaseSettings):  # type: ignore[misc]
 
     def stream_settings(self) -> StreamSettings:
         """The streams part, with one attestation target per configured chain."""
-        targets = tuple(AttestationTarget(chain_id=c.chain_id, oracle=c.oracle)
-                        for c in self.chains)
+        targets = tuple(AttestationTarget(
+            chain_id=c.chain_id, oracle=c.oracle, vault=c.clearing_vault,
+            settle_venue=c.venues[0] if c.clearing_vault is not None and c.venues else None)
+            for c in self.chains)
         return self.streams.model_copy(update={"targets": targets})
 
 

@@ -106,8 +106,9 @@ class Settler:
                 if await vault.halted(chain_id):
                     return Progress(order, Stage.HALTED, f"{vault.name} halted chain {chain_id}")
         final = await src.finalized_height()
-        if final >= 0 and await src.receipt_of(oid, final) == h:
-            return await self.credit(order, final)
+        debit = await src.debit_block(oid)
+        if debit is not None and debit[0] <= final and await src.receipt_of(oid, debit[0]) == h:
+            return await self.credit(order, *debit)
         held = await src.receipt_of(oid, "latest")
         if held == h:
             return Progress(order, Stage.DEBITED, f"waiting for finality (final {final})")
@@ -118,17 +119,21 @@ class Settler:
         return await self.send(src, VaultCall("debit", (order_tuple(order), signatures)),
                                order, Stage.ISSUED)
 
-    async def credit(self, order: SettlementOrder, final: int) -> Progress:
+    async def credit(self, order: SettlementOrder, number: int, block_hash: bytes) -> Progress:
+        """Prove the receipt in the debit's own block (final by now): the block every
+        attester vouches for, so their signatures are over one digest."""
         src, dst = self.vaults[order.src_chain], self.vaults[order.dst_chain]
         try:
-            proof: ReceiptProof = await src.prove(order, final)
+            proof: ReceiptProof = await src.prove(order, number)
         except ProofError as e:
-            return Progress(order, Stage.FINAL, f"proof at block {final}: {e}")
+            return Progress(order, Stage.FINAL, f"proof at block {number}: {e}")
+        if proof.header.hash != block_hash:
+            return Progress(order, Stage.FINAL, f"block {number} changed under the proof")
         try:
             header_sigs = await self.witness.vouch(order.dst_chain, order.src_chain,
                                                    proof.header.number, proof.header.hash)
         except NotVouched as e:
-            return Progress(order, Stage.FINAL, f"header {final} not vouched for: {e}")
+            return Progress(order, Stage.FINAL, f"header {number} not vouched for: {e}")
         call = VaultCall("credit", (order_tuple(order), proof.header.rlp, header_sigs,
                                     list(proof.account_proof), list(proof.storage_proof)))
         return await self.send(dst, call, order, Stage.FINAL)

@@ -9,12 +9,18 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from proofs.header import BlockHeader
+from proofs.keccak import keccak
 from relayer.chain.rpc import RpcPool
 from relayer.contracts import compiled
 from relayer.delivery.sending import ChainTransactions, TransactionWriter
 from relayer.errors import ConfigError
 from relayer.settlement.receipts import ReceiptProof, check_receipt, order_id, receipt_slot
+from wire.hexstr import from_hex, to_hex
 from wire.records import SettlementOrder
+
+# keccak256 of ClearingVault's Debited(address,bytes32,uint64,uint256,uint256,bytes32): its
+# trader and order id are indexed.
+DEBITED_TOPIC = to_hex(keccak(b"Debited(address,bytes32,uint64,uint256,uint256,bytes32)"))
 
 
 def order_tuple(o: SettlementOrder) -> tuple[Any, ...]:
@@ -46,6 +52,8 @@ class VaultWriter(TransactionWriter, Protocol):
     async def halted(self, chain_id: int) -> bool: ...
 
     async def finalized_height(self) -> int: ...
+
+    async def debit_block(self, oid: bytes) -> tuple[int, bytes] | None: ...
 
     async def prove(self, order: SettlementOrder, number: int) -> ReceiptProof: ...
 
@@ -88,6 +96,17 @@ class VaultChain(ChainTransactions):
 
     async def finalized_height(self) -> int:
         return await self.pool.finalized_height()
+
+    async def debit_block(self, oid: bytes) -> tuple[int, bytes] | None:
+        """(number, hash) of the block holding the order's ``Debited`` event, as this
+        chain's providers hold it now (``None``: not debited, or orphaned)."""
+        logs = await self.pool.request("eth_getLogs", [{
+            "address": self.vault, "fromBlock": "0x0", "toBlock": "latest",
+            "topics": [DEBITED_TOPIC, None, to_hex(oid)]}])
+        live = [e for e in logs if not e.get("removed")]
+        if not live:
+            return None
+        return int(live[-1]["blockNumber"], 16), from_hex(live[-1]["blockHash"])
 
     async def prove(self, order: SettlementOrder, number: int) -> ReceiptProof:
         """The receipt of ``order`` in block ``number`` of this (the source) chain,
