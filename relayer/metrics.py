@@ -82,6 +82,13 @@ SIMULATE_SECONDS = Histogram("xmargin_simulate_seconds", "time to answer a simul
                              buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
                                       0.25, 1))
 
+# Cross-chain settlement (``relayer.settlement.service``).
+SETTLEMENTS = Counter("xmargin_settlements", "settlement orders entering a stage (issued, "
+                      "debited, final, queued, credited, refused, expired, halted, "
+                      "awaiting signatures)", ["stage"])
+SETTLEMENTS_IN_STAGE = Gauge("xmargin_settlements_in_stage", "settlement orders the node "
+                             "holds at each stage now", ["stage"])
+
 
 def provider_label(url: str) -> str:
     """A provider as metrics and logs name it: host and port only (a URL's path or query

@@ -61,3 +61,9 @@ class StateDir:
 
     def keeper_in_flight(self, chain_id: int) -> Path:
         return self.root / f"keeper-in-flight-{chain_id}.json"
+
+    def settlements(self) -> Path:
+        return self.root / "settlements.json"
+
+    def settler_in_flight(self, chain_id: int) -> Path:
+        return self.root / f"settler-in-flight-{chain_id}.json"

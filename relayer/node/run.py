@@ -28,6 +28,7 @@ from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.keeper import Keeper, LegStore
 from relayer.delivery.oracle import OracleChain
 from relayer.delivery.retries import InFlightStore, RetryStore
+from relayer.delivery.sending import TransactionSender
 from relayer.delivery.signing import load_keystore
 from relayer.delivery.submitter import Submitter
 from relayer.delivery.venues import VenueChain
@@ -37,9 +38,21 @@ from relayer.node.supervise import supervise, watch_process
 from relayer.node.web import NodeWeb, Simulation
 from relayer.proving.service import ProofService
 from relayer.settings import RelayerSettings
+from relayer.settlement.service import SettlementService, SettlementStore
+from relayer.settlement.settler import Settler
+from relayer.settlement.vaults import VaultChain
+from relayer.settlement.vouches import VouchBook
 from relayer.statedir import StateDir
 from wire import topics
-from wire.records import Attestation, Liquidation, PositionEvent, RecordError, Verdict, decode
+from wire.records import (
+    Attestation,
+    Liquidation,
+    PositionEvent,
+    RecordError,
+    SettlementOrder,
+    Verdict,
+    decode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,7 @@ class Keys:
 
     submitters: dict[int, LocalAccount]
     keepers: dict[int, LocalAccount]  # chains with a keeper, when the node runs one
+    settlers: dict[int, LocalAccount]  # chains with a clearing vault and a settler account
 
 
 def load_keys(settings: RelayerSettings) -> Keys:
@@ -79,7 +93,10 @@ def load_keys(settings: RelayerSettings) -> Keys:
     keepers = {c.chain_id: load_keystore(c.keeper, f"chains.{i}.keeper")
                for i, c in enumerate(settings.chains)
                if c.keeper is not None and settings.keeper_enabled}
-    return Keys(senders, keepers)
+    settlers = {c.chain_id: load_keystore(c.settler, f"chains.{i}.settler")
+                for i, c in enumerate(settings.chains)
+                if c.settler is not None and c.clearing_vault is not None}
+    return Keys(senders, keepers, settlers)
 
 
 async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
@@ -112,6 +129,41 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
                 consume, bootstrap=settings.kafka.bootstrap, topic=topics.LIQUIDATION,
                 group=f"xmargin-keeper-{chain_id}", model=Liquidation, publisher=publisher,
                 handle=keeper.handle, stop=stop)
+    tasks |= settlement_tasks(settings, clients, keys, publisher, book, stop)
+    return tasks
+
+
+def settlement_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
+                     publisher: Publisher, book: SignatureBook, stop: asyncio.Event
+                     ) -> dict[str, Task]:
+    """The settlement service, when at least two chains settle (a clearing vault and a
+    settler account each): orders from ``risk.settlement.v1``, the attesters' header
+    vouches from ``risk.header_vouch.v1``."""
+    chains = [c for c in settings.chains if c.chain_id in keys.settlers]
+    if len(chains) < 2:
+        return {}
+    state = StateDir(settings.state_dir)
+    vaults = {c.chain_id: VaultChain(clients[c.chain_id]) for c in chains}
+    senders = {cid: TransactionSender(vault, keys.settlers[cid],
+                                      InFlightStore(state.settler_in_flight(cid)), "settler")
+               for cid, vault in vaults.items()}
+    oracles = {c.chain_id: c.oracle for c in chains}
+    signer_sets = {c.chain_id: OracleChain(clients[c.chain_id]).signer_set for c in chains}
+    vouches = VouchBook(oracles, signer_sets, settings.signature_wait_s)
+    service = SettlementService(Settler(vaults, senders, vouches), book, oracles, signer_sets,
+                                SettlementStore(state.settlements()),
+                                settings.signature_wait_s)
+    tasks: dict[str, Task] = {
+        "header-vouches": partial(tail, bootstrap=settings.kafka.bootstrap,
+                                  names=[topics.HEADER_VOUCH], stop=stop,
+                                  handle=vouches.on_message),
+        "settler": partial(consume, bootstrap=settings.kafka.bootstrap,
+                           topic=topics.SETTLEMENT, group="xmargin-settler",
+                           model=SettlementOrder, publisher=publisher,
+                           handle=service.handle, stop=stop),
+    }
+    for cid, sender in senders.items():
+        tasks[f"balance-settler-{cid}"] = partial(sender.watch_balance, stop)
     return tasks
 
 

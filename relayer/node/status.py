@@ -4,7 +4,8 @@ Read from the files the node keeps (nothing is asked of a chain or the broker, s
 answers while a node is down): per chain, the listener's published and final heights,
 any halt incident with its evidence, the deliveries being retried or dead-lettered
 with their reasons, each pending attestation's attesters (signed, refused with the
-differences they found, silent), the transactions in flight with their nonces and fees, and the
+differences they found, silent), the transactions in flight with their nonces and fees, the
+cross-chain settlements by stage (with what each waits for or why it stopped), and the
 keeper's liquidation legs (executed with their transaction, skipped or dead-lettered
 with why, and those being retried); and whether the log vanished under the epoch the
 node holds (``bus.epoch``), with the evidence, or only under an earlier one (restored).
@@ -13,6 +14,7 @@ node holds (``bus.epoch``), with the evidence, or only under an earlier one (res
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from bus.epoch import EpochFile
@@ -20,6 +22,7 @@ from relayer.chain.checkpoint import Checkpoint
 from relayer.delivery.keeper import LegStore
 from relayer.delivery.retries import AwaitingStore, InFlightStore, RetryStore
 from relayer.settings import RelayerSettings
+from relayer.settlement.service import SettlementStore
 from relayer.statedir import StateDir
 
 
@@ -58,7 +61,9 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                             "status": e.status}
                                       for key, e in sorted(leg_retries.items())},
         }
-    return {"state_dir": str(state.root), "log": log_status(state), "chains": chains}
+    settlements = SettlementStore(state.settlements()).entries
+    return {"state_dir": str(state.root), "log": log_status(state), "chains": chains,
+            "settlements": {key: asdict(e) for key, e in sorted(settlements.items())}}
 
 
 def log_status(state: StateDir) -> dict[str, Any]:
@@ -105,4 +110,9 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         for key, r in c["liquidations_retrying"].items():
             lines.append(f"    liquidation {key}: {r['status']} after {r['attempts']} "
                          f"attempt(s): {r['reason']}")
+    for key, s in status.get("settlements", {}).items():
+        lines.append(f"settlement {key}: {s['stage']}, {s['amount']} units "
+                     f"{s['src_chain']}→{s['dst_chain']} ({s['reason_for']})"
+                     + (f": {s['reason']}" if s["reason"] else "")
+                     + (f"; last tx {s['tx_hash']}" if s["tx_hash"] else ""))
     return lines
