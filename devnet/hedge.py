@@ -23,6 +23,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
+from devnet.clearing import deploy_vault, link
 from devnet.deploy import (
     ASSET_DECIMALS,
     USDC_DECIMALS,
@@ -59,9 +60,12 @@ class Network:
 
 
 def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
-                  prices: dict[str, int], n_signers: int = 3, threshold: int = 2) -> Network:
+                  prices: dict[str, int], n_signers: int = 3, threshold: int = 2,
+                  settle: bool = False) -> Network:
     """Deploy on every chain (oracles of ``n_signers`` signers at ``threshold``), write
-    keystores, the node's TOML config and one attester's per signer."""
+    keystores, the node's TOML config and one attester's per signer. With ``settle``,
+    a ClearingVault on each chain too, linked both ways, with a settler account of the
+    node's (its own, funded with gas)."""
     deployer = anvil_account(0)
     signers = [Account.create() for _ in range(n_signers)]
     keys = run_dir / "keys"
@@ -74,11 +78,20 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         deployments = tuple(pool.map(
             lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
                                      prices), rpc_urls))
+        settler = Account.create()  # the node's settlement account (with ``settle``)
         # Each attester's watchtower pays a pause's gas from its signer's account.
         def gas_money(url: str) -> None:
             for s in signers:
                 send_native(Web3(HTTPProvider(url)), deployer, s.address, 10**18)
+            if settle:
+                send_native(Web3(HTTPProvider(url)), deployer, settler.address, 10**18)
         list(pool.map(gas_money, rpc_urls))
+        made = list(pool.map(lambda d: deploy_vault(d, deployer), deployments)) if settle else []
+    for i in range(len(made)):
+        for j in range(i + 1, len(made)):
+            link(deployments[i], made[i], deployments[j], made[j], deployer)
+    vaults: list[str | None] = list(made) or [None] * len(deployments)
+    settler_store = write_keystore(settler, keys, "settler", "pw-settler")
     node_port, worker_port = free_port(), free_port()
     lines = [
         f'state_dir = "{run_dir / "state"}"',
@@ -100,10 +113,14 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
             f'keeper = {{ keystore = "{keeper.keystore}", '
             f'password_file = "{keeper.password_file}" }}',
         ]
+        if vaults[i] is not None:
+            lines += [f'clearing_vault = "{vaults[i]}"',
+                      f'settler = {{ keystore = "{settler_store.keystore}", '
+                      f'password_file = "{settler_store.password_file}" }}']
     config = run_dir / "node.toml"
     config.write_text("\n".join(lines) + "\n")
     attesters = tuple(write_attester_config(run_dir / f"attester-{i}.toml", bootstrap, store,
-                                            deployments)
+                                            deployments, vaults=vaults)
                       for i, store in enumerate(signer_stores))
     return Network(bootstrap, deployments, config, node_port, worker_port, attesters,
                    tuple(s.address.lower() for s in signers))
@@ -111,7 +128,8 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
 
 def write_attester_config(path: Path, bootstrap: str, signer: KeystoreSettings,
                           deployments: Sequence[Deployment],
-                          rpc_urls: Sequence[str] | None = None) -> Path:
+                          rpc_urls: Sequence[str] | None = None,
+                          vaults: Sequence[str | None] = ()) -> Path:
     """An attester's TOML: its one key, and per chain its providers (``rpc_urls``, one per
     deployment; default: the chain's own) with a quorum of one."""
     lines = [f'state_dir = "{path.with_suffix("")}"',
@@ -123,6 +141,8 @@ def write_attester_config(path: Path, bootstrap: str, signer: KeystoreSettings,
         lines += ["[[chains]]", f'name = "chain-{"ab"[i] if i < 2 else i}"',
                   f"chain_id = {d.chain_id}", f'rpc_urls = ["{url}"]', "finality_blocks = 2",
                   f'oracle = "{d.oracle}"']
+        if i < len(vaults) and vaults[i] is not None:
+            lines += [f'clearing_vault = "{vaults[i]}"', f'settle_venue = "{d.venue}"']
     path.write_text("\n".join(lines) + "\n")
     return path
 
