@@ -24,6 +24,7 @@ from rich.console import Console
 from devnet.hedge import run_hedge, setup_network, start_attesters, summary_json
 from devnet.kafka import kafka_cluster
 from devnet.localnet import REPO, LocalNet
+from devnet.settle import CASH_A, CASH_B, MOVE, SIZE, run_settlement
 from devnet.shock import SHOCK, run_shock
 
 CHAIN_A, CHAIN_B = 41001, 41002
@@ -53,7 +54,8 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
             console.print(f"  broker  Tansu on {bootstrap}")
         rpc_urls = [net.chain(CHAIN_A), net.chain(CHAIN_B)]
         console.print(f"  chains  anvil {CHAIN_A} on {rpc_urls[0]}, {CHAIN_B} on {rpc_urls[1]}")
-        network = setup_network(run_dir, bootstrap, rpc_urls, prices={"ETH": 3000})
+        network = setup_network(run_dir, bootstrap, rpc_urls, prices={"ETH": 3000},
+                                settle=True)
         for d in network.deployments:
             console.print(f"  deployed on {d.chain_id}: venue {d.venue} oracle {d.oracle}")
         start_attesters(net, network)
@@ -73,6 +75,12 @@ def run_demo(run_dir: Path | None = None, timeout_s: float = 180.0,
         console.print(f"  act two a second trader goes long 2 ETH on {CHAIN_A} and 0.5 on "
                       f"{CHAIN_B}, unhedged; then ETH falls {SHOCK:.0%} on both chains…")
         summary["shock"] = run_shock(network, hedged=summary["trader"], timeout_s=timeout_s)
+        console.print(f"  act three a third trader holds ${CASH_A} on {CHAIN_A} and "
+                      f"${CASH_B:,} on {CHAIN_B}, long {SIZE:g} ETH on {CHAIN_A} and short "
+                      f"{SIZE:g} on {CHAIN_B}; ETH falls {MOVE:.0%} and the long is closed "
+                      f"at a loss beyond its cash: {CHAIN_A}'s venue is short until the node "
+                      f"settles it from {CHAIN_B}…")
+        summary["settlement"] = run_settlement(network, timeout_s=timeout_s)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     out = run_dir / "summary.json"
     out.write_text(summary_json(summary) + "\n")
@@ -99,6 +107,9 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
     shock = summary.get("shock")
     if isinstance(shock, dict):
         print_shock(console, shock)
+    settlement = summary.get("settlement")
+    if isinstance(settlement, dict):
+        print_settlement(console, settlement)
 
 
 def usdc(units: int) -> str:
@@ -136,3 +147,25 @@ def print_shock(console: Console, shock: dict[str, Any]) -> None:
                       f"{usdc(now['insurance_fund_units'])}; keeper wallet "
                       f"{usdc(before['keeper_wallet_units'])} → "
                       f"{usdc(now['keeper_wallet_units'])}")
+
+
+def print_settlement(console: Console, s: dict[str, Any]) -> None:
+    console.print(f"\n[bold]Cross-chain settlement[/] {s['trader']}: a loss realized on "
+                  f"{s['loss_realized_on']} left its cash at {usdc(-s['need_units'])}")
+    for d in s["debits"]:
+        console.print(f"  debited on {s['paid_from']}: {usdc(d['amount_units'])} (nonce "
+                      f"{d['nonce']}, order {d['order_id'][:18]}…) in block {d['block']}, "
+                      f"{d['tx_hash']}")
+    for c in s["credits"]:
+        console.print(f"  proven and credited on {s['loss_realized_on']}: "
+                      f"{usdc(c['amount_units'])} in block {c['block']}, {c['tx_hash']} (the "
+                      f"vault checked the storage proof of the debit's receipt against a "
+                      f"header the attesters vouched for)")
+    for side, chain in (("a", s["loss_realized_on"]), ("b", s["paid_from"])):
+        console.print(f"  trader's cash on {chain}: {usdc(s['before'][side]['cash_units'])} → "
+                      f"{usdc(s['after'][side]['cash_units'])}")
+    total = s["tokens_total_units"]
+    console.print(f"  venues, vaults and wallets on both chains hold {usdc(total['before'])} "
+                  f"before and "
+                  f"{usdc(total['after'])} after: "
+                  + ("conserved to the unit" if s["conserved"] else "[red]NOT conserved[/]"))

@@ -12,7 +12,15 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 from devnet.deploy import USDC_DECIMALS, Deployment, anvil_account, contract, send_native
-from devnet.hedge import Network, deposit, read_price, set_price, trade, wait_for_credit
+from devnet.hedge import (
+    KEEPER_ACCOUNT,
+    Network,
+    deposit,
+    read_price,
+    set_price,
+    trade,
+    wait_for_credit,
+)
 
 USDC = 10**USDC_DECIMALS
 SIZE = 5.0      # ETH long on A, short on B
@@ -28,13 +36,19 @@ def vault_of(network: Network, d: Deployment) -> str:
 
 
 def held(d: Deployment, vault: str, trader: str) -> dict[str, int]:
+    """The trader's cash on the venue, and the tokens of every holder a settlement or
+    anything else running meanwhile (a keeper's liquidation of another trader) moves
+    tokens between: the venue, the vault, the keeper's and the trader's wallets."""
     w3 = Web3(HTTPProvider(d.rpc_url))
     token = contract(w3, "Token", d.token)
     at = Web3.to_checksum_address
+
+    def tokens(who: str) -> int:
+        return int(token.functions.balanceOf(at(who)).call())
     return {"cash_units": int(contract(w3, "PerpVenue", d.venue).functions.cash(
                 at(trader)).call()),
-            "venue_tokens_units": int(token.functions.balanceOf(at(d.venue)).call()),
-            "vault_tokens_units": int(token.functions.balanceOf(at(vault)).call())}
+            "venue_tokens_units": tokens(d.venue), "vault_tokens_units": tokens(vault),
+            "wallet_tokens_units": tokens(anvil_account(KEEPER_ACCOUNT).address) + tokens(trader)}
 
 
 def flows(d: Deployment, vault: str, event: str, trader: str) -> list[dict[str, Any]]:
@@ -73,7 +87,8 @@ def run_settlement(network: Network, timeout_s: float = 180.0) -> dict[str, Any]
     if not credits:
         raise TimeoutError(f"no settlement credited on {a.chain_id} within {timeout_s} s")
     after = {"a": held(a, vault_a, address), "b": held(b, vault_b, address)}
-    total = {k: sum(v["venue_tokens_units"] + v["vault_tokens_units"] for v in side.values())
+    total = {k: sum(v["venue_tokens_units"] + v["vault_tokens_units"]
+                    + v["wallet_tokens_units"] for v in side.values())
              for k, side in (("before", before), ("after", after))}
     return {
         "trader": address,
@@ -82,6 +97,6 @@ def run_settlement(network: Network, timeout_s: float = 180.0) -> dict[str, Any]
         "debits": flows(b, vault_b, "Debited", address),
         "credits": credits,
         "before": before, "after": after,
-        "venues_and_vaults_total_units": total,
+        "tokens_total_units": total,
         "conserved": total["before"] == total["after"],
     }

@@ -39,7 +39,7 @@ def test_a_realized_loss_is_settled_across_chains_end_to_end(
     assert summary["debits"][0]["order_id"] == summary["credits"][0]["order_id"]
     assert summary["after"]["a"]["cash_units"] == 0           # made whole, to the unit
     assert summary["after"]["b"]["cash_units"] == CASH_B * USDC - need
-    assert summary["conserved"], summary["venues_and_vaults_total_units"]
+    assert summary["conserved"], summary["tokens_total_units"]
     status = json.loads(subprocess.run(
         [sys.executable, "-m", "xmargin.cli", "node", "status", "--config",
          str(network.config_path), "--json"], capture_output=True, check=True).stdout)
