@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from bus.admin import ensure_topics
+from bus.consumer import tail_of
 from devnet.hedge import setup_network, start_attesters
 from devnet.localnet import LocalNet
 from devnet.settle import CASH_B, USDC, run_settlement
 from tests.support.metrics import scrape
+from wire import topics
+from wire.records import Attestation, SettlementOrder, decode
 
 pytestmark = pytest.mark.integration
 
@@ -46,5 +49,20 @@ def test_a_realized_loss_is_settled_across_chains_end_to_end(
     [entry] = [e for k, e in status["settlements"].items() if k.startswith(summary["trader"])]
     assert entry["stage"] == "credited" and entry["amount"] == need
     assert (entry["src_chain"], entry["dst_chain"]) == (b.chain_id, a.chain_id)
+    # The order on risk.settlement.v1 is the one its attestation carries, and replay
+    # reproduces that attestation (orders and all) byte for byte.
+    orders = [o for o in (decode(SettlementOrder, raw) for raw in asyncio.run(
+        tail_of(broker, topics.SETTLEMENT, set(range(4)), None))) if o.trader == summary["trader"]]
+    assert [(o.nonce, o.amount) for o in orders] == [(1, need)]
+    carrying = [a for a in (decode(Attestation, raw) for raw in asyncio.run(
+        tail_of(broker, topics.ATTESTATION, set(range(4)), None)))
+        if a.trader == summary["trader"] and a.settlements]
+    assert [a.settlements for a in carrying][:1] == [tuple(orders)]
+    replay = subprocess.run([sys.executable, "-m", "xmargin.cli", "replay", "--config",
+                             str(network.config_path), "--from-beginning", "--json"],
+                            capture_output=True, text=True, timeout=180)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    report = json.loads(replay.stdout)
+    assert report["ok"] and report["matched"] == report["attestations"]
     metrics = scrape(network.metrics_port)
     assert metrics[("xmargin_settlements_total", (("stage", "credited"),))] >= 1
