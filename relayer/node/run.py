@@ -129,13 +129,13 @@ async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], ke
                 consume, bootstrap=settings.kafka.bootstrap, topic=topics.LIQUIDATION,
                 group=f"xmargin-keeper-{chain_id}", model=Liquidation, publisher=publisher,
                 handle=keeper.handle, stop=stop)
-    tasks |= settlement_tasks(settings, clients, keys, publisher, book, stop)
+    tasks |= settlement_tasks(settings, clients, keys, publisher, book, halted, stop)
     return tasks
 
 
 def settlement_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
-                     publisher: Publisher, book: SignatureBook, stop: asyncio.Event
-                     ) -> dict[str, Task]:
+                     publisher: Publisher, book: SignatureBook, halted: dict[int, str],
+                     stop: asyncio.Event) -> dict[str, Task]:
     """The settlement service, when at least two chains settle (a clearing vault and a
     settler account each): orders from ``risk.settlement.v1``, the attesters' header
     vouches from ``risk.header_vouch.v1``."""
@@ -152,7 +152,7 @@ def settlement_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], key
     vouches = VouchBook(oracles, signer_sets, settings.signature_wait_s)
     service = SettlementService(Settler(vaults, senders, vouches), book, oracles, signer_sets,
                                 SettlementStore(state.settlements()),
-                                settings.signature_wait_s)
+                                settings.signature_wait_s, halted=halted)
     tasks: dict[str, Task] = {
         "header-vouches": partial(tail, bootstrap=settings.kafka.bootstrap,
                                   names=[topics.HEADER_VOUCH], stop=stop,

@@ -50,7 +50,8 @@ class SettlementService:
     def __init__(self, settler: Settler, book: SignatureBook, oracles: Mapping[int, str],
                  signer_sets: Mapping[int, Callable[[], Awaitable[tuple[list[str], int]]]],
                  store: SettlementStore, signature_wait_s: float = 30.0,
-                 poll_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 poll_s: float = 1.0, clock: Callable[[], float] = time.time,
+                 halted: Mapping[int, str] | None = None) -> None:
         self.settler = settler
         self.book = book
         self.oracles = oracles
@@ -59,6 +60,9 @@ class SettlementService:
         self.signature_wait_s = signature_wait_s
         self.poll_s = poll_s
         self.clock = clock
+        # Chains whose listener halted (a reorg past finality, providers disagreeing):
+        # every settlement touching one waits until the halt is lifted.
+        self.halted = halted if halted is not None else {}
         for stage in (*[s.value for s in Stage], AWAITING):
             metrics.SETTLEMENTS.labels(stage=stage)
             metrics.SETTLEMENTS_IN_STAGE.labels(stage=stage).set_function(
@@ -93,6 +97,12 @@ class SettlementService:
         if signatures is None:
             return
         while True:
+            stopped = [f"{cid}: {self.halted[cid]}" for cid in (order.src_chain, order.dst_chain)
+                       if cid in self.halted]
+            if stopped:
+                self.record(order, Stage.HALTED.value, "chain halted: " + "; ".join(stopped))
+                await asyncio.sleep(self.poll_s)
+                continue
             progress: Progress = await self.settler.step(order, signatures)
             self.record(order, progress.stage.value, progress.reason, progress.tx_hash)
             if progress.stage in TERMINAL:
