@@ -69,22 +69,26 @@ def test_signatures_to_the_threshold_then_stages_to_the_end_once(tmp_path: Path)
 
 
 def test_too_few_signatures_wait_visibly_and_expire_with_the_order(tmp_path: Path) -> None:
-    expiring = ORDER.model_copy(update={"expiry": int(time.time()) + 1})
+    expiring = ORDER.model_copy(update={"expiry": int(time.time()) + 2})
     book = SignatureBook()
     assert book.add(verdict(0, expiring))
     settler = FakeSettler([])
     s = service(tmp_path, settler, book)
     seen: list[str] = []
 
+    def look() -> None:
+        entry = s.store.get(f"{ORDER.trader}:1")
+        if entry is not None and entry.stage not in seen:
+            seen.append(entry.stage)
+            if entry.stage == AWAITING:
+                assert entry.reason.startswith("1 of 2 signed"), entry.reason
+
     async def run() -> None:
         task = asyncio.create_task(s.handle(expiring))
         while not task.done():
-            entry = s.store.get(f"{ORDER.trader}:1")
-            if entry is not None and entry.stage not in seen:
-                seen.append(entry.stage)
-                if entry.stage == AWAITING:
-                    assert entry.reason.startswith("1 of 2 signed"), entry.reason
+            look()
             await asyncio.sleep(0.01)
+        look()
     asyncio.run(run())
     assert seen == [AWAITING, "expired"] and not settler.calls
 
