@@ -22,9 +22,10 @@ OUTBOUND, INBOUND = 0, 1
 
 
 def deploy_vault(d: Deployment, deployer: LocalAccount, reserve: int = RESERVE_FUNDS,
-                 order_cap: int = ORDER_CAP) -> str:
+                 order_cap: int = ORDER_CAP, guardian: str | None = None) -> str:
     """A ClearingVault on ``d``'s chain, settling through its PerpVenue, with a reserve
-    of ``reserve`` token units provided by the deployer."""
+    of ``reserve`` token units provided by the deployer, and ``guardian`` (default the
+    deployer) as the account that may freeze and halt."""
     w3 = Web3(HTTPProvider(d.rpc_url))
     at = Web3.to_checksum_address
     vault = deploy_contract(w3, deployer, "ClearingVault", at(d.oracle), at(d.token), order_cap)
@@ -32,6 +33,8 @@ def deploy_vault(d: Deployment, deployer: LocalAccount, reserve: int = RESERVE_F
     transact(w3, deployer, v.functions.register_venue(at(d.venue)))
     transact(w3, deployer, contract(w3, "PerpVenue", d.venue).functions.set_vault(at(vault)))
     transact(w3, deployer, v.functions.set_delay(DELAY_THRESHOLD, DELAY_S))
+    if guardian is not None:
+        transact(w3, deployer, v.functions.set_guardian(at(guardian)))
     if reserve:
         token = contract(w3, "Token", d.token)
         transact(w3, deployer, token.functions.mint(deployer.address, reserve))

@@ -78,20 +78,24 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         deployments = tuple(pool.map(
             lambda url: deploy_chain(url, deployer, [s.address for s in signers], threshold,
                                      prices), rpc_urls))
-        settler = Account.create()  # the node's settlement account (with ``settle``)
+        # The node's settlement account and its watcher's guardian (with ``settle``).
+        settler, guardian = Account.create(), Account.create()
         # Each attester's watchtower pays a pause's gas from its signer's account.
         def gas_money(url: str) -> None:
             for s in signers:
                 send_native(Web3(HTTPProvider(url)), deployer, s.address, 10**18)
             if settle:
-                send_native(Web3(HTTPProvider(url)), deployer, settler.address, 10**18)
+                for own in (settler, guardian):
+                    send_native(Web3(HTTPProvider(url)), deployer, own.address, 10**18)
         list(pool.map(gas_money, rpc_urls))
-        made = list(pool.map(lambda d: deploy_vault(d, deployer), deployments)) if settle else []
+        made = list(pool.map(lambda d: deploy_vault(d, deployer, guardian=guardian.address),
+                             deployments)) if settle else []
     for i in range(len(made)):
         for j in range(i + 1, len(made)):
             link(deployments[i], made[i], deployments[j], made[j], deployer)
     vaults: list[str | None] = list(made) or [None] * len(deployments)
     settler_store = write_keystore(settler, keys, "settler", "pw-settler")
+    guardian_store = write_keystore(guardian, keys, "guardian", "pw-guardian")
     node_port, worker_port = free_port(), free_port()
     lines = [
         f'state_dir = "{run_dir / "state"}"',
@@ -116,7 +120,9 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
         if vaults[i] is not None:
             lines += [f'clearing_vault = "{vaults[i]}"',
                       f'settler = {{ keystore = "{settler_store.keystore}", '
-                      f'password_file = "{settler_store.password_file}" }}']
+                      f'password_file = "{settler_store.password_file}" }}',
+                      f'guardian = {{ keystore = "{guardian_store.keystore}", '
+                      f'password_file = "{guardian_store.password_file}" }}']
     config = run_dir / "node.toml"
     config.write_text("\n".join(lines) + "\n")
     attesters = tuple(write_attester_config(run_dir / f"attester-{i}.toml", bootstrap, store,

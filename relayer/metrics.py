@@ -86,6 +86,11 @@ SIMULATE_SECONDS = Histogram("xmargin_simulate_seconds", "time to answer a simul
 SETTLEMENTS = Counter("xmargin_settlements", "settlement orders entering a stage (issued, "
                       "debited, final, queued, credited, refused, expired, halted, "
                       "awaiting signatures)", ["stage"])
+SETTLEMENT_VIOLATIONS = Gauge("xmargin_settlement_violations", "what the cross-chain "
+                              "accountant finds now: credits (released or queued) without "
+                              "their proven debit, by order, lane and amount")
+SETTLEMENTS_FROZEN = Counter("xmargin_settlements_frozen", "queued credits the watcher froze "
+                             "for want of their debit")
 SETTLEMENTS_IN_STAGE = Gauge("xmargin_settlements_in_stage", "settlement orders the node "
                              "holds at each stage now", ["stage"])
 

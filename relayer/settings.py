@@ -62,6 +62,10 @@ class ChainSettings(BaseModel):
     # chain does not settle.
     clearing_vault: Address | None = None
     settler: KeystoreSettings | None = None
+    # The vault's guardian account (``ClearingVault.guardian``): the node's watcher
+    # freezes with it a queued credit the accountant finds no debit for. None: the
+    # watcher only counts (``xmargin_settlement_violations``) and logs.
+    guardian: KeystoreSettings | None = None
 
 
 def refuse_signer_keys(data: dict[str, Any], why: str) -> None:

@@ -67,3 +67,6 @@ class StateDir:
 
     def settler_in_flight(self, chain_id: int) -> Path:
         return self.root / f"settler-in-flight-{chain_id}.json"
+
+    def guardian_in_flight(self, chain_id: int) -> Path:
+        return self.root / f"guardian-in-flight-{chain_id}.json"

@@ -83,7 +83,11 @@ event Credited:
     source_block: uint256
 
 event CreditQueued:
+    trader: indexed(address)
     order_id: indexed(bytes32)
+    nonce: uint64
+    src_chain: uint256
+    amount: uint256
     release_at: uint256
 
 event Frozen:
@@ -342,7 +346,8 @@ def credit(o: Order, header: Bytes[1024], header_signatures: DynArray[Bytes[65],
         self.queued_hash[oid] = h
         self.release_at[oid] = block.timestamp + self.delay_s
         self.queued_block[oid] = number
-        log CreditQueued(order_id=oid, release_at=block.timestamp + self.delay_s)
+        log CreditQueued(trader=o.trader, order_id=oid, nonce=o.nonce, src_chain=o.src_chain,
+                         amount=o.amount, release_at=block.timestamp + self.delay_s)
         return
     self._pay(o, oid, number)
 

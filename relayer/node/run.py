@@ -42,6 +42,7 @@ from relayer.settlement.service import SettlementService, SettlementStore
 from relayer.settlement.settler import Settler
 from relayer.settlement.vaults import VaultChain
 from relayer.settlement.vouches import VouchBook
+from relayer.settlement.watcher import Watcher
 from relayer.statedir import StateDir
 from wire import topics
 from wire.records import (
@@ -85,6 +86,7 @@ class Keys:
     submitters: dict[int, LocalAccount]
     keepers: dict[int, LocalAccount]  # chains with a keeper, when the node runs one
     settlers: dict[int, LocalAccount]  # chains with a clearing vault and a settler account
+    guardians: dict[int, LocalAccount]  # ... and a guardian account for the watcher
 
 
 def load_keys(settings: RelayerSettings) -> Keys:
@@ -96,7 +98,10 @@ def load_keys(settings: RelayerSettings) -> Keys:
     settlers = {c.chain_id: load_keystore(c.settler, f"chains.{i}.settler")
                 for i, c in enumerate(settings.chains)
                 if c.settler is not None and c.clearing_vault is not None}
-    return Keys(senders, keepers, settlers)
+    guardians = {c.chain_id: load_keystore(c.guardian, f"chains.{i}.guardian")
+                 for i, c in enumerate(settings.chains)
+                 if c.guardian is not None and c.chain_id in settlers}
+    return Keys(senders, keepers, settlers, guardians)
 
 
 async def chain_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], keys: Keys,
@@ -164,6 +169,10 @@ def settlement_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], key
     }
     for cid, sender in senders.items():
         tasks[f"balance-settler-{cid}"] = partial(sender.watch_balance, stop)
+    guardians = {cid: TransactionSender(vaults[cid], account,
+                                        InFlightStore(state.guardian_in_flight(cid)), "guardian")
+                 for cid, account in keys.guardians.items()}
+    tasks["settlement-watch"] = partial(Watcher(vaults, guardians).run, stop)
     return tasks
 
 

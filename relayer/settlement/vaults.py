@@ -57,6 +57,10 @@ class VaultWriter(TransactionWriter, Protocol):
 
     async def prove(self, order: SettlementOrder, number: int) -> ReceiptProof: ...
 
+    async def events(self, name: str, first: int, last: int) -> list[dict[str, Any]]: ...
+
+    async def frozen(self, oid: bytes) -> bool: ...
+
     async def simulate(self, call: VaultCall, sender: str) -> str | None: ...
 
 
@@ -114,6 +118,16 @@ class VaultChain(ChainTransactions):
         header: BlockHeader = await self.pool.header(number)
         answer = await self.pool.proof(order.src_vault, [receipt_slot(order)], number)
         return check_receipt(order, header, answer)
+
+    async def events(self, name: str, first: int, last: int) -> list[dict[str, Any]]:
+        """The vault's ``name`` events in blocks ``first`` to ``last``, each its decoded
+        arguments."""
+        logs = await self.pool.on_provider(f"{name} logs", lambda w3: getattr(
+            self._contract(w3).events, name)().get_logs(from_block=first, to_block=last))
+        return [dict(e["args"]) for e in logs]
+
+    async def frozen(self, oid: bytes) -> bool:
+        return bool(await self._read("frozen", oid))
 
     async def simulate(self, call: VaultCall, sender: str) -> str | None:
         """The revert reason of ``call`` at the pending block, or ``None``."""

@@ -27,6 +27,7 @@ from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from trie import HexaryTrie
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
@@ -41,11 +42,15 @@ from devnet.deploy import (
 )
 from devnet.hedge import set_price
 from devnet.localnet import LocalNet
+from proofs.header import header_from_rpc
+from relayer.delivery.retries import InFlightStore
+from relayer.delivery.sending import TransactionSender
 from relayer.delivery.signing import sign_digest, threshold_signatures
 from relayer.settlement.accountant import Flow, audit
-from relayer.settlement.receipts import order_id
+from relayer.settlement.receipts import order_id, receipt_slot
 from relayer.settlement.settler import Stage
 from relayer.settlement.vaults import order_tuple
+from relayer.settlement.watcher import Watcher
 from streams.settlement import VenueCash, hold_units, plan
 from tests.support.credit import attest, new_account
 from tests.support.settlement import SettledChain, World, sign_order, world_json
@@ -627,6 +632,67 @@ def test_value_is_conserved_over_a_settlement_cycle(
     for s in (a, b):
         books_balance(s, [trader.address])
     assert a.cash(trader.address) == venues[0].cash + min(need, spare)
+
+
+def forged_receipt(b: Side, order: SettlementOrder) -> tuple[bytes, list[bytes], list[bytes]]:
+    """A header of B whose state root is a trie made up here: the registered vault's
+    account holding a receipt for ``order``, which nobody debited. Proofs of it verify;
+    only a compromised threshold would vouch for the header."""
+    slot = receipt_slot(order).to_bytes(32, "big")
+    value = int.from_bytes(order.struct_hash(), "big")
+    storage = HexaryTrie({})
+    storage[Web3.keccak(slot)] = rlp.encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    vault = bytes.fromhex(b.vault[2:])
+    state = HexaryTrie({})
+    state[Web3.keccak(vault)] = rlp.encode([1, 0, storage.root_hash, Web3.keccak(b"")])
+    latest = b.w3.provider.make_request("eth_getBlockByNumber", ["latest", False])  # type: ignore[arg-type]
+    fields = rlp.decode(header_from_rpc(latest["result"]).rlp)
+    fields[3] = state.root_hash
+    return (rlp.encode(fields),
+            [rlp.encode(n) for n in state.get_proof(Web3.keccak(vault))],
+            [rlp.encode(n) for n in storage.get_proof(Web3.keccak(slot))])
+
+
+def test_a_compromised_threshold_cannot_release_a_large_credit_past_the_watcher(
+        sides: tuple[Side, Side], tmp_path: Path) -> None:
+    """Two stolen signer keys vouch for a made-up header of B proving a receipt nobody
+    debited; A's vault believes it (that is what a threshold is) but a credit this large
+    waits out its delay, and the watcher, finding no debit behind it, freezes it."""
+    a, b = sides
+    trader = funded_trader(a, b)
+    order = new_order(a, b, trader.address, DELAY_THRESHOLD)
+    header, account_proof, storage_proof = forged_receipt(b, order)
+    number = int.from_bytes(rlp.decode(header)[8], "big")
+    digest = source_header_digest(a.d.chain_id, bytes.fromhex(a.d.oracle[2:]), b.d.chain_id,
+                                  number, bytes(Web3.keccak(header)))
+    stolen = threshold_signatures([sign_digest(s, digest) for s in SIGNERS[:2]], THRESHOLD)
+    va = a.vault_contract()
+    cash_a = a.cash(trader.address)
+    transact(a.w3, SETTLER, va.functions.credit(order_tuple(order), header, stolen,
+                                                account_proof, storage_proof))
+    oid = order_id(order.trader, order.nonce)
+    assert va.functions.queued_hash(oid).call() == order.struct_hash()
+    assert a.cash(trader.address) == cash_a                   # queued, not paid
+
+    async def watch() -> list[bytes]:
+        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
+                      tmp_path / "watcher", FINALITY)
+        vaults = world.settler.vaults
+        guardians = {cid: TransactionSender(v, DEPLOYER, InFlightStore(
+            tmp_path / f"guardian-{cid}.json"), "guardian") for cid, v in vaults.items()}
+        try:
+            watcher = Watcher(vaults, guardians)
+            return await watcher.step()
+        finally:
+            await world.close()
+    a.mine(FINALITY)
+    b.mine(FINALITY)
+    assert asyncio.run(watch()) == [oid]
+    assert va.functions.frozen(oid).call()
+    a.w3.provider.make_request("evm_increaseTime", [3_601])  # type: ignore[arg-type]
+    a.mine()
+    assert "frozen" in revert_reason(va.functions.release(order_tuple(order)), SETTLER)
+    assert a.cash(trader.address) == cash_a
 
 
 def test_the_accountant_holds_every_credit_of_this_module_against_its_debit(
