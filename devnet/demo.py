@@ -155,10 +155,11 @@ def print_settlement(console: Console, s: dict[str, Any]) -> None:
     for d in s["debits"]:
         console.print(f"  debited on {s['paid_from']}: {usdc(d['amount_units'])} (nonce "
                       f"{d['nonce']}, order {d['order_id'][:18]}…) in block {d['block']}, "
-                      f"{d['tx_hash']}")
+                      f"{d['tx_hash']}, {d['gas_used']:,} gas")
     for c in s["credits"]:
         console.print(f"  proven and credited on {s['loss_realized_on']}: "
-                      f"{usdc(c['amount_units'])} in block {c['block']}, {c['tx_hash']} (the "
+                      f"{usdc(c['amount_units'])} in block {c['block']}, {c['tx_hash']}, "
+                      f"{c['gas_used']:,} gas (the "
                       f"vault checked the storage proof of the debit's receipt against a "
                       f"header the attesters vouched for)")
     for side, chain in (("a", s["loss_realized_on"]), ("b", s["paid_from"])):

@@ -57,7 +57,8 @@ def flows(d: Deployment, vault: str, event: str, trader: str) -> list[dict[str, 
         from_block=0, argument_filters={"trader": Web3.to_checksum_address(trader)})
     return [{"nonce": e["args"]["nonce"], "amount_units": e["args"]["amount"],
              "order_id": "0x" + bytes(e["args"]["order_id"]).hex(),
-             "block": e["blockNumber"], "tx_hash": "0x" + bytes(e["transactionHash"]).hex()}
+             "block": e["blockNumber"], "tx_hash": "0x" + bytes(e["transactionHash"]).hex(),
+             "gas_used": int(w3.eth.get_transaction_receipt(e["transactionHash"])["gasUsed"])}
             for e in logs]
 
 
