@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from relayer.chain.checkpoint import Checkpoint
 from relayer.delivery.retries import InFlight, InFlightStore, RetryEntry, RetryStore
+from relayer.settlement.service import SettlementEntry, SettlementStore
 from tests.support.configs import node_config
 from xmargin.cli import app
 
@@ -35,3 +36,22 @@ def test_status_shows_what_the_state_directory_holds(tmp_path: Path) -> None:
     as_json = json.loads(CliRunner().invoke(
         app, ["node", "status", "--config", str(config), "--json"]).output)
     assert as_json["chains"]["a"]["deliveries"]["0xab:7"]["status"] == "dead_lettered"
+
+
+def test_status_lists_settlements_by_stage_with_what_each_waits_for(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = node_config(tmp_path / "node.toml", state_dir=state)
+    store = SettlementStore(state / "settlements.json")
+    store.put("0xab:1", SettlementEntry("0xab", 1, 41002, 41001, 485_000_000, "realized loss",
+                                        "credited", "", "0x" + "55" * 32, 1.0))
+    store.put("0xab:2", SettlementEntry("0xab", 2, 41002, 41001, 7, "buffer", "final",
+                                        "header 140 not vouched for: 1 of 2 attesters vouched",
+                                        "", 2.0))
+    out = CliRunner().invoke(app, ["node", "status", "--config", str(config)]).output
+    assert ("settlement 0xab:1: credited, 485000000 units 41002→41001 (realized loss); "
+            f"last tx 0x{'55' * 32}") in out
+    assert ("settlement 0xab:2: final, 7 units 41002→41001 (buffer): header 140 not vouched "
+            "for: 1 of 2 attesters vouched") in out
+    as_json = json.loads(CliRunner().invoke(
+        app, ["node", "status", "--config", str(config), "--json"]).output)
+    assert as_json["settlements"]["0xab:2"]["stage"] == "final"
