@@ -20,7 +20,7 @@ from attester.settings import AttesterChain
 from attester.witness import NoQuorum, Quorum, Witness
 from relayer.delivery.signing import Signature, sign_digest
 from relayer.settlement.receipts import order_id
-from relayer.settlement.vaults import DEBITED_TOPIC
+from relayer.settlement.vaults import DEBIT_LOOKBACK_BLOCKS, DEBITED_TOPIC
 from wire.eip712 import source_header_digest
 from wire.hexstr import from_hex, to_hex
 from wire.records import HeaderVouch, SettlementOrder
@@ -50,9 +50,6 @@ class HeaderVoucher:
             dst_chain, bytes.fromhex(oracle[2:]), src_chain, number, block_hash))
 
 
-# How far back from the source's head, when an order is first watched, its debit is looked
-# for (the order is newer than that).
-LOOKBACK_BLOCKS = 1_000
 
 
 class DebitWatch:
@@ -92,7 +89,7 @@ class DebitVoucher:
             try:
                 if since is None:
                     head = await quorum.agreed("eth_blockNumber", [], lambda r: int(r, 16))
-                    since = max(0, head - LOOKBACK_BLOCKS)
+                    since = max(0, head - DEBIT_LOOKBACK_BLOCKS)
                     self.debits.pending[key] = (order, since)
                 found = await quorum.agreed("eth_getLogs", [{
                     "address": vault, "fromBlock": hex(since), "toBlock": "latest",

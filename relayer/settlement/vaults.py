@@ -21,6 +21,9 @@ from wire.records import SettlementOrder
 # keccak256 of ClearingVault's Debited(address,bytes32,uint64,uint256,uint256,bytes32): its
 # trader and order id are indexed.
 DEBITED_TOPIC = to_hex(keccak(b"Debited(address,bytes32,uint64,uint256,uint256,bytes32)"))
+# How far below the head an order's debit is looked for: an order is debited within its
+# ttl of being issued (600 s by default), far fewer blocks than this on any chain.
+DEBIT_LOOKBACK_BLOCKS = 10_000
 
 
 def order_tuple(o: SettlementOrder) -> tuple[Any, ...]:
@@ -104,8 +107,9 @@ class VaultChain(ChainTransactions):
     async def debit_block(self, oid: bytes) -> tuple[int, bytes] | None:
         """(number, hash) of the block holding the order's ``Debited`` event, as this
         chain's providers hold it now (``None``: not debited, or orphaned)."""
+        first = max(0, await self.pool.block_number() - DEBIT_LOOKBACK_BLOCKS)
         logs = await self.pool.request("eth_getLogs", [{
-            "address": self.vault, "fromBlock": "0x0", "toBlock": "latest",
+            "address": self.vault, "fromBlock": hex(first), "toBlock": "latest",
             "topics": [DEBITED_TOPIC, None, to_hex(oid)]}])
         live = [e for e in logs if not e.get("removed")]
         if not live:
