@@ -79,14 +79,9 @@ class OracleChain(ChainTransactions):
         return await self.pool.on_provider("signer set", read)
 
     async def simulate(self, call: OracleCall, sender: str) -> str | None:
-        try:
-            await self.pool.on_provider(
-                "submit (simulated)",
-                lambda w3: self._contract(w3).functions.submit(*call).call({"from": sender}),
-                is_answer=lambda e: isinstance(e, ContractLogicError))
-        except ContractLogicError as e:
-            return str(e)
-        return None
+        return await self.revert_reason(
+            "submit (simulated)", lambda w3: self._contract(w3).functions.submit(*call), sender,
+            block="latest")
 
     async def build(self, call: OracleCall, sender: str) -> dict[str, Any]:
         return await self.build_call(

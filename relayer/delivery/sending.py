@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
 from bus import metrics as liveness
 from relayer import metrics
@@ -234,6 +234,20 @@ class ChainTransactions:
             return await function(w3).build_transaction(
                 {"from": sender, "chainId": self.chain_id, "gas": with_headroom(gas)})
         return dict(await self.pool.on_provider(what, build))
+
+
+    async def revert_reason(self, what: str, function: Callable[[AsyncWeb3], Any], sender: str,
+                            block: str = "pending") -> str | None:
+        """The revert reason of a bound contract function called by ``sender`` at
+        ``block``, or ``None`` if it would pass (a revert is an answer, not a provider
+        failure: no failover)."""
+        try:
+            await self.pool.on_provider(
+                what, lambda w3: function(w3).call({"from": sender}, block_identifier=block),
+                is_answer=lambda e: isinstance(e, ContractLogicError))
+        except ContractLogicError as e:
+            return str(e)
+        return None
 
 
 def with_headroom(gas: int) -> int:

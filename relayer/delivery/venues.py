@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError
 
 from relayer.chain.rpc import RpcPool
 from relayer.contracts import compiled
@@ -110,29 +109,14 @@ class VenueChain(ChainTransactions):
         return LiquidateCall(leg.venue, (who, name, size))
 
     async def simulate(self, call: LiquidateCall, sender: str) -> str | None:
-        try:
-            await self.pool.on_provider(
-                "liquidate (simulated)",
-                lambda w3: self._venue(w3, call.venue).functions.liquidate(*call.args).call(
-                    {"from": sender}, block_identifier="pending"),
-                is_answer=lambda e: isinstance(e, ContractLogicError))
-        except ContractLogicError as e:
-            return str(e)
-        return None
+        return await self.revert_reason("liquidate (simulated)", lambda w3: self._venue(
+            w3, call.venue).functions.liquidate(*call.args), sender)
 
     async def trial_trade(self, trader: str, venue: str, args: tuple[Any, ...]) -> str | None:
         """The revert reason of ``trade(*args)`` sent by ``trader`` to ``venue`` now (a
         call at the pending block: the venue's own checks), or ``None`` if it would pass."""
-        who = AsyncWeb3.to_checksum_address(trader)
-        try:
-            await self.pool.on_provider(
-                "trade (simulated)",
-                lambda w3: self._venue(w3, venue).functions.trade(*args).call(
-                    {"from": who}, block_identifier="pending"),
-                is_answer=lambda e: isinstance(e, ContractLogicError))
-        except ContractLogicError as e:
-            return str(e)
-        return None
+        return await self.revert_reason("trade (simulated)", lambda w3: self._venue(
+            w3, venue).functions.trade(*args), AsyncWeb3.to_checksum_address(trader))
 
     async def build(self, call: LiquidateCall, sender: str) -> dict[str, Any]:
         return await self.build_call("liquidate (build)", lambda w3: self._venue(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError
 
 from proofs.header import BlockHeader
 from proofs.keccak import keccak
@@ -135,15 +134,8 @@ class VaultChain(ChainTransactions):
 
     async def simulate(self, call: VaultCall, sender: str) -> str | None:
         """The revert reason of ``call`` at the pending block, or ``None``."""
-        try:
-            await self.pool.on_provider(
-                f"{call.function} (simulated)",
-                lambda w3: getattr(self._contract(w3).functions, call.function)(*call.args).call(
-                    {"from": sender}, block_identifier="pending"),
-                is_answer=lambda e: isinstance(e, ContractLogicError))
-        except ContractLogicError as e:
-            return str(e)
-        return None
+        return await self.revert_reason(f"{call.function} (simulated)", lambda w3: getattr(
+            self._contract(w3).functions, call.function)(*call.args), sender)
 
     async def build(self, call: VaultCall, sender: str) -> dict[str, Any]:
         return await self.build_call(f"{call.function} (build)", lambda w3: getattr(
