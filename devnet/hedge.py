@@ -57,6 +57,7 @@ class Network:
     # One TOML per signer of the oracles: each runs as its own attester process.
     attester_configs: tuple[Path, ...] = ()
     attesters: tuple[str, ...] = ()  # their addresses, in the order of the configs
+    vaults: tuple[str, ...] = ()  # each deployment's ClearingVault (``settle``), in order
 
 
 def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
@@ -129,7 +130,7 @@ def setup_network(run_dir: Path, bootstrap: str, rpc_urls: list[str],
                                             deployments, vaults=vaults)
                       for i, store in enumerate(signer_stores))
     return Network(bootstrap, deployments, config, node_port, worker_port, attesters,
-                   tuple(s.address.lower() for s in signers))
+                   tuple(s.address.lower() for s in signers), tuple(made))
 
 
 def write_attester_config(path: Path, bootstrap: str, signer: KeystoreSettings,

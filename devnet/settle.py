@@ -28,13 +28,6 @@ MOVE = 0.06     # ETH falls this much: under the circuit breaker's 10 %
 CASH_A, CASH_B = 100, 20_000  # USD deposited on each
 
 
-def vault_of(network: Network, d: Deployment) -> str:
-    text = network.config_path.read_text().splitlines()
-    at = text.index(f"chain_id = {d.chain_id}")
-    line = next(s for s in text[at:] if s.startswith("clearing_vault = "))
-    return line.split('"')[1]
-
-
 def held(d: Deployment, vault: str, trader: str) -> dict[str, int]:
     """The trader's cash on the venue, and the tokens of every holder a settlement or
     anything else running meanwhile (a keeper's liquidation of another trader) moves
@@ -64,7 +57,7 @@ def flows(d: Deployment, vault: str, event: str, trader: str) -> list[dict[str, 
 
 def run_settlement(network: Network, timeout_s: float = 180.0) -> dict[str, Any]:
     a, b = network.deployments[:2]
-    vault_a, vault_b = vault_of(network, a), vault_of(network, b)
+    vault_a, vault_b = network.vaults[:2]
     trader = Account.create()
     address = trader.address.lower()
     for d in (a, b):

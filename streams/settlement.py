@@ -45,10 +45,6 @@ class VenueCash:
     buffer: int = 0  # the trader's intent: at least this much cash here
 
 
-def floor_div(a: int, b: int) -> int:
-    return a // b
-
-
 def hold_units(positions: Iterable[Position], prices_wad: dict[str, int],
                initial_margin_bps: int, unit_wad: int) -> int:
     """The cash (token units) PerpVenue keeps when cash leaves with ``positions`` open:
@@ -59,7 +55,7 @@ def hold_units(positions: Iterable[Position], prices_wad: dict[str, int],
     for p in positions:
         price = prices_wad[p.market]
         notional += abs(p.size_wad) * price // WAD
-        losses += min(floor_div(p.size_wad * (price - p.entry_price_wad), WAD), 0)
+        losses += min(p.size_wad * (price - p.entry_price_wad) // WAD, 0)  # floor, as the venue
     if notional == 0:
         return 0
     hold = notional * max(initial_margin_bps, WITHDRAW_HOLDBACK_BPS) // BPS

@@ -45,8 +45,6 @@ class VaultWriter(TransactionWriter, Protocol):
 
     async def receipt_of(self, oid: bytes, block: int | str) -> bytes: ...
 
-    async def last_nonce(self, trader: str) -> int: ...
-
     async def credited(self, oid: bytes) -> bool: ...
 
     async def queued(self, oid: bytes) -> tuple[bytes, int]: ...
@@ -86,9 +84,6 @@ class VaultChain(ChainTransactions):
     async def receipt_of(self, oid: bytes, block: int | str) -> bytes:
         """The order hash the vault's receipt slot holds for ``oid`` at ``block``."""
         return bytes(await self._read("receipts", oid, block=block))
-
-    async def last_nonce(self, trader: str) -> int:
-        return int(await self._read("last_nonce", AsyncWeb3.to_checksum_address(trader)))
 
     async def credited(self, oid: bytes) -> bool:
         return bool(await self._read("credited", oid))
