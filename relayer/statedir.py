@@ -65,6 +65,9 @@ class StateDir:
     def settlements(self) -> Path:
         return self.root / "settlements.json"
 
+    def settlement_violations(self) -> Path:
+        return self.root / "settlement-violations.json"
+
     def settler_in_flight(self, chain_id: int) -> Path:
         return self.root / f"settler-in-flight-{chain_id}.json"
 

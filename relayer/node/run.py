@@ -172,7 +172,8 @@ def settlement_tasks(settings: RelayerSettings, clients: dict[int, RpcPool], key
     guardians = {cid: TransactionSender(vaults[cid], account,
                                         InFlightStore(state.guardian_in_flight(cid)), "guardian")
                  for cid, account in keys.guardians.items()}
-    tasks["settlement-watch"] = partial(Watcher(vaults, guardians).run, stop)
+    tasks["settlement-watch"] = partial(Watcher(
+        vaults, guardians, findings=state.settlement_violations()).run, stop)
     return tasks
 
 

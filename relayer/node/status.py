@@ -62,8 +62,10 @@ def node_status(settings: RelayerSettings) -> dict[str, Any]:
                                       for key, e in sorted(leg_retries.items())},
         }
     settlements = SettlementStore(state.settlements()).entries
+    found = state.settlement_violations()
     return {"state_dir": str(state.root), "log": log_status(state), "chains": chains,
-            "settlements": {key: asdict(e) for key, e in sorted(settlements.items())}}
+            "settlements": {key: asdict(e) for key, e in sorted(settlements.items())},
+            "settlement_violations": json.loads(found.read_text()) if found.exists() else []}
 
 
 def log_status(state: StateDir) -> dict[str, Any]:
@@ -110,6 +112,8 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         for key, r in c["liquidations_retrying"].items():
             lines.append(f"    liquidation {key}: {r['status']} after {r['attempts']} "
                          f"attempt(s): {r['reason']}")
+    for violation in status.get("settlement_violations", []):
+        lines.append(f"settlement accountant: {violation}")
     for key, s in status.get("settlements", {}).items():
         lines.append(f"settlement {key}: {s['stage']}, {s['amount']} units "
                      f"{s['src_chain']}→{s['dst_chain']} ({s['reason_for']})"

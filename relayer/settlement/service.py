@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
+from bus import metrics as liveness
 from relayer import metrics
 from relayer.delivery.gathering import SignatureBook
 from relayer.delivery.retries import JsonStore
@@ -104,6 +105,7 @@ class SettlementService:
                 await asyncio.sleep(self.poll_s)
                 continue
             progress: Progress = await self.settler.step(order, signatures)
+            liveness.beat()  # a settlement can take minutes: the task is not stuck
             self.record(order, progress.stage.value, progress.reason, progress.tx_hash)
             if progress.stage in TERMINAL:
                 return
@@ -118,6 +120,7 @@ class SettlementService:
             signers, threshold = await self.signer_sets[order.src_chain]()
             counted = await self.book.gather(order.trader, order.sequence, order.src_chain,
                                              digest, signers, threshold, self.signature_wait_s)
+            liveness.beat()
             if counted.complete:
                 return threshold_signatures(counted.signatures, threshold)
             if self.clock() > order.expiry:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
+from bus import metrics as liveness
+from bus.epoch import write_atomically
 from relayer import metrics
 from relayer.delivery.outcome import Outcome
 from relayer.delivery.sending import TransactionSender
@@ -22,8 +26,10 @@ log = logging.getLogger(__name__)
 
 class Watcher:
     def __init__(self, vaults: Mapping[int, VaultWriter],
-                 guardians: Mapping[int, TransactionSender], poll_s: float = 2.0) -> None:
+                 guardians: Mapping[int, TransactionSender], poll_s: float = 2.0,
+                 findings: Path | None = None) -> None:
         self.vaults = vaults
+        self.findings = findings  # where node status reads the violations found now
         self.guardians = guardians
         self.poll_s = poll_s
         self.next_block = dict.fromkeys(vaults, 0)
@@ -64,6 +70,8 @@ class Watcher:
             f"order {to_hex(q.order_id)} queued on {q.dst} for {q.amount} without that debit "
             f"on {q.src}" for q in unbacked]
         metrics.SETTLEMENT_VIOLATIONS.set(len(violations))
+        if self.findings is not None:
+            write_atomically(self.findings, json.dumps(violations))
         for v in violations:
             log.error("settlement accountant", extra={"violation": v})
         froze = []
@@ -91,5 +99,6 @@ class Watcher:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.step()
+            liveness.beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.poll_s)

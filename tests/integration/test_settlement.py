@@ -681,7 +681,7 @@ def test_a_compromised_threshold_cannot_release_a_large_credit_past_the_watcher(
         guardians = {cid: TransactionSender(v, DEPLOYER, InFlightStore(
             tmp_path / f"guardian-{cid}.json"), "guardian") for cid, v in vaults.items()}
         try:
-            watcher = Watcher(vaults, guardians)
+            watcher = Watcher(vaults, guardians, findings=tmp_path / "violations.json")
             return await watcher.step()
         finally:
             await world.close()
@@ -689,6 +689,9 @@ def test_a_compromised_threshold_cannot_release_a_large_credit_past_the_watcher(
     b.mine(FINALITY)
     assert asyncio.run(watch()) == [oid]
     assert va.functions.frozen(oid).call()
+    assert json.loads((tmp_path / "violations.json").read_text()) == [
+        f"order 0x{oid.hex()} queued on {a.d.chain_id} for {DELAY_THRESHOLD} without that "
+        f"debit on {b.d.chain_id}"]
     a.w3.provider.make_request("evm_increaseTime", [3_601])  # type: ignore[arg-type]
     a.mine()
     assert "frozen" in revert_reason(va.functions.release(order_tuple(order)), SETTLER)

@@ -47,9 +47,13 @@ def test_status_lists_settlements_by_stage_with_what_each_waits_for(tmp_path: Pa
     store.put("0xab:2", SettlementEntry("0xab", 2, 41002, 41001, 7, "buffer", "final",
                                         "header 140 not vouched for: 1 of 2 attesters vouched",
                                         "", 2.0))
+    (state / "settlement-violations.json").write_text(json.dumps(
+        ["order 0x01 queued on 41001 for 9 without that debit on 41002"]))
     out = CliRunner().invoke(app, ["node", "status", "--config", str(config)]).output
     assert ("settlement 0xab:1: credited, 485000000 units 41002→41001 (realized loss); "
             f"last tx 0x{'55' * 32}") in out
+    assert ("settlement accountant: order 0x01 queued on 41001 for 9 without that debit "
+            "on 41002") in out
     assert ("settlement 0xab:2: final, 7 units 41002→41001 (buffer): header 140 not vouched "
             "for: 1 of 2 attesters vouched") in out
     as_json = json.loads(CliRunner().invoke(
