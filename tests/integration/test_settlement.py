@@ -15,10 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import rlp
@@ -206,23 +206,33 @@ class Miner:
         self.thread.join()
 
 
+T = TypeVar("T")
+
+
+def in_world(a: Side, b: Side, state_dir: Path, use: Callable[[World], Awaitable[T]]) -> T:
+    """``use`` run with a settler over both chains (its own providers, closed after)."""
+    async def run() -> T:
+        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
+                      state_dir, FINALITY)
+        try:
+            return await use(world)
+        finally:
+            await world.close()
+    return asyncio.run(run())
+
+
 def settle(a: Side, b: Side, order: SettlementOrder, tmp_path: Path,
            signatures: list[bytes] | None = None) -> Stage:
     source = b if order.src_chain == b.d.chain_id else a
     sigs = signatures if signatures is not None else sign_order(
         order, source.settled, SIGNERS, THRESHOLD)
 
-    async def run() -> Stage:
-        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
-                      tmp_path / "settler", FINALITY)
-        try:
-            progress = await world.settler.settle(order, sigs, poll_s=0.1, timeout_s=60)
-            assert progress.stage is Stage.CREDITED, progress
-            return progress.stage
-        finally:
-            await world.close()
+    async def run(world: World) -> Stage:
+        progress = await world.settler.settle(order, sigs, poll_s=0.1, timeout_s=60)
+        assert progress.stage is Stage.CREDITED, progress
+        return progress.stage
     with Miner(a, b):
-        return asyncio.run(run())
+        return in_world(a, b, tmp_path / "settler", run)
 
 
 def revert_reason(call: Any, sender: LocalAccount) -> str:
@@ -303,19 +313,14 @@ def proven(a: Side, b: Side, order: SettlementOrder, tmp_path: Path) -> Debited:
     for by the signers (for A)."""
     b.mine(FINALITY)
 
-    async def run() -> Debited:
-        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
-                      tmp_path / "prover", FINALITY)
-        try:
-            vault = world.settler.vaults[b.d.chain_id]
-            proof = await vault.prove(order, await vault.finalized_height())
-            sigs = await world.vouchers.vouch(a.d.chain_id, b.d.chain_id,
-                                              proof.header.number, proof.header.hash)
-            return Debited(order, proof.header.rlp, sigs, list(proof.account_proof),
-                           list(proof.storage_proof))
-        finally:
-            await world.close()
-    return asyncio.run(run())
+    async def run(world: World) -> Debited:
+        vault = world.settler.vaults[b.d.chain_id]
+        proof = await vault.prove(order, await vault.finalized_height())
+        sigs = await world.vouchers.vouch(a.d.chain_id, b.d.chain_id,
+                                          proof.header.number, proof.header.hash)
+        return Debited(order, proof.header.rlp, sigs, list(proof.account_proof),
+                       list(proof.storage_proof))
+    return in_world(a, b, tmp_path / "prover", run)
 
 
 def funded_trader(a: Side, b: Side, cash_b: int = 10_000 * USDC) -> LocalAccount:
@@ -463,25 +468,12 @@ def step(a: Side, b: Side, order: SettlementOrder, tmp_path: Path) -> Any:
     """One settler step, no blocks mined meanwhile."""
     sigs = sign_order(order, b.settled, SIGNERS, THRESHOLD)
 
-    async def run() -> Any:
-        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
-                      tmp_path / "stepper", FINALITY)
-        try:
-            return await world.settler.step(order, sigs)
-        finally:
-            await world.close()
-    return asyncio.run(run())
+    return in_world(a, b, tmp_path / "stepper", lambda w: w.settler.step(order, sigs))
 
 
 def vouch(a: Side, b: Side, number: int, block_hash: bytes, tmp_path: Path) -> Any:
-    async def run() -> Any:
-        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
-                      tmp_path / "voucher", FINALITY)
-        try:
-            return await world.vouchers.vouch(a.d.chain_id, b.d.chain_id, number, block_hash)
-        finally:
-            await world.close()
-    return asyncio.run(run())
+    return in_world(a, b, tmp_path / "voucher", lambda w: w.vouchers.vouch(
+        a.d.chain_id, b.d.chain_id, number, block_hash))
 
 
 def events_of(vault: Any, name: str, oid: bytes) -> list[Any]:
@@ -674,20 +666,14 @@ def test_a_compromised_threshold_cannot_release_a_large_credit_past_the_watcher(
     assert va.functions.queued_hash(oid).call() == order.struct_hash()
     assert a.cash(trader.address) == cash_a                   # queued, not paid
 
-    async def watch() -> list[bytes]:
-        world = World([a.settled, b.settled], SETTLER, SIGNERS[:THRESHOLD], THRESHOLD,
-                      tmp_path / "watcher", FINALITY)
+    async def watch(world: World) -> list[bytes]:
         vaults = world.settler.vaults
         guardians = {cid: TransactionSender(v, DEPLOYER, InFlightStore(
             tmp_path / f"guardian-{cid}.json"), "guardian") for cid, v in vaults.items()}
-        try:
-            watcher = Watcher(vaults, guardians, findings=tmp_path / "violations.json")
-            return await watcher.step()
-        finally:
-            await world.close()
+        return await Watcher(vaults, guardians, findings=tmp_path / "violations.json").step()
     a.mine(FINALITY)
     b.mine(FINALITY)
-    assert asyncio.run(watch()) == [oid]
+    assert in_world(a, b, tmp_path / "watcher", watch) == [oid]
     assert va.functions.frozen(oid).call()
     assert json.loads((tmp_path / "violations.json").read_text()) == [
         f"order 0x{oid.hex()} queued on {a.d.chain_id} for {DELAY_THRESHOLD} without that "
